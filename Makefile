@@ -1,0 +1,37 @@
+# `make demo` and `make test` create .venv when absent and install everything first.
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.levl-installed
+DEMO_DIR ?= demo-out
+PACKAGES := packages/data packages/model packages/train packages/eval
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): Makefile pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned exactly: anything unpinned that depends on torch would replace it.
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q $(addprefix -e ,$(PACKAGES))
+	$(PY) -m pip install -q --group dev
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_DIR)/run $(DEMO_DIR)/eval
+	$(VENV)/bin/levl-data synth --out $(DEMO_DIR)/data --size tiny --seed 0
+	$(VENV)/bin/levl-train run tiny_synthetic --data $(DEMO_DIR)/data/train/manifest.json --out $(DEMO_DIR)/run
+	$(VENV)/bin/levl-eval all --ckpt $(DEMO_DIR)/run --data $(DEMO_DIR)/data --out $(DEMO_DIR)/eval
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check packages tests bench
+
+bench: $(STAMP)
+	@echo "benchmarks live in bench/; run them one by one (see bench/README.md)"
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR)

@@ -1,0 +1,3 @@
+"""levl data package."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+"""levl eval package."""
+
+__version__ = "0.1.0"

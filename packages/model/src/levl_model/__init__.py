@@ -1,0 +1,3 @@
+"""levl model package."""
+
+__version__ = "0.1.0"
