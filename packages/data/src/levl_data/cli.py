@@ -1,0 +1,125 @@
+"""`levl-data`: inspect, verify and synthesize shard sets.
+
+User errors (DataError, and ValueError from bad options) print `error: <one line>` to stderr and
+exit 2; `--debug` re-raises them with the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from levl_data.errors import DataError
+from levl_data.manifest import read_manifest, verify_manifest
+from levl_data.summary import decode_problems, summarize
+
+app = typer.Typer(
+    name="levl-data",
+    help="levl datasets: synthesize, verify and inspect levl.shards/v1 shard sets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ManifestArg = Annotated[Path, typer.Argument(help="manifest.json, or the directory holding it")]
+
+
+@contextmanager
+def user_errors(ctx: typer.Context) -> Iterator[None]:
+    """Turn DataError/ValueError into `error: ...` + exit 2, unless the root got --debug."""
+    try:
+        yield
+    except (DataError, ValueError) as err:
+        if ctx.find_root().params.get("debug"):
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def root(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks of user errors")] = False,
+) -> None:
+    """levl datasets: synthesize, verify and inspect levl.shards/v1 shard sets."""
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    manifest: ManifestArg,
+    decode: Annotated[int, typer.Option(help="decode the first N images too")] = 16,
+) -> None:
+    """Re-hash every shard, count its samples, decode N images; one line per problem."""
+    with user_errors(ctx):
+        if decode < 0:
+            raise ValueError(f"--decode must be >= 0, got {decode}")
+        loaded = read_manifest(manifest, check_files=False)
+        problems = verify_manifest(loaded) + decode_problems(loaded, decode)
+    for problem in problems:
+        typer.echo(problem)
+    if problems:
+        raise typer.Exit(1)
+    total = sum(shard.bytes for shard in loaded.shards)
+    typer.echo(
+        f"OK {loaded.path}: {loaded.num_samples} samples in {len(loaded.shards)} shards, "
+        f"{total} bytes, fingerprint {loaded.fingerprint[:16]}, {min(decode, loaded.num_samples)} "
+        "images decoded"
+    )
+
+
+@app.command()
+def info(
+    ctx: typer.Context,
+    manifest: ManifestArg,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Name, split, samples, shards, bytes, fingerprint, stats and labels of a shard set."""
+    with user_errors(ctx):
+        summary = summarize(read_manifest(manifest, check_files=False))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    for key, value in summary.items():
+        typer.echo(f"{key + ':':<13} {_plain(value)}")
+
+
+@app.command()
+def synth(
+    ctx: typer.Context,
+    out: Annotated[
+        Path, typer.Option(help="output directory (gets train/ eval-train/ eval-test/)")
+    ],
+    size: Annotated[str, typer.Option(help="micro | tiny | small | medium")] = "tiny",
+    seed: Annotated[int, typer.Option(help="world seed (same seed, same bytes)")] = 0,
+) -> None:
+    """Write the synthetic world: three shard sets with manifests."""
+    with user_errors(ctx):
+        try:
+            from levl_data.synth import write_world
+        except ImportError as err:
+            raise DataError(
+                f"levl_data.synth cannot be imported ({err}); reinstall levl-data"
+            ) from err
+        manifests = write_world(out, size, seed)
+        for split, path in manifests.items():
+            loaded = read_manifest(path, check_files=False)
+            typer.echo(f"{split}\t{loaded.path}\t{loaded.num_samples} samples")
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{key}={_plain(item)}" for key, item in value.items()) or "-"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value) or "-"
+    return "-" if value is None else str(value)
+
+
+def main() -> None:
+    """Console-script entry point (`levl-data`)."""
+    app()

@@ -1,0 +1,414 @@
+"""A torch DataLoader over a manifest's webdataset shards.
+
+Workers decode images themselves (PIL, RGB) so that a bad sample is skipped and counted instead
+of killing a multi-day run; the counts ride to the main process inside each batch (`skipped`),
+and a failure rate above `max_failure_rate` stops the run with a DataError naming the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import PIL.Image
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset import tariterators
+
+from levl_data.errors import DataError
+from levl_data.manifest import Manifest, read_manifest
+from levl_data.shardscan import sample_key
+
+MIN_ATTEMPTS_FOR_RATE = 50
+IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm"})
+_ERROR_KEY = "__levl_error__"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a worker needs to turn its shards into batches (copied into each worker)."""
+
+    manifest_path: Path
+    shard_urls: tuple[str, ...]
+    shard_samples: Mapping[str, int]
+    members: dict
+    extra_members: tuple[str, ...]
+    image_transform: Callable[[PIL.Image.Image], torch.Tensor]
+    extra_transforms: Mapping[str, Callable] = field(default_factory=dict)
+    batch_size: int = 1
+    drop_last: bool = True
+    shuffle_buffer: int = 0
+    seed: int = 0
+    rank: int = 0
+    resample: bool = False
+    max_failure_rate: float = 0.1
+
+
+class _SkipCounter:
+    """Per-worker tally: totals for the failure-rate check, pending counts for the next batch."""
+
+    def __init__(self, plan: _Plan):
+        self.plan = plan
+        self.attempted = 0
+        self.skipped = 0
+        self.total: Counter[str] = Counter()
+        self.pending: Counter[str] = Counter()
+
+    def ok(self) -> None:
+        self.attempted += 1
+
+    def skip(self, reason: str) -> None:
+        self.attempted += 1
+        self.skipped += 1
+        self.total[reason] += 1
+        self.pending[reason] += 1
+        self._check_rate()
+
+    def take(self) -> dict[str, int]:
+        """The counts since the previous batch, then reset them."""
+        pending, self.pending = dict(sorted(self.pending.items())), Counter()
+        return pending
+
+    def _check_rate(self) -> None:
+        if self.attempted < MIN_ATTEMPTS_FOR_RATE:
+            return
+        if self.skipped / self.attempted > self.plan.max_failure_rate:
+            reasons = ", ".join(f"{reason}={count}" for reason, count in sorted(self.total.items()))
+            raise DataError(
+                f"manifest {self.plan.manifest_path}: {self.skipped} of {self.attempted} samples "
+                f"failed to load ({reasons}), above max_failure_rate={self.plan.max_failure_rate}; "
+                f"run `levl-data verify {self.plan.manifest_path}` or raise max_failure_rate"
+            )
+
+
+class ShardStream(IterableDataset):
+    """The per-worker webdataset pipeline: shards -> samples -> shuffle -> decode -> batches."""
+
+    def __init__(self, plan: _Plan):
+        super().__init__()
+        self.plan = plan
+
+    def __iter__(self) -> Iterator[dict]:
+        worker = get_worker_info()
+        try:
+            yield from self._batches(worker.id if worker else 0)
+        except DataError as err:
+            if worker is None:
+                raise
+            # A worker's exception reaches the main process wrapped in a multi-line traceback;
+            # send the one-line message as data instead and let ShardLoader raise it.
+            yield {_ERROR_KEY: str(err)}
+
+    def _batches(self, worker_id: int) -> Iterator[dict]:
+        plan = self.plan
+        counter = _SkipCounter(plan)
+        stream_seed = _stream_seed(plan.seed, plan.rank, worker_id)
+        stages: list[Any] = [*_shard_source(plan, worker_id)]
+        stages += _tar_stages(plan)
+        if plan.shuffle_buffer > 0:
+            stages.append(
+                wds.shuffle(plan.shuffle_buffer, initial=plan.shuffle_buffer, seed=stream_seed)
+            )
+        stages.append(partial(_decode_stream, plan=plan, counter=counter))
+        collate = partial(_collate, counter=counter, extra_members=plan.extra_members)
+        stages.append(
+            wds.batched(plan.batch_size, collation_fn=collate, partial=not plan.drop_last)
+        )
+        yield from wds.DataPipeline(*stages)
+
+
+class ShardLoader(DataLoader):
+    """A DataLoader that re-raises a worker's DataError as the same one-line DataError."""
+
+    manifest: Manifest
+
+    def __iter__(self) -> Iterator[dict]:
+        for batch in super().__iter__():
+            if _ERROR_KEY in batch:
+                raise DataError(batch[_ERROR_KEY])
+            yield batch
+
+
+def build_loader(
+    manifest: Manifest | str | Path,
+    *,
+    batch_size: int,
+    image_transform: Callable[[PIL.Image.Image], torch.Tensor],
+    shuffle_buffer: int = 1000,
+    num_workers: int = 0,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    resample: bool = False,
+    drop_last: bool = True,
+    extra_members: Sequence[str] = (),
+    extra_transforms: Mapping[str, Callable] | None = None,
+    max_failure_rate: float = 0.1,
+) -> ShardLoader:
+    """A DataLoader of batch dicts over this rank's share of the manifest's shards.
+
+    Shards go to ranks as `shards[rank::world_size]`, then to workers the same way.
+    `shuffle_buffer=0` keeps the stored order; `resample=True` draws shards with replacement
+    forever. The order is a pure function of (seed, rank, num_workers), so a run is reproducible;
+    vary `seed` per epoch for a new order. Extra members: PNGs are decoded keeping their mode
+    (masks), other images are converted to RGB, anything else is passed on as bytes; without
+    an entry in `extra_transforms` an image goes through `image_transform`.
+    """
+    _check_options(batch_size, shuffle_buffer, num_workers, rank, world_size, max_failure_rate)
+    if not isinstance(manifest, Manifest):
+        manifest = read_manifest(manifest)
+    extra_transforms = dict(extra_transforms or {})
+    _check_extra_members(manifest, extra_members, extra_transforms)
+    plan = _Plan(
+        manifest_path=manifest.path,
+        shard_urls=_rank_shards(manifest, rank, world_size, resample),
+        shard_samples={
+            str(path): shard.num_samples
+            for shard, path in zip(manifest.shards, manifest.shard_paths(), strict=True)
+        },
+        members=manifest.members,
+        extra_members=tuple(extra_members),
+        image_transform=image_transform,
+        extra_transforms=extra_transforms,
+        batch_size=batch_size,
+        drop_last=drop_last,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        rank=rank,
+        resample=resample,
+        max_failure_rate=max_failure_rate,
+    )
+    loader = ShardLoader(
+        ShardStream(plan),
+        batch_size=None,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    loader.manifest = manifest
+    return loader
+
+
+def batch_name(member: str) -> str:
+    """The batch key of a tar member: `mask.png` -> `mask_png`."""
+    return member.replace(".", "_")
+
+
+def _check_options(batch_size, shuffle_buffer, num_workers, rank, world_size, max_failure_rate):
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if shuffle_buffer < 0 or num_workers < 0:
+        raise ValueError("shuffle_buffer and num_workers must be >= 0")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}")
+    if not 0.0 <= max_failure_rate <= 1.0:
+        raise ValueError(f"max_failure_rate must be in [0, 1], got {max_failure_rate}")
+
+
+def _check_extra_members(manifest: Manifest, extra_members, extra_transforms) -> None:
+    available = set(manifest.members.get("extra", []))
+    for member in extra_members:
+        if member not in available:
+            raise DataError(
+                f"manifest {manifest.path}: no extra member {member!r} "
+                f"(it has {sorted(available) or 'none'}); drop it from extra_members"
+            )
+    unused = set(extra_transforms) - set(extra_members)
+    if unused:
+        raise ValueError(f"extra_transforms for members not in extra_members: {sorted(unused)}")
+
+
+def _rank_shards(manifest: Manifest, rank: int, world_size: int, resample: bool) -> tuple[str, ...]:
+    urls = [str(path) for path in manifest.shard_paths()]
+    mine = urls[rank::world_size]
+    if mine:
+        return tuple(mine)
+    if resample:
+        return tuple(urls)  # too few shards to partition; ranks differ by seed instead
+    raise DataError(
+        f"manifest {manifest.path}: {len(urls)} shard(s) cannot be split over {world_size} ranks "
+        f"(rank {rank} gets none); write more, smaller shards or use resample=True"
+    )
+
+
+def _shard_source(plan: _Plan, worker_id: int) -> list[Any]:
+    if plan.resample:
+        worker_seed = partial(_stream_seed, plan.seed, plan.rank, worker_id)
+        return [
+            wds.ResampledShards(
+                list(plan.shard_urls), seed=plan.seed, worker_seed=worker_seed, deterministic=True
+            )
+        ]
+    order_seed = plan.seed if plan.shuffle_buffer > 0 else None
+    return [wds.SimpleShardList(list(plan.shard_urls), seed=order_seed), wds.split_by_worker]
+
+
+def _tar_stages(plan: _Plan) -> list[Any]:
+    """webdataset's tarfile_to_samples, opened up to check each shard's sample count.
+
+    A truncated tar reads as a shorter valid tar, so without the check a damaged shard would
+    silently drop samples (and eval would score a subset).
+    """
+    handler = partial(_raise_shard_error, plan.manifest_path)
+    counts = _ShardCountCheck(plan)
+    return [
+        partial(tariterators.url_opener, handler=handler),
+        counts.note_shard,
+        partial(tariterators.tar_file_expander, handler=handler),
+        counts.check_members,
+        partial(tariterators.group_by_keys, handler=handler),
+    ]
+
+
+class _ShardCountCheck:
+    """Counts the samples of each shard as its members stream past and compares at its end."""
+
+    def __init__(self, plan: _Plan):
+        self.plan = plan
+        self.url: str | None = None
+
+    def note_shard(self, sources: Iterator[dict]) -> Iterator[dict]:
+        for source in sources:
+            # The expander reads this shard up to its end-of-shard marker before pulling the next.
+            self.url = source["url"]
+            yield source
+
+    def check_members(self, files: Iterator[dict]) -> Iterator[dict]:
+        count, previous = 0, None
+        for item in files:
+            if item == {}:  # tar_file_expander's end-of-shard marker
+                self._compare(count)
+                count, previous = 0, None
+            else:
+                key = sample_key(item["fname"])
+                if key != previous:
+                    count, previous = count + 1, key
+            yield item
+
+    def _compare(self, count: int) -> None:
+        expected = self.plan.shard_samples[self.url]
+        if count != expected:
+            raise DataError(
+                f"manifest {self.plan.manifest_path}: shard {self.url} holds {count} samples, "
+                f"the manifest says {expected} (truncated or replaced); run "
+                f"`levl-data verify {self.plan.manifest_path}`"
+            )
+
+
+def _stream_seed(seed: int, rank: int, worker_id: int) -> int:
+    """A stable 63-bit seed per (seed, rank, worker); Python's hash() is salted, sha256 is not."""
+    digest = hashlib.sha256(f"levl/{seed}/{rank}/{worker_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def _raise_shard_error(manifest_path: Path, exn: Exception) -> bool:
+    shard = next(
+        (arg for arg in reversed(exn.args) if isinstance(arg, str) and arg.endswith(".tar")), None
+    )
+    detail = str(exn.args[0]).split(" @ ")[0] if exn.args else type(exn).__name__
+    raise DataError(
+        f"manifest {manifest_path}: shard {shard or '?'} is unreadable ({type(exn).__name__}: "
+        f"{' '.join(detail.split())}); run `levl-data verify {manifest_path}`"
+    ) from exn
+
+
+def _decode_stream(
+    samples: Iterator[dict], *, plan: _Plan, counter: _SkipCounter
+) -> Iterator[dict]:
+    for raw in samples:
+        sample, reason = _decode_sample(raw, plan)
+        if reason is not None:
+            counter.skip(reason)
+            continue
+        counter.ok()
+        yield sample
+
+
+def _decode_sample(raw: dict, plan: _Plan) -> tuple[dict | None, str | None]:
+    """One raw tar sample -> a ready sample, or (None, reason) when it must be skipped."""
+    image_member, caption_member = plan.members["image"], plan.members["caption"]
+    needed = (image_member, caption_member, *plan.extra_members)
+    if any(member not in raw for member in needed):
+        return None, "missing_member"
+    try:
+        caption = raw[caption_member].decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None, "undecodable_caption"
+    if not caption:
+        return None, "empty_caption"
+    image = _open_image(raw[image_member], keep_mode=False)
+    if image is None:
+        return None, "undecodable_image"
+    meta, reason = _decode_meta(raw, plan.members.get("json"))
+    if reason is not None:
+        return None, reason
+    extras = {}
+    for member in plan.extra_members:
+        value = _decode_extra(member, raw[member])
+        if value is None:
+            return None, "undecodable_image"
+        extras[batch_name(member)] = _transform_extra(member, value, plan)
+    sample = {
+        "image": plan.image_transform(image),
+        "caption": caption,
+        "key": raw["__key__"],
+        "meta": meta,
+    }
+    return {**sample, **extras}, None
+
+
+def _open_image(data: bytes, *, keep_mode: bool) -> PIL.Image.Image | None:
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            return opened.copy() if keep_mode else opened.convert("RGB")
+    except Exception:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
+        return None
+
+
+def _decode_meta(raw: dict, json_member: str | None) -> tuple[dict, str | None]:
+    if json_member is None or json_member not in raw:
+        return {}, None
+    try:
+        meta = json.loads(raw[json_member])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return {}, "undecodable_json"
+    return (meta, None) if isinstance(meta, dict) else ({}, "undecodable_json")
+
+
+def _decode_extra(member: str, data: bytes) -> Any:
+    extension = member.rsplit(".", 1)[-1].lower()
+    if extension not in IMAGE_EXTENSIONS:
+        return data
+    return _open_image(data, keep_mode=extension == "png")
+
+
+def _transform_extra(member: str, value: Any, plan: _Plan) -> Any:
+    transform = plan.extra_transforms.get(member)
+    if transform is not None:
+        return transform(value)
+    if isinstance(value, PIL.Image.Image):
+        return plan.image_transform(value.convert("RGB"))
+    return value
+
+
+def _collate(samples: list[dict], *, counter: _SkipCounter, extra_members: tuple[str, ...]) -> dict:
+    batch = {
+        "image": torch.stack([sample["image"] for sample in samples]),
+        "caption": [sample["caption"] for sample in samples],
+        "key": [sample["key"] for sample in samples],
+        "meta": [sample["meta"] for sample in samples],
+    }
+    for member in extra_members:
+        name = batch_name(member)
+        values = [sample[name] for sample in samples]
+        batch[name] = torch.stack(values) if all(torch.is_tensor(v) for v in values) else values
+    batch["skipped"] = counter.take()
+    return batch

@@ -1,0 +1,65 @@
+"""The evaluation task of a synthetic-world directory: eval-train/ + eval-test/ and their labels.
+
+Both splits must name the same classes in the same order (the label ints index that list), so a
+probe trained on one split is scored against the same classes on the other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from levl_data.manifest import MANIFEST_NAME, read_manifest
+from levl_eval.errors import EvalDataError
+from levl_eval.featureset import EvalData, EvalSplit
+
+TRAIN_SPLIT, TEST_SPLIT = "eval-train", "eval-test"
+
+
+def split_labels(manifest, split: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(classes, prompts) of one split's manifest; zero-shot needs both."""
+    labels = manifest.labels or {}
+    classes, prompts = labels.get("classes"), labels.get("prompts")
+    if not classes:
+        raise EvalDataError(
+            f"manifest {manifest.path}: no labels.classes; {split} must be a labelled eval split"
+        )
+    if not prompts:
+        raise EvalDataError(
+            f"manifest {manifest.path}: no labels.prompts; add prompt templates such as "
+            '"a photo of a {}."'
+        )
+    bad = [p for p in prompts if "{}" not in p]
+    if bad:
+        raise EvalDataError(f"manifest {manifest.path}: prompt {bad[0]!r} has no {{}} placeholder")
+    return tuple(classes), tuple(prompts)
+
+
+def load_eval_data(data_dir: str | Path) -> EvalData:
+    """Read and check `data_dir/eval-train/manifest.json` and `data_dir/eval-test/manifest.json`."""
+    root = Path(data_dir).expanduser().absolute()
+    if not root.is_dir():
+        raise EvalDataError(
+            f"--data {root}: no such directory (pass a `levl-data synth --out` directory)"
+        )
+    manifests = {}
+    for split in (TRAIN_SPLIT, TEST_SPLIT):
+        if not (root / split / MANIFEST_NAME).is_file():
+            raise EvalDataError(
+                f"--data {root}: missing {split}/{MANIFEST_NAME} (pass a `levl-data synth --out` "
+                "directory, which holds eval-train/ and eval-test/)"
+            )
+        manifests[split] = read_manifest(root / split)
+    classes, prompts = split_labels(manifests[TEST_SPLIT], TEST_SPLIT)
+    train_classes, _ = split_labels(manifests[TRAIN_SPLIT], TRAIN_SPLIT)
+    if train_classes != classes:
+        raise EvalDataError(
+            f"--data {root}: eval-train and eval-test list different labels.classes; "
+            "regenerate both splits from one world"
+        )
+    return EvalData(
+        train=EvalSplit(TRAIN_SPLIT, manifests[TRAIN_SPLIT]),
+        test=EvalSplit(TEST_SPLIT, manifests[TEST_SPLIT]),
+        classes=classes,
+        prompts=prompts,
+        root=root,
+    )

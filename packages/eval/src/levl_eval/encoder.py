@@ -1,0 +1,137 @@
+"""Frozen encoders under evaluation: a checkpoint, or the random-init baseline of its config.
+
+A `FrozenEncoder` memoises its features, so protocols that share a split (zero-shot and the
+linear probe both read eval-test) pay for one forward pass over it, not one each.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from levl_eval.errors import EvalError
+from levl_eval.features import encode_class_texts, extract_split_features
+from levl_eval.featureset import ClassTextFeatures, EvalSplit, SplitFeatures
+from levl_model.checkpoint import load_checkpoint
+from levl_model.config import ModelConfig
+from levl_model.model import build_model
+from levl_model.preprocess import Preprocess, eval_transform
+from levl_model.tokenizer import CaptionTokenizer, load_tokenizer
+
+
+@dataclass
+class FrozenEncoder:
+    """A model in eval mode plus the preprocessing and tokenizer it must be fed with."""
+
+    name: str
+    model: torch.nn.Module
+    preprocess: Preprocess
+    tokenizer: CaptionTokenizer
+    device: str = "cpu"
+    batch_size: int = 256
+    num_workers: int = 0
+    info: dict = field(default_factory=dict)
+    _images: dict[str, SplitFeatures] = field(default_factory=dict, repr=False)
+    _texts: dict[tuple, ClassTextFeatures] = field(default_factory=dict, repr=False)
+
+    def image_features(self, split: EvalSplit) -> SplitFeatures:
+        if split.name not in self._images:
+            self._images[split.name] = extract_split_features(
+                self.model, split, eval_transform(self.preprocess), batch_size=self.batch_size,
+                device=self.device, num_workers=self.num_workers, desc=f"{self.name} {split.name}",
+            )
+        return self._images[split.name]
+
+    def class_text_features(
+        self, classes: tuple[str, ...], prompts: tuple[str, ...]
+    ) -> ClassTextFeatures:
+        key = (tuple(classes), tuple(prompts))
+        if key not in self._texts:
+            self._texts[key] = encode_class_texts(
+                self.model, self.tokenizer, key[0], key[1],
+                batch_size=self.batch_size, device=self.device,
+            )
+        return self._texts[key]
+
+
+@dataclass(frozen=True)
+class BaselineSpec:
+    """What a random baseline must share with its checkpoint: architecture, pixels, tokens."""
+
+    model_config: ModelConfig
+    preprocess: Preprocess
+    tokenizer: CaptionTokenizer
+
+    def key(self) -> str:
+        """Checkpoints with equal keys share one baseline."""
+        return json.dumps([self.model_config.to_dict(), self.preprocess.to_dict(),
+                           self.tokenizer.spec()], sort_keys=True)
+
+
+def checkpoint_name(ckpt_dir: Path) -> str:
+    """`run/step_0000100` for a checkpoint inside a run dir, else the directory's name."""
+    if ckpt_dir.parent.name == "checkpoints":
+        return f"{ckpt_dir.parent.parent.name}/{ckpt_dir.name}"
+    return ckpt_dir.name
+
+
+def recipe_name(recipe: object) -> str | None:
+    """levl-train records its resolved config (name under `recipe`); others may use `name`."""
+    if not isinstance(recipe, dict):
+        return None
+    name = recipe.get("recipe", recipe.get("name"))
+    return name if isinstance(name, str) else None
+
+
+def tokenizer_for(spec: dict, max_length: int, where: Path) -> CaptionTokenizer:
+    """The checkpoint's tokenizer, refused when its files differ from the ones training used."""
+    tokenizer = load_tokenizer(spec.get("source", "offline"), spec.get("max_length", max_length))
+    recorded, found = spec.get("sha256"), tokenizer.spec()["sha256"]
+    if recorded is not None and recorded != found:
+        raise EvalError(
+            f"checkpoint {where}: tokenizer {spec.get('source')!r} here has files with other "
+            "sha256 than at training time; install the tokenizer the checkpoint was trained with"
+        )
+    return tokenizer
+
+
+def load_frozen_checkpoint(
+    path: str | Path, *, device: str, batch_size: int, num_workers: int = 0
+) -> tuple[FrozenEncoder, BaselineSpec]:
+    """Load a checkpoint dir (or a run dir's latest) as a FrozenEncoder, with its baseline spec."""
+    loaded = load_checkpoint(path, device=device)
+    ckpt_dir, metadata, preprocess = Path(loaded.path), loaded.metadata, loaded.preprocess
+    tokenizer = tokenizer_for(loaded.tokenizer_spec, loaded.model_config.text.max_length, ckpt_dir)
+    info = {
+        "kind": "checkpoint",
+        "random_init": False,
+        "path": str(ckpt_dir),
+        "step": metadata.get("step"),
+        "samples_seen": metadata.get("samples_seen"),
+        "recipe": recipe_name(metadata.get("recipe")),
+        "objective": loaded.objective_config.name,
+        "code_version": metadata.get("code_version"),
+        "train_manifest_fingerprint": metadata.get("manifest_fingerprint"),
+    }
+    encoder = FrozenEncoder(
+        name=checkpoint_name(ckpt_dir), model=loaded.model.to(device).eval(),
+        preprocess=preprocess, tokenizer=tokenizer, device=device, batch_size=batch_size,
+        num_workers=num_workers, info=info,
+    )
+    return encoder, BaselineSpec(loaded.model_config, preprocess, tokenizer)
+
+
+def random_encoder(
+    spec: BaselineSpec, *, seed: int, name: str, device: str, batch_size: int, num_workers: int = 0
+) -> FrozenEncoder:
+    """A randomly initialised model of the same config, fed exactly like its checkpoint."""
+    model = build_model(spec.model_config, seed=seed).to(device).eval()
+    return FrozenEncoder(
+        name=name, model=model, preprocess=spec.preprocess, tokenizer=spec.tokenizer,
+        device=device, batch_size=batch_size, num_workers=num_workers,
+        info={"kind": "random", "random_init": True, "seed": seed, "path": None, "step": 0,
+              "samples_seen": 0, "recipe": None},
+    )

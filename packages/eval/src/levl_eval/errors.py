@@ -1,0 +1,23 @@
+"""levl_eval's user-facing errors.
+
+Every message is one line naming the thing and the fix; the CLI prints it as `error: <message>`
+and exits 2 (the traceback only with --debug).
+"""
+
+from __future__ import annotations
+
+
+class EvalError(Exception):
+    """Base of every error levl-eval reports to a user."""
+
+
+class EvalDataError(EvalError):
+    """An evaluation data directory or its manifests cannot be used (missing split, labels)."""
+
+
+class DeviceError(EvalError):
+    """The requested device does not exist on this machine."""
+
+
+class OutputError(EvalError):
+    """The output directory cannot be written without clobbering something."""

@@ -1,0 +1,51 @@
+"""Classification metrics shared by every protocol.
+
+Ties are broken towards the lower class index (stable sort), so a degenerate encoder that gives
+every class the same score predicts one fixed class and scores exactly chance on mean per-class
+recall instead of an accidental, platform-dependent number.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def ranked_classes(logits_NC: torch.Tensor) -> torch.Tensor:
+    """Class indices per row, best first, ties broken by the lower index (deterministic)."""
+    return torch.sort(logits_NC, dim=1, descending=True, stable=True).indices
+
+
+def topk_accuracy(logits_NC: torch.Tensor, labels_N: torch.Tensor, k: int) -> float:
+    """Fraction of rows whose label is among the k best-scored classes."""
+    if logits_NC.shape[0] == 0:
+        return float("nan")
+    k = min(k, logits_NC.shape[1])
+    top_NK = ranked_classes(logits_NC)[:, :k]
+    hits_N = (top_NK == labels_N[:, None]).any(dim=1)
+    return hits_N.float().mean().item()
+
+
+def mean_per_class_recall(pred_N: torch.Tensor, labels_N: torch.Tensor, num_classes: int) -> float:
+    """Mean over the classes present in `labels_N` of the recall of that class.
+
+    Classes absent from the evaluation labels are left out (their recall is undefined), as in
+    the usual "mean per-class accuracy" of Pets/Aircraft-style benchmarks.
+    """
+    counts_C = torch.bincount(labels_N, minlength=num_classes)
+    correct_C = torch.bincount(labels_N[pred_N == labels_N], minlength=num_classes)
+    present_C = counts_C > 0
+    if not present_C.any():
+        return float("nan")
+    recall_C = correct_C[present_C].double() / counts_C[present_C].double()
+    return recall_C.mean().item()
+
+
+def classification_metrics(logits_NC: torch.Tensor, labels_N: torch.Tensor) -> dict[str, float]:
+    """top1, top5 (k = min(5, C)) and mean per-class recall of one set of logits."""
+    num_classes = logits_NC.shape[1]
+    pred_N = ranked_classes(logits_NC)[:, 0]
+    return {
+        "top1": topk_accuracy(logits_NC, labels_N, 1),
+        "top5": topk_accuracy(logits_NC, labels_N, 5),
+        "mean_per_class_recall": mean_per_class_recall(pred_N, labels_N, num_classes),
+    }

@@ -1,0 +1,234 @@
+"""report.json (everything, machine-readable) and report.md (the headline table for people).
+
+report.md is always rendered from report.json, so `levl-eval report DIR` can re-render it after
+the layout changes without re-running any evaluation. Both are written atomically; a fresh
+output directory replaces the old one only once every file in it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from levl_eval.errors import EvalError, OutputError
+from levl_eval.protocols.zeroshot import READOUT_DESCRIPTIONS, READOUT_LABELS
+
+REPORT_SCHEMA = "levl.eval-report/v1"
+REPORT_JSON, REPORT_MD = "report.json", "report.md"
+
+# (column title, protocol, path into that protocol's metrics)
+HEADLINE_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("zero-shot top-1", "zeroshot", ("top1",)),
+    ("zero-shot top-5", "zeroshot", ("top5",)),
+    ("zero-shot mean recall", "zeroshot", ("mean_per_class_recall",)),
+    ("linear top-1", "linear", ("top1",)),
+    ("linear top-5", "linear", ("top5",)),
+    ("linear mean recall", "linear", ("mean_per_class_recall",)),
+)
+
+
+def build_report(*, encoders: list[dict], data: dict, protocols: list[str], device: str,
+                 producer: dict, options: dict | None = None) -> dict:
+    """The report.json document: one entry per encoder (checkpoints first, then baselines)."""
+    return {
+        "schema": REPORT_SCHEMA,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "producer": producer,
+        "device": device,
+        "options": dict(options or {}),
+        "protocols": list(protocols),
+        "data": data,
+        "encoders": encoders,
+    }
+
+
+def metric_at(encoder: dict, protocol: str, path: tuple[str, ...]) -> float | None:
+    """A metric of one encoder, or None when that protocol did not run."""
+    value = encoder.get("protocols", {}).get(protocol)
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}"
+
+
+def headline_table(report: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the headline table: encoders × the columns of the protocols run."""
+    columns = [c for c in HEADLINE_COLUMNS if c[1] in report.get("protocols", [])]
+    header = ["encoder", "kind", *(title for title, _, _ in columns)]
+    rows = [
+        [enc["name"], enc["kind"], *(percent(metric_at(enc, p, path)) for _, p, path in columns)]
+        for enc in report["encoders"]
+    ]
+    return header, rows
+
+
+def format_headline(report: dict) -> str:
+    """The headline table as aligned plain text (what the CLI prints)."""
+    header, rows = headline_table(report)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+             for row in [header, *rows]]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def zeroshot_readout_table(report: dict) -> list[str]:
+    """Top-1 of every zero-shot readout, to see which pairing carries the alignment."""
+    header = ["encoder", *(f"{READOUT_LABELS[r]} top-1" for r in READOUT_DESCRIPTIONS)]
+    rows = [[enc["name"], *(percent(metric_at(enc, "zeroshot", ("readouts", r, "top1")))
+                            for r in READOUT_DESCRIPTIONS)] for enc in report["encoders"]]
+    return ["## Zero-shot readouts", "", *markdown_table(header, rows), ""]
+
+
+def encoder_lines(report: dict) -> list[str]:
+    lines = ["## Encoders", ""]
+    for enc in report["encoders"]:
+        facts = {k: enc.get(k) for k in ("path", "step", "samples_seen", "recipe", "objective",
+                                          "seed", "baseline_for") if enc.get(k) is not None}
+        shown = {k: ", ".join(v) if isinstance(v, list) else v for k, v in facts.items()}
+        lines.append(f"- **{enc['name']}** ({enc['kind']}): "
+                     + ", ".join(f"{k} `{v}`" for k, v in shown.items()))
+    return [*lines, ""]
+
+
+def settings_lines(report: dict) -> list[str]:
+    """Each protocol's settings and dataset sizes, taken from the first encoder that ran it."""
+    lines = ["## Protocol settings", ""]
+    for protocol in report.get("protocols", []):
+        result = next((e["protocols"][protocol] for e in report["encoders"]
+                       if protocol in e.get("protocols", {})), None)
+        if result is None:
+            continue
+        lines += [f"### {protocol}", "", "```json",
+                  json.dumps({"settings": result["settings"], "data": result["data"]}, indent=2),
+                  "```", ""]
+    return lines
+
+
+def render_markdown(report: dict) -> str:
+    """report.md: headline table first, then per-readout numbers, encoders, settings."""
+    data = report.get("data", {})
+    test = data.get("test", {})
+    lines = [
+        "# levl-eval report", "",
+        f"Data: `{data.get('root')}` — test split `{test.get('dataset', test.get('name'))}` "
+        f"({test.get('num_samples', '?')} samples, {len(data.get('classes', []))} classes). "
+        f"Device: {report.get('device')}. Created {report.get('created_at')}. "
+        "Numbers are percentages.", "",
+        "## Headline", "",
+        *markdown_table(*headline_table(report)), "",
+    ]
+    if "zeroshot" in report.get("protocols", []):
+        lines += zeroshot_readout_table(report)
+    return "\n".join(lines + encoder_lines(report) + settings_lines(report))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same directory + fsync + rename: never a half file.
+
+    The temp file is created with open(..., "x") rather than mkstemp so it gets the user's
+    umask (mkstemp's 0600 would make shared result directories unreadable to the group).
+    """
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def sibling_dir(out_dir: Path, tag: str) -> Path:
+    """A fresh hidden directory beside out_dir (umask permissions, unlike mkdtemp's 0700)."""
+    path = out_dir.with_name(f".{out_dir.name}.{tag}-{uuid.uuid4().hex[:12]}")
+    path.mkdir()
+    return path
+
+
+def json_safe(value: object) -> object:
+    """NaN/inf (e.g. a metric of an empty class set) become null: report.json stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def write_report_files(out_dir: Path, report: dict) -> None:
+    text = json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n"
+    atomic_write_text(out_dir / REPORT_JSON, text)
+    atomic_write_text(out_dir / REPORT_MD, render_markdown(report))
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse, before any work, an --out that is a file or a non-empty non-report directory."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir}: exists and is not a directory; choose another --out")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / REPORT_JSON).exists():
+        raise OutputError(
+            f"--out {out_dir}: directory is not empty and holds no {REPORT_JSON}; "
+            "choose an empty or new directory (levl-eval only replaces its own outputs)"
+        )
+
+
+def publish_report(out_dir: Path, report: dict) -> Path:
+    """Write the report into a temp directory beside out_dir, then swap it into place."""
+    out_dir = out_dir.absolute()
+    check_output_dir(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = sibling_dir(out_dir, "tmp")
+    try:
+        write_report_files(tmp_dir, report)
+        if out_dir.exists():
+            old_dir = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:12]}")
+            out_dir.rename(old_dir)
+            tmp_dir.rename(out_dir)
+            shutil.rmtree(old_dir)
+        else:
+            tmp_dir.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def read_report(out_dir: Path) -> dict:
+    """report.json of an output directory, refusing other files with a one-line error."""
+    path = Path(out_dir) / REPORT_JSON
+    if not path.is_file():
+        raise EvalError(f"{path}: not found; pass a directory written by `levl-eval all`")
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EvalError(f"{path}: not valid JSON ({exc}); re-run `levl-eval all`") from exc
+    if not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA:
+        found = report.get("schema") if isinstance(report, dict) else None
+        raise EvalError(f"{path}: schema {found!r} is not {REPORT_SCHEMA!r}; re-run `levl-eval all`")
+    return report
+
+
+def rerender_markdown(out_dir: Path) -> Path:
+    """Re-render report.md from report.json (after a layout change; no re-evaluation)."""
+    report = read_report(out_dir)
+    path = Path(out_dir) / REPORT_MD
+    atomic_write_text(path, render_markdown(report))
+    return path

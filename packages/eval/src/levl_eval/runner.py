@@ -1,0 +1,120 @@
+"""`levl-eval all`: every checkpoint, then one random baseline per distinct config, every protocol.
+
+Checkpoints are evaluated one at a time and released before the next is loaded, so peak memory is
+one model plus its cached features whatever the number of --ckpt.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from levl_eval import __version__
+from levl_eval.data import load_eval_data
+from levl_eval.encoder import BaselineSpec, FrozenEncoder, load_frozen_checkpoint, random_encoder
+from levl_eval.errors import DeviceError, EvalError
+from levl_eval.featureset import EvalData
+from levl_eval.protocols import PROTOCOLS, build_protocol
+from levl_eval.report import build_report
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Everything `levl-eval all` takes besides the checkpoints and the data."""
+
+    protocols: tuple[str, ...] = tuple(PROTOCOLS)
+    device: str = "cpu"
+    batch_size: int = 256
+    num_workers: int = 0
+    random_seed: int = 0
+
+
+def resolve_device(requested: str) -> str:
+    """`auto` → cuda when present; `cuda` on a machine without CUDA is a one-line error."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    if requested == "cuda" or requested.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"--device {requested}: CUDA is not available on this machine "
+                "(torch.cuda.is_available() is False); use --device cpu"
+            )
+        index = int(requested.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {requested}: only {torch.cuda.device_count()} CUDA "
+                              "device(s) here; pick a lower index")
+        return requested
+    raise DeviceError(f"--device {requested!r}: unknown device (use cpu, cuda, cuda:N or auto)")
+
+
+def check_protocol_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [n for n in names if n not in PROTOCOLS]
+    if unknown:
+        raise EvalError(f"unknown protocol {unknown[0]!r} (known: {', '.join(PROTOCOLS)})")
+    return tuple(dict.fromkeys(names))  # de-duplicated, order kept
+
+
+def evaluate_encoder(encoder: FrozenEncoder, data: EvalData, options: EvalOptions) -> dict:
+    """The report entry of one encoder: its facts plus each protocol's result and timings."""
+    results, seconds = {}, {}
+    for name in options.protocols:
+        start = time.perf_counter()
+        results[name] = build_protocol(name, device=encoder.device).run(encoder, data)
+        seconds[name] = round(time.perf_counter() - start, 3)
+    return {"name": encoder.name, **encoder.info, "protocols": results, "seconds": seconds}
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    candidate, index = name, 2
+    while candidate in taken:
+        candidate, index = f"{name} #{index}", index + 1
+    taken.add(candidate)
+    return candidate
+
+
+def run_evaluation(ckpt_paths: list[Path], data_dir: Path, options: EvalOptions) -> dict:
+    """Evaluate every checkpoint and its random baseline(s); returns the report document."""
+    if not ckpt_paths:
+        raise EvalError("no --ckpt given; pass at least one checkpoint or run directory")
+    data = load_eval_data(data_dir)
+    entries, baselines, taken = [], {}, set()
+    for path in ckpt_paths:
+        encoder, spec = load_frozen_checkpoint(
+            path, device=options.device, batch_size=options.batch_size,
+            num_workers=options.num_workers,
+        )
+        encoder.name = unique_name(encoder.name, taken)
+        entries.append(evaluate_encoder(encoder, data, options))
+        baselines.setdefault(spec.key(), (spec, []))[1].append(encoder.name)
+        del encoder
+    entries += evaluate_baselines(list(baselines.values()), data, options, taken)
+    return build_report(
+        encoders=entries, data=data.describe(), protocols=list(options.protocols),
+        device=options.device, options=asdict(options),
+        producer={"package": "levl-eval", "version": __version__, "command": sys.argv},
+    )
+
+
+def evaluate_baselines(
+    baselines: list[tuple[BaselineSpec, list[str]]], data: EvalData, options: EvalOptions,
+    taken: set[str],
+) -> list[dict]:
+    """One random-init encoder per distinct (config, preprocessing, tokenizer)."""
+    entries = []
+    for spec, checkpoints in baselines:
+        label = f"random (seed {options.random_seed})"
+        if len(baselines) > 1:
+            label = f"random (seed {options.random_seed}, config of {checkpoints[0]})"
+        encoder = random_encoder(
+            spec, seed=options.random_seed, name=unique_name(label, taken),
+            device=options.device, batch_size=options.batch_size, num_workers=options.num_workers,
+        )
+        entry = evaluate_encoder(encoder, data, options)
+        entries.append({**entry, "baseline_for": checkpoints})
+    return entries

@@ -1,0 +1,84 @@
+"""The two towers: a timm ViT for images and a transformers GPT-2 for captions.
+
+Both are built directly from our config (random init, no hub access) so a checkpoint's metadata
+alone is enough to rebuild the exact architecture.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+from transformers import GPT2Config, GPT2Model
+
+from levl_model.config import TextConfig, VisionConfig
+
+
+class VisionEncoder(VisionTransformer):
+    """timm ViT whose readouts are the final-norm CLS token (global) and patch tokens (dense).
+
+    It subclasses VisionTransformer rather than wrapping it so parameter names stay timm's
+    (`vision.blocks.0...`), which keeps timm checkpoints loadable with a prefix strip.
+    """
+
+    def __init__(self, cfg: VisionConfig) -> None:
+        super().__init__(
+            img_size=cfg.image_size,
+            patch_size=cfg.patch_size,
+            embed_dim=cfg.width,
+            depth=cfg.depth,
+            num_heads=cfg.heads,
+            mlp_ratio=cfg.mlp_ratio,
+            num_classes=0,
+            global_pool="token",
+            class_token=True,
+            dynamic_img_size=True,
+        )
+        self.config = cfg
+
+    def forward_tokens(self, images_BCHW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (cls_BD, patches_BLD), both after the final LayerNorm."""
+        tokens_BTD = self.forward_features(images_BCHW)
+        prefix = self.num_prefix_tokens
+        return tokens_BTD[:, 0], tokens_BTD[:, prefix:]
+
+    def forward(self, images_BCHW: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.forward_tokens(images_BCHW)[0]
+
+
+def gpt2_config(cfg: TextConfig) -> GPT2Config:
+    """GPT-2 with all dropout off (METHOD.md) and positions sized to max_length."""
+    return GPT2Config(
+        n_embd=cfg.width,
+        n_layer=cfg.depth,
+        n_head=cfg.heads,
+        n_positions=cfg.max_length,
+        vocab_size=cfg.vocab_size,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        use_cache=False,
+    )
+
+
+def last_unmasked(hidden_BLD: torch.Tensor, attention_mask_BL: torch.Tensor) -> torch.Tensor:
+    """Hidden state at the last attended position: the EOS the tokenizer appends (right padding)."""
+    last_B = attention_mask_BL.long().sum(dim=1) - 1
+    rows_B = torch.arange(hidden_BLD.shape[0], device=hidden_BLD.device)
+    return hidden_BLD[rows_B, last_B.clamp(min=0)]
+
+
+class TextEncoder(nn.Module):
+    """GPT-2 whose caption feature is the hidden state at the EOS (last unmasked) token."""
+
+    def __init__(self, cfg: TextConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.transformer = GPT2Model(gpt2_config(cfg))
+
+    def forward(self, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor) -> torch.Tensor:
+        """Return eos_BD; causal attention means padding after EOS cannot change it."""
+        hidden_BLD = self.transformer(
+            input_ids=input_ids_BL, attention_mask=attention_mask_BL, use_cache=False
+        ).last_hidden_state
+        return last_unmasked(hidden_BLD, attention_mask_BL)

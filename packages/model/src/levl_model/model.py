@@ -1,0 +1,71 @@
+"""LevlModel: two encoders, one projection and one predictor per modality."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from levl_model.config import ModelConfig
+from levl_model.encoders import TextEncoder, VisionEncoder
+from levl_model.heads import Predictor, Projection
+
+
+class ImageFeatures(NamedTuple):
+    cls_BD: torch.Tensor
+    patches_BLD: torch.Tensor
+    z_BE: torch.Tensor
+
+
+class TextFeatures(NamedTuple):
+    eos_BD: torch.Tensor
+    z_BE: torch.Tensor
+
+
+class LevlModel(nn.Module):
+    """Submodule names are part of the checkpoint contract (`vision.`, `text.`, ... prefixes)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        heads = cfg.heads
+        self.vision = VisionEncoder(cfg.vision)
+        self.text = TextEncoder(cfg.text)
+        self.vision_proj = Projection(cfg.vision.width, heads.proj_hidden, heads.embed_dim)
+        self.text_proj = Projection(cfg.text.width, heads.proj_hidden, heads.embed_dim)
+        self.vision_pred = Predictor(heads.embed_dim, heads.pred_hidden, heads.pred_depth)
+        self.text_pred = Predictor(heads.embed_dim, heads.pred_hidden, heads.pred_depth)
+
+    def encode_image(self, images_BCHW: torch.Tensor) -> ImageFeatures:
+        cls_BD, patches_BLD = self.vision.forward_tokens(images_BCHW)
+        return ImageFeatures(cls_BD, patches_BLD, self.vision_proj(cls_BD))
+
+    def encode_text(
+        self, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor
+    ) -> TextFeatures:
+        eos_BD = self.text(input_ids_BL, attention_mask_BL)
+        return TextFeatures(eos_BD, self.text_proj(eos_BD))
+
+    def forward(
+        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """pred_v = vision_pred(z_v) predicts z_t; pred_t = text_pred(z_t) predicts z_v."""
+        z_v = self.vision_proj(self.vision(images))
+        z_t = self.encode_text(input_ids, attention_mask).z_BE
+        return {
+            "z_v": z_v,
+            "z_t": z_t,
+            "pred_v": self.vision_pred(z_v),
+            "pred_t": self.text_pred(z_t),
+        }
+
+
+def build_model(cfg: ModelConfig, seed: int | None = None) -> LevlModel:
+    """Randomly initialised model; with a seed the init is reproducible and the caller's global
+    RNG state is left untouched (fork_rng), so building a model has no side effects."""
+    if seed is None:
+        return LevlModel(cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return LevlModel(cfg)

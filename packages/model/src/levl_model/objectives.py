@@ -1,0 +1,157 @@
+"""Training objectives: LeVLJEPA (prediction + SIGReg) and the InfoNCE / SigLIP baselines.
+
+Every objective maps the model's output dict to a dict holding `loss` (with grad) and each named
+term (detached, for logging). Learnable loss parameters (temperature, bias) live here as
+nn.Parameters so they are saved in the checkpoint under `objective.`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.distributed.nn.functional import all_gather
+
+from levl_model.config import ObjectiveConfig
+from levl_model.sigreg import sigreg
+
+
+def running_distributed() -> bool:
+    """True under a multi-rank process group: the only case that needs cross-rank statistics."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def gather_batch(x_BE: torch.Tensor) -> torch.Tensor:
+    """Concatenate every rank's rows, keeping the graph (contrastive negatives span all ranks)."""
+    return torch.cat(all_gather(x_BE), dim=0)
+
+
+class Objective(nn.Module):
+    """Base class: `forward(out, step)` → {"loss": ..., <term>: ...}."""
+
+    def __init__(self, cfg: ObjectiveConfig, *, distributed: bool | None = None) -> None:
+        super().__init__()
+        self.config = cfg
+        self._distributed = distributed
+
+    @property
+    def distributed(self) -> bool:
+        """Explicit flag if given, else detected at call time (the group may start later)."""
+        return running_distributed() if self._distributed is None else self._distributed
+
+    def forward(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class LeVLJEPA(Objective):
+    """L = (1−λv−λt)·L_pred + λv·SIGReg(z_v) + λt·SIGReg(z_t) with the paper's ablation flags."""
+
+    def prediction_terms(self, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pred_v, pred_t) with grad: pred_v compares vision's guess with (sg) z_t, and pred_t
+        text's guess with (sg) z_v. Without predictors each z must match the other directly."""
+        cfg = self.config
+        guess_t = out["pred_v"] if cfg.use_predictors else out["z_v"]
+        guess_v = out["pred_t"] if cfg.use_predictors else out["z_t"]
+        return self._pred_loss(guess_t, self._target(out["z_t"])), self._pred_loss(
+            guess_v, self._target(out["z_v"])
+        )
+
+    def _target(self, z_BE: torch.Tensor) -> torch.Tensor:
+        return z_BE.detach() if self.config.stop_gradient else z_BE
+
+    def _pred_loss(self, guess_BE: torch.Tensor, target_BE: torch.Tensor) -> torch.Tensor:
+        if self.config.pred_loss == "cosine":
+            return (2 - 2 * F.cosine_similarity(guess_BE, target_BE, dim=-1)).mean()
+        return F.mse_loss(guess_BE, target_BE)
+
+    def _sigreg(self, z_BE: torch.Tensor, step: int) -> torch.Tensor:
+        cfg = self.config
+        return sigreg(
+            z_BE,
+            num_slices=cfg.num_slices,
+            step=step,
+            seed=cfg.seed,
+            knots=cfg.knots,
+            t_max=cfg.t_max,
+            distributed=self.distributed,
+        )
+
+    def sigreg_terms(
+        self, out: dict[str, torch.Tensor], step: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """With use_sigreg=False the terms are still computed (without grad) to watch collapse."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.use_sigreg):
+            return self._sigreg(out["z_v"], step), self._sigreg(out["z_t"], step)
+
+    def forward(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        pred_v, pred_t = self.prediction_terms(out)
+        pred = (pred_v + pred_t) / 2
+        sigreg_v, sigreg_t = self.sigreg_terms(out, step)
+        lambda_v, lambda_t = (cfg.lambda_v, cfg.lambda_t) if cfg.use_sigreg else (0.0, 0.0)
+        loss = (1 - lambda_v - lambda_t) * pred
+        if cfg.use_sigreg:
+            loss = loss + lambda_v * sigreg_v + lambda_t * sigreg_t
+        terms = {
+            "pred": pred,
+            "pred_v": pred_v,
+            "pred_t": pred_t,
+            "sigreg_v": sigreg_v,
+            "sigreg_t": sigreg_t,
+        }
+        return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
+
+
+class InfoNCE(Objective):
+    """CLIP loss: L2-normalised embeddings, learnable log-temperature init log(1/0.07)."""
+
+    def __init__(self, cfg: ObjectiveConfig, *, distributed: bool | None = None) -> None:
+        super().__init__(cfg, distributed=distributed)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def forward(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        """Symmetric cross-entropy; the scale is capped at 100 as in CLIP to avoid blow-up."""
+        z_v, z_t = out["z_v"], out["z_t"]
+        if self.distributed:
+            z_v, z_t = gather_batch(z_v), gather_batch(z_t)
+        scale = self.logit_scale.exp().clamp(max=100.0)
+        logits_VT = scale * F.normalize(z_v, dim=-1) @ F.normalize(z_t, dim=-1).T
+        labels_B = torch.arange(logits_VT.shape[0], device=logits_VT.device)
+        loss = (F.cross_entropy(logits_VT, labels_B) + F.cross_entropy(logits_VT.T, labels_B)) / 2
+        return {"loss": loss, "infonce": loss.detach(), "logit_scale": self.logit_scale.detach()}
+
+
+class SigLIP(Objective):
+    """Sigmoid loss with learnable t' (init log 10; t = exp t') and bias b (init −10)."""
+
+    def __init__(self, cfg: ObjectiveConfig, *, distributed: bool | None = None) -> None:
+        super().__init__(cfg, distributed=distributed)
+        self.t_prime = nn.Parameter(torch.tensor(math.log(10.0)))
+        self.bias = nn.Parameter(torch.tensor(-10.0))
+
+    def forward(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        """−(1/B) Σ_ij log σ(label_ij · (t·x_i·y_j + b)), label +1 on the diagonal, −1 elsewhere."""
+        z_v, z_t = out["z_v"], out["z_t"]
+        if self.distributed:
+            z_v, z_t = gather_batch(z_v), gather_batch(z_t)
+        t = self.t_prime.exp()
+        logits_VT = t * F.normalize(z_v, dim=-1) @ F.normalize(z_t, dim=-1).T + self.bias
+        n = logits_VT.shape[0]
+        labels_VT = 2 * torch.eye(n, device=logits_VT.device, dtype=logits_VT.dtype) - 1
+        loss = -F.logsigmoid(labels_VT * logits_VT).sum() / n
+        return {"loss": loss, "siglip": loss.detach(), "t": t.detach(), "b": self.bias.detach()}
+
+
+OBJECTIVE_CLASSES: dict[str, type[Objective]] = {
+    "levljepa": LeVLJEPA,
+    "infonce": InfoNCE,
+    "siglip": SigLIP,
+}
+
+
+def build_objective(cfg: ObjectiveConfig, *, distributed: bool | None = None) -> Objective:
+    """`distributed=None` detects a multi-rank process group when the loss is computed."""
+    return OBJECTIVE_CLASSES[cfg.name](cfg, distributed=distributed)

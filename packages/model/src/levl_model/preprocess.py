@@ -1,0 +1,88 @@
+"""Image preprocessing recorded in every checkpoint, so each encoder is evaluated under its own
+normalisation and resize policy (METHOD.md "Evaluation protocols")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from levl_model.config import check_choice, check_float, check_int, dataclass_from_dict, fail
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+INTERPOLATIONS = {
+    "bicubic": T.InterpolationMode.BICUBIC,
+    "bilinear": T.InterpolationMode.BILINEAR,
+    "nearest": T.InterpolationMode.NEAREST,
+}
+
+
+def _check_triple(key: str, value: Any, lo: float) -> tuple[float, float, float]:
+    if not isinstance(value, list | tuple) or len(value) != 3:
+        fail("preprocess", key, f"expected 3 numbers (one per RGB channel), got {value!r}")
+    for item in value:
+        check_float("preprocess", key, item, lo, 10.0)
+    return tuple(float(v) for v in value)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """size = the square crop fed to the model; resize_shorter = the shorter side before the
+    centre crop at eval time (None means `size`, i.e. no extra margin)."""
+
+    size: int
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    interpolation: str = "bicubic"
+    resize_shorter: int | None = None
+
+    def __post_init__(self) -> None:
+        check_int("preprocess", "size", self.size)
+        object.__setattr__(self, "mean", _check_triple("mean", self.mean, -10.0))
+        object.__setattr__(self, "std", _check_triple("std", self.std, 1e-8))
+        check_choice("preprocess", "interpolation", self.interpolation, tuple(INTERPOLATIONS))
+        if self.resize_shorter is not None:
+            check_int("preprocess", "resize_shorter", self.resize_shorter, minimum=self.size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-native (lists, not tuples) so a metadata round trip compares equal."""
+        return {
+            "size": self.size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "resize_shorter": self.resize_shorter,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocess:
+        return dataclass_from_dict(cls, data, "preprocess")
+
+
+def _to_normalized_tensor(p: Preprocess) -> list[Callable]:
+    return [T.ToTensor(), T.Normalize(p.mean, p.std)]
+
+
+def eval_transform(p: Preprocess) -> Callable[[Image.Image], torch.Tensor]:
+    """Resize the shorter side, centre crop, normalise: deterministic, aspect-preserving."""
+    resize = T.Resize(p.resize_shorter or p.size, interpolation=INTERPOLATIONS[p.interpolation])
+    return T.Compose([T.Lambda(_rgb), resize, T.CenterCrop(p.size), *_to_normalized_tensor(p)])
+
+
+def train_transform(
+    p: Preprocess, scale: tuple[float, float] = (0.8, 1.0)
+) -> Callable[[Image.Image], torch.Tensor]:
+    """RandomResizedCrop + mild colour jitter (the paper's light augmentation)."""
+    crop = T.RandomResizedCrop(p.size, scale=scale, interpolation=INTERPOLATIONS[p.interpolation])
+    jitter = T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)
+    return T.Compose([T.Lambda(_rgb), crop, jitter, *_to_normalized_tensor(p)])
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """Grey or RGBA inputs would otherwise give 1 or 4 channels and break the 3-channel model."""
+    return image if image.mode == "RGB" else image.convert("RGB")

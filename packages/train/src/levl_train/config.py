@@ -1,0 +1,163 @@
+"""Typed run configuration: a recipe returns a `TrainConfig`; the CLI may override a few keys.
+
+Everything a run needs is in one frozen tree of dataclasses, so the resolved config written to
+the run dir (and into each checkpoint) is the whole truth about how the run was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from levl_model.config import HeadsConfig, ModelConfig, ObjectiveConfig, TextConfig, VisionConfig
+from levl_model.preprocess import Preprocess
+from levl_train.errors import TrainError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    manifest: str | None = None
+    batch_size: int = 64
+    num_workers: int = 2
+    shuffle_buffer: int = 2000
+    augment: bool = True
+    max_failure_rate: float = 0.1
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 2e-4
+    min_lr: float = 2e-5
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.999
+    warmup_steps: int = 1000
+    schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay)
+    decay_fraction: float = 0.2  # wsd: the last fraction of steps decays linearly to min_lr
+    grad_clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    recipe: str
+    model: ModelConfig
+    objective: ObjectiveConfig
+    preprocess: Preprocess
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    steps: int = 1000
+    seed: int = 0
+    tokenizer: str = "offline"
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "bf16"  # bf16 autocast on CUDA; the CPU always trains in fp32
+    log_every: int = 10
+    ckpt_every: int = 500
+    keep_last: int = 3
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_NESTED = {
+    "model": ModelConfig,
+    "model.vision": VisionConfig,
+    "model.text": TextConfig,
+    "model.heads": HeadsConfig,
+    "objective": ObjectiveConfig,
+    "preprocess": Preprocess,
+    "data": DataConfig,
+    "optim": OptimConfig,
+}
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a config from its `to_dict()` form (config.json, checkpoint metadata)."""
+    return _build(TrainConfig, data, prefix="")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise TrainError(f"config key {prefix}{unknown[0]} is unknown (known: {sorted(known)})")
+    kwargs = {}
+    for name, value in data.items():
+        nested = _NESTED.get(f"{prefix}{name}")
+        if nested is not None and isinstance(value, dict):
+            value = _build(nested, value, prefix=f"{prefix}{name}.")
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply `section.key=value` overrides, parsing each value as the field's declared type."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise TrainError(f"--set {item!r}: expected key=value, e.g. --set optim.lr=1e-4")
+        cfg = _replace_path(cfg, key.strip().split("."), raw.strip(), key.strip())
+    return cfg
+
+
+def _replace_path(node: Any, path: list[str], raw: str, full_key: str) -> Any:
+    hints = typing.get_type_hints(type(node))
+    name = path[0]
+    if name not in hints:
+        known = ", ".join(f.name for f in dataclasses.fields(node))
+        raise TrainError(f"--set {full_key}: unknown key {name!r} (known here: {known})")
+    current = getattr(node, name)
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise TrainError(f"--set {full_key}: {name!r} is a value, not a section")
+        return dataclasses.replace(node, **{name: _replace_path(current, path[1:], raw, full_key)})
+    if dataclasses.is_dataclass(current):
+        raise TrainError(f"--set {full_key}: {name!r} is a section; set one of its keys")
+    return dataclasses.replace(node, **{name: parse_value(raw, hints[name], full_key)})
+
+
+def parse_value(raw: str, hint: Any, key: str) -> Any:
+    """Parse a CLI string as `hint` (int, float, bool, str, tuples, optionals)."""
+    if _is_optional(hint):
+        if raw.lower() in ("none", "null"):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        (item_type, *_rest) = typing.get_args(hint)
+        return tuple(parse_value(part, item_type, key) for part in raw.split(","))
+    parser = _SCALAR_PARSERS.get(hint)
+    if parser is None:
+        raise TrainError(f"--set {key}: values of type {hint} cannot be set from the CLI")
+    try:
+        return parser(raw)
+    except ValueError:
+        raise TrainError(f"--set {key}={raw}: expected {hint.__name__}") from None
+
+
+def _parse_int(raw: str) -> int:
+    value = float(raw)  # accept 1e3 but not 0.5
+    if not value.is_integer():
+        raise ValueError(raw)
+    return int(value)
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError(raw)
+
+
+_SCALAR_PARSERS = {int: _parse_int, float: float, str: str, bool: _parse_bool}
+
+
+def _is_optional(hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    return origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)

@@ -1,0 +1,62 @@
+"""The run directory: resolved config, metrics log, checkpoints, and the `latest` pointer.
+
+    RUN/config.json  RUN/metrics.jsonl  RUN/checkpoints/step_0000100/  RUN/latest
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from levl_train.errors import TrainError
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    def create(self, config: dict[str, Any]) -> None:
+        """Start a new run; refuse a directory that already holds one rather than mix two."""
+        if (self.path / "config.json").exists():
+            raise TrainError(
+                f"run dir {self.path} already holds a run; pass another --out or remove it"
+            )
+        if self.path.exists() and any(self.path.iterdir()):
+            raise TrainError(f"run dir {self.path} is not empty; pass an empty or new --out")
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path / "config.json", config)
+
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.checkpoints / f"step_{step:07d}"
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def mark_latest(self, ckpt_dir: Path) -> None:
+        """Point `latest` at a finished checkpoint (atomic rename, so never half written)."""
+        tmp = self.path / "latest.tmp"
+        tmp.write_text(str(ckpt_dir.relative_to(self.path)) + "\n")
+        os.replace(tmp, self.path / "latest")
+
+    def prune(self, keep_last: int) -> None:
+        """Keep only the newest `keep_last` checkpoints."""
+        finished = sorted(p for p in self.checkpoints.glob("step_*") if p.is_dir())
+        for old in finished[:-keep_last] if keep_last > 0 else []:
+            shutil.rmtree(old)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

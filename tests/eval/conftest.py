@@ -1,0 +1,23 @@
+"""Shared fixtures: one tiny labelled eval world and two micro checkpoints per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from levl_eval.testing import save_micro_checkpoint, write_eval_world
+
+
+@pytest.fixture(scope="session")
+def eval_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_eval_world(tmp_path_factory.mktemp("world") / "synth")
+
+
+@pytest.fixture(scope="session")
+def micro_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run dir whose `latest` names a micro checkpoint (trained weights = seed 1 init)."""
+    run = tmp_path_factory.mktemp("runs") / "micro-run"
+    save_micro_checkpoint(run / "checkpoints" / "step_0000007", seed=1, step=7)
+    (run / "latest").write_text("checkpoints/step_0000007\n")
+    return run

@@ -1,0 +1,115 @@
+"""levl-eval end to end on a micro checkpoint, and its one-line errors (exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from levl_eval.cli import app
+
+runner = CliRunner()
+
+
+def _invoke(*args: str | Path):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_all_reports_the_checkpoint_and_its_random_baseline(
+    eval_world: Path, micro_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "eval"
+    result = _invoke("all", "--ckpt", micro_run, "--data", eval_world, "--out", out,
+                     "--device", "cpu", "--batch-size", "10")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    checkpoint, baseline = report["encoders"]
+    assert (checkpoint["kind"], baseline["kind"]) == ("checkpoint", "random")
+    assert (checkpoint["random_init"], baseline["random_init"]) == (False, True)
+    assert (baseline["step"], baseline["samples_seen"]) == (0, 0)
+    assert checkpoint["name"] == "micro-run/step_0000007"
+    assert (checkpoint["step"], checkpoint["samples_seen"], checkpoint["recipe"]) == (7, 56, "eval_test_micro")
+    assert checkpoint["path"].endswith("checkpoints/step_0000007")
+    assert baseline["baseline_for"] == [checkpoint["name"]]
+    for encoder in (checkpoint, baseline):
+        zeroshot, linear = encoder["protocols"]["zeroshot"], encoder["protocols"]["linear"]
+        assert set(zeroshot["readouts"]) == {"zv_zt", "predv_zt", "zv_predt", "average"}
+        assert zeroshot["top1"] == zeroshot["readouts"]["average"]["top1"]
+        assert zeroshot["data"]["test"]["samples"] == 24 and zeroshot["data"]["num_prompts"] == 2
+        assert linear["data"]["train"]["samples"] == 24 and linear["settings"]["epochs"] == 50
+        # colour-coded classes: even frozen random features separate them linearly
+        assert linear["top1"] >= 0.9
+    markdown = (out / "report.md").read_text()
+    assert "| micro-run/step_0000007 | checkpoint |" in markdown
+    assert "| random (seed 0) | random |" in markdown
+    assert "zero-shot top-1" in result.stdout and "wrote" in result.stdout
+
+    rerender = _invoke("report", out)
+    assert rerender.exit_code == 0 and "micro-run/step_0000007" in rerender.stdout
+
+
+def test_single_protocol_command_runs_only_that_protocol(
+    eval_world: Path, micro_run: Path, tmp_path: Path
+) -> None:
+    ckpt = micro_run / "checkpoints" / "step_0000007"
+    result = _invoke("zeroshot", "--ckpt", ckpt, "--data", eval_world, "--out", tmp_path / "zs",
+                     "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "zs" / "report.json").read_text())
+    assert report["protocols"] == ["zeroshot"]
+    assert all(set(e["protocols"]) == {"zeroshot"} for e in report["encoders"])
+    assert "linear top-1" not in result.stdout
+
+
+def test_missing_data_dir_is_one_line(micro_run: Path, tmp_path: Path) -> None:
+    result = _invoke("all", "--ckpt", micro_run, "--data", tmp_path / "nope", "--out", tmp_path / "o")
+    _assert_one_line_error(result, "--data", "nope")
+    assert not (tmp_path / "o").exists()
+
+
+def test_data_dir_without_eval_splits_is_one_line(micro_run: Path, tmp_path: Path) -> None:
+    result = _invoke("all", "--ckpt", micro_run, "--data", tmp_path, "--out", tmp_path / "o")
+    _assert_one_line_error(result, "eval-train/manifest.json")
+
+
+def test_bad_checkpoint_path_is_one_line(eval_world: Path, tmp_path: Path) -> None:
+    result = _invoke("all", "--ckpt", tmp_path / "missing", "--data", eval_world,
+                     "--out", tmp_path / "o", "--device", "cpu")
+    _assert_one_line_error(result, "missing")
+    assert not (tmp_path / "o").exists()
+
+
+def test_cuda_without_cuda_is_one_line(
+    eval_world: Path, micro_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = _invoke("all", "--ckpt", micro_run, "--data", eval_world, "--out", tmp_path / "o",
+                     "--device", "cuda")
+    _assert_one_line_error(result, "--device cuda", "CUDA is not available", "--device cpu")
+
+
+def test_unknown_protocol_is_one_line(eval_world: Path, micro_run: Path, tmp_path: Path) -> None:
+    result = _invoke("all", "--ckpt", micro_run, "--data", eval_world, "--out", tmp_path / "o",
+                     "--protocol", "knn")
+    _assert_one_line_error(result, "unknown protocol 'knn'")
+
+
+def test_report_of_a_directory_without_report_json_is_one_line(tmp_path: Path) -> None:
+    _assert_one_line_error(_invoke("report", tmp_path), "report.json")
+
+
+def test_debug_reraises(tmp_path: Path) -> None:
+    result = _invoke("report", tmp_path, "--debug")
+    assert result.exit_code == 1 and result.exception is not None

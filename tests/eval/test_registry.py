@@ -1,0 +1,20 @@
+"""Protocols are chosen by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from levl_eval.errors import EvalError
+from levl_eval.protocols import PROTOCOLS, LinearProbe, ZeroShot, build_protocol
+
+
+def test_registry_maps_names_to_classes() -> None:
+    assert {"zeroshot": ZeroShot, "linear": LinearProbe} == PROTOCOLS
+    for name, cls in PROTOCOLS.items():
+        assert cls.name == name
+        assert build_protocol(name).name == name
+
+
+def test_unknown_protocol_is_a_one_line_error() -> None:
+    with pytest.raises(EvalError, match="unknown protocol 'knn'.*zeroshot, linear"):
+        build_protocol("knn")

@@ -1,0 +1,86 @@
+"""Recipes, typed overrides and schedules of levl_train."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from levl_model.errors import ModelError
+from levl_train.config import apply_overrides, config_from_dict
+from levl_train.errors import TrainError
+from levl_train.recipes import RECIPES, get_recipe
+from levl_train.schedule import lr_at
+
+
+def test_every_recipe_builds_and_round_trips_through_its_dict():
+    for name in RECIPES:
+        cfg = get_recipe(name)
+        assert cfg.recipe == name
+        assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_datacomp_recipe_matches_method():
+    cfg = get_recipe("vit_b16_datacomp_l")
+    assert (cfg.model.vision.width, cfg.model.vision.depth, cfg.model.vision.patch_size) == (
+        768, 12, 16)
+    assert cfg.model.heads.embed_dim == 256 and cfg.model.text.vocab_size == 50257
+    assert cfg.data.batch_size == 4096 and cfg.steps == 200_000
+    assert (cfg.optim.lr, cfg.optim.min_lr, cfg.optim.warmup_steps) == (2e-4, 2e-5, 1000)
+    assert (cfg.objective.lambda_v, cfg.objective.lambda_t) == (0.02, 0.02)
+    assert cfg.objective.num_slices == 4096
+
+
+def test_smoke_switch_shrinks_steps_and_batch_but_keeps_the_model():
+    full, smoke = get_recipe("vit_b16_datacomp_l"), get_recipe("vit_b16_datacomp_l", smoke=True)
+    assert smoke.model == full.model
+    assert smoke.steps < 10 and smoke.data.batch_size <= 16
+
+
+def test_unknown_recipe_names_the_choices():
+    with pytest.raises(TrainError, match="unknown recipe 'nope'.*tiny_synthetic"):
+        get_recipe("nope")
+
+
+def test_overrides_parse_the_declared_types():
+    cfg = apply_overrides(get_recipe("micro_synthetic"), [
+        "optim.lr=1e-4", "steps=7", "data.augment=false", "model.vision.depth=3",
+        "objective.pred_loss=cosine", "data.manifest=/x/manifest.json",
+    ])
+    assert cfg.optim.lr == 1e-4 and isinstance(cfg.steps, int) and cfg.steps == 7
+    assert cfg.data.augment is False and cfg.model.vision.depth == 3
+    assert cfg.objective.pred_loss == "cosine" and cfg.data.manifest == "/x/manifest.json"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lrr=1", "unknown key 'lrr'"),
+    ("steps=1.5", "expected int"),
+    ("optim.lr=fast", "expected float"),
+    ("data.augment=maybe", "expected bool"),
+    ("optim=1", "is a section"),
+    ("steps", "expected key=value"),
+])
+def test_bad_overrides_are_one_clear_error(override, message):
+    with pytest.raises(TrainError, match=message):
+        apply_overrides(get_recipe("micro_synthetic"), [override])
+
+
+def test_an_invalid_objective_value_is_refused():
+    with pytest.raises((ModelError, TrainError)):
+        apply_overrides(get_recipe("micro_synthetic"), ["objective.name=byol"])
+
+
+def test_cosine_schedule_warms_up_then_decays_to_min_lr():
+    optim = dataclasses.replace(get_recipe("micro_synthetic").optim, lr=1.0, min_lr=0.1,
+                                warmup_steps=10, schedule="cosine")
+    lrs = [lr_at(s, 110, optim) for s in range(110)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))
+    assert lrs[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_wsd_schedule_is_flat_then_decays_linearly():
+    optim = dataclasses.replace(get_recipe("micro_synthetic").optim, lr=1.0, min_lr=0.0,
+                                warmup_steps=0, schedule="wsd", decay_fraction=0.5)
+    assert lr_at(10, 100, optim) == 1.0 and lr_at(49, 100, optim) == 1.0
+    assert lr_at(75, 100, optim) == pytest.approx(0.5)

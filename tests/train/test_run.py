@@ -1,0 +1,84 @@
+"""`levl-train run` end to end on tiny shards, and its refusals of bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from levl_data.testing import make_tiny_shards
+from levl_model.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return make_tiny_shards(tmp_path_factory.mktemp("shards"), n=48, image_size=32)
+
+
+def one_error_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_smoke_run_writes_config_metrics_and_valid_checkpoints(cli, shards, tmp_path):
+    out = tmp_path / "run"
+    result = cli("levl-train", "run", "micro_synthetic", "--data", shards, "--out", out,
+                 "--set", "steps=6", "--set", "ckpt_every=2", "--set", "keep_last=2",
+                 "--set", "log_every=2", "--set", "data.batch_size=8")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["recipe"] == "micro_synthetic" and config["steps"] == 6
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    for key in ("loss", "pred", "sigreg_v", "sigreg_t", "cos_matched", "cos_shuffled",
+                "erank_v", "erank_t", "lr", "samples_per_s", "grad_norm"):
+        assert key in records[-1], key
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert kept == ["step_0000004", "step_0000006"]
+    assert (out / "latest").read_text().strip() == "checkpoints/step_0000006"
+    loaded = load_checkpoint(out)
+    assert loaded.metadata["step"] == 6 and loaded.metadata["samples_seen"] == 48
+    assert loaded.metadata["recipe"]["recipe"] == "micro_synthetic"
+
+
+def test_unknown_recipe_is_one_line_and_nothing_is_written(cli, shards, tmp_path):
+    line = one_error_line(cli("levl-train", "run", "nope", "--data", shards, "--out",
+                              tmp_path / "r"))
+    assert "unknown recipe 'nope'" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_override_key_is_one_line_and_nothing_is_written(cli, shards, tmp_path):
+    line = one_error_line(cli("levl-train", "run", "micro_synthetic", "--data", shards,
+                              "--out", tmp_path / "r", "--set", "optim.lrr=1"))
+    assert "optim.lrr" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_invalid_manifest_is_named_and_nothing_is_written(cli, tmp_path):
+    bad = tmp_path / "manifest.json"
+    bad.write_text(json.dumps({"schema": "levl.shards/v9"}))
+    line = one_error_line(cli("levl-train", "run", "micro_synthetic", "--data", bad,
+                              "--out", tmp_path / "r"))
+    assert str(bad) in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_existing_run_dir_is_refused(cli, shards, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    line = one_error_line(cli("levl-train", "run", "micro_synthetic", "--data", shards,
+                              "--out", out, "--smoke"))
+    assert "already holds a run" in line
+    assert (out / "config.json").read_text() == "{}"
+
+
+def test_cuda_requested_without_cuda_is_one_line(cli, shards, tmp_path):
+    line = one_error_line(cli("levl-train", "run", "micro_synthetic", "--data", shards,
+                              "--out", tmp_path / "r", "--set", "device=cuda",
+                              env={"CUDA_VISIBLE_DEVICES": ""}))
+    assert "CUDA is not available" in line
+    assert not (tmp_path / "r").exists()
