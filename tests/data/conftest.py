@@ -9,6 +9,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+
 from levl_data.testing import make_tiny_shards
 
 

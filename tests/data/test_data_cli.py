@@ -9,10 +9,11 @@ import types
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from levl_data.cli import app
 from levl_data.errors import DataError, ManifestError
 from levl_data.testing import make_tiny_shards
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

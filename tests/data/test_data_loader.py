@@ -10,6 +10,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+
 from levl_data.errors import DataError
 from levl_data.loader import build_loader
 from levl_data.testing import COLORS, bad_sample_indices, make_tiny_shards

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+
 from levl_data.errors import DataError, ManifestError
 from levl_data.manifest import (
     SCHEMA,

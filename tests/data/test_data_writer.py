@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from levl_data.errors import DataError
 from levl_data.manifest import read_manifest, verify_manifest
 from levl_data.writer import ShardSetWriter

@@ -74,6 +74,8 @@ def world_labels() -> dict:
 
 def _existing_split(split_dir: Path, size: str, seed: int) -> Manifest | None:
     """The split's manifest if it is exactly this world; None if there is nothing to keep."""
+    if split_dir.exists() and not split_dir.is_dir():
+        raise DataError(f"{split_dir}: not a directory; choose another --out or delete it")
     if not split_dir.exists() or not any(split_dir.iterdir()):
         return None
     if not (split_dir / MANIFEST_NAME).is_file():
