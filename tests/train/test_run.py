@@ -33,6 +33,7 @@ def test_smoke_run_writes_config_metrics_and_valid_checkpoints(cli, shards, tmp_
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4, 6]
     for key in ("loss", "pred", "sigreg_v", "sigreg_t", "cos_matched", "cos_shuffled",
+                "pred_cos_matched", "pred_cos_shuffled",
                 "erank_v", "erank_t", "lr", "samples_per_s", "grad_norm"):
         assert key in records[-1], key
     kept = sorted(p.name for p in (out / "checkpoints").iterdir())

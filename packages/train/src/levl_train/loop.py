@@ -58,7 +58,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_optimizer(modules: list[torch.nn.Module], cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only: biases, norms and scalars are not shrunk."""
+    """AdamW with weight decay on matrices only: biases, norms and scalars are not shrunk.
+
+    The fused kernel (CPU and CUDA) is ~6x faster than the per-tensor loop on the CPU, where
+    the optimizer step over GPT-2's 50k-row embedding otherwise costs a third of a small step.
+    """
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -66,7 +70,8 @@ def build_optimizer(modules: list[torch.nn.Module], cfg: TrainConfig) -> torch.o
         {"params": decay, "weight_decay": cfg.optim.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2))
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
+                             fused=True)
 
 
 def build_run(cfg: TrainConfig, out_dir: Path) -> Run:
@@ -112,7 +117,7 @@ def train_step(run: Run, batch: dict[str, Any], step: int) -> tuple[dict[str, fl
     run.optimizer.step()
     scalars = {name: float(value.detach()) for name, value in terms.items()}
     scalars.update(lr=lr, grad_norm=float(grad_norm))
-    return scalars, {"z_v": out["z_v"].detach(), "z_t": out["z_t"].detach()}
+    return scalars, {name: out[name].detach() for name in ("z_v", "z_t", "pred_v")}
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -122,10 +127,16 @@ def _autocast(cfg: TrainConfig, device: torch.device):
 
 
 def diagnostics(embeddings: dict) -> dict[str, float]:
+    """Alignment of Z_V with Z_T (what contrastive losses train) and of pred_V(Z_V) with Z_T
+    (what LeVLJEPA trains: its two spaces meet only through the predictor)."""
     matched, shuffled = matched_vs_shuffled_cosine(embeddings["z_v"], embeddings["z_t"])
+    pred_matched, pred_shuffled = matched_vs_shuffled_cosine(embeddings["pred_v"],
+                                                             embeddings["z_t"])
     return {
         "cos_matched": matched,
         "cos_shuffled": shuffled,
+        "pred_cos_matched": pred_matched,
+        "pred_cos_shuffled": pred_shuffled,
         "erank_v": effective_rank(embeddings["z_v"]),
         "erank_t": effective_rank(embeddings["z_t"]),
     }
@@ -149,7 +160,8 @@ def train(cfg: TrainConfig, out_dir: Path) -> Path:
                           **diagnostics(embeddings), **clock.rates(cfg.data.batch_size),
                           "skipped": dict(skipped)}
                 run.run_dir.log(record)
-                bar.set_postfix(loss=f"{scalars['loss']:.4f}", cos=f"{record['cos_matched']:.2f}")
+                bar.set_postfix(loss=f"{scalars['loss']:.4f}",
+                               pred_cos=f"{record['pred_cos_matched']:.2f}")
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 last_ckpt = save(run, done)
             bar.update(1)
