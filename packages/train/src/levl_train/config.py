@@ -53,6 +53,7 @@ class TrainConfig:
     tokenizer: str = "offline"
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "bf16"  # bf16 autocast on CUDA; the CPU always trains in fp32
+    threads: int | None = None  # torch intra-op threads; None keeps torch's default
     log_every: int = 10
     ckpt_every: int = 500
     keep_last: int = 3

@@ -80,6 +80,8 @@ def build_run(cfg: TrainConfig, out_dir: Path) -> Run:
         raise TrainError(f"recipe {cfg.recipe} has no data; pass --data MANIFEST")
     manifest = read_manifest(cfg.data.manifest)
     device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, seed=cfg.seed).to(device).train()
     objective = build_objective(cfg.objective).to(device).train()
