@@ -41,7 +41,8 @@ def tiny_synthetic(smoke: bool = False) -> TrainConfig:
 
     Sized by measurement, not by name: on 2 cores a ViT-Ti-width pair manages ~1 step/s, too
     few steps for shape to emerge (colour is learned first, shape only after ~1000 steps).
-    Width-64 encoders with 16-px patches (a 4×4 grid at 64 px) take ~2400 steps in the budget.
+    Width-64 encoders with 16-px patches (a 4×4 grid at 64 px) fit ~150k samples in the budget;
+    batch 128 × 1200 steps beat batch 64 × 2400 steps on both probes in a side-by-side run.
 
     levl-data synth --out data --size tiny
     levl-train run tiny_synthetic --data data/train/manifest.json --out runs/tiny
@@ -52,11 +53,11 @@ def tiny_synthetic(smoke: bool = False) -> TrainConfig:
                            proj_hidden=256, pred_hidden=256),
         objective=ObjectiveConfig(name="levljepa", num_slices=256),
         preprocess=Preprocess(size=64, mean=CLIP_MEAN, std=CLIP_STD),
-        data=DataConfig(batch_size=64, num_workers=1, shuffle_buffer=2000),
-        optim=OptimConfig(lr=1e-3, min_lr=1e-4, weight_decay=0.05, warmup_steps=100),
-        steps=2400,
-        log_every=50,
-        ckpt_every=800,
+        data=DataConfig(batch_size=128, num_workers=1, shuffle_buffer=2000),
+        optim=OptimConfig(lr=1e-3, min_lr=1e-4, weight_decay=0.05, warmup_steps=50),
+        steps=1200,
+        log_every=25,
+        ckpt_every=400,
     )
     return _smoke(cfg, steps=10) if smoke else cfg
 
