@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from levl_model.errors import ModelError
-from levl_train.config import apply_overrides, config_from_dict
+from levl_train.config import apply_overrides, check_config, config_from_dict
 from levl_train.errors import TrainError
 from levl_train.recipes import RECIPES, get_recipe
 from levl_train.schedule import lr_at
@@ -84,3 +84,20 @@ def test_wsd_schedule_is_flat_then_decays_linearly():
                                 warmup_steps=0, schedule="wsd", decay_fraction=0.5)
     assert lr_at(10, 100, optim) == 1.0 and lr_at(49, 100, optim) == 1.0
     assert lr_at(75, 100, optim) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.schedule=linear", "optim.schedule='linear' is unknown"),
+    ("precision=fp8", "precision='fp8' is unknown"),
+    ("steps=0", "steps=0 must be positive"),
+    ("data.batch_size=-1", "data.batch_size=-1 must be positive"),
+])
+def test_values_no_run_could_use_are_refused_up_front(override, message):
+    cfg = apply_overrides(get_recipe("micro_synthetic"), [override])
+    with pytest.raises(TrainError, match=message):
+        check_config(cfg)
+
+
+def test_every_recipe_passes_the_up_front_check():
+    for name in RECIPES:
+        check_config(get_recipe(name))

@@ -95,6 +95,32 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+_CHOICES = {
+    ("optim", "schedule"): ("cosine", "wsd"),
+    ("", "precision"): ("bf16", "fp32"),
+    ("", "device"): ("auto", "cpu", "cuda"),
+}
+_POSITIVE = (("", "steps"), ("", "log_every"), ("", "ckpt_every"), ("data", "batch_size"),
+             ("optim", "lr"))
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse values no run could use before anything starts (not at step 1000)."""
+    for (section, key), choices in _CHOICES.items():
+        value = getattr(getattr(cfg, section) if section else cfg, key)
+        if value not in choices:
+            raise TrainError(f"{_dotted(section, key)}={value!r} is unknown; use one of "
+                             f"{', '.join(choices)}")
+    for section, key in _POSITIVE:
+        value = getattr(getattr(cfg, section) if section else cfg, key)
+        if value <= 0:
+            raise TrainError(f"{_dotted(section, key)}={value} must be positive")
+
+
+def _dotted(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
 def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
     """Apply `section.key=value` overrides, parsing each value as the field's declared type."""
     for item in overrides:

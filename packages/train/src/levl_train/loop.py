@@ -25,7 +25,7 @@ from levl_model.objectives import Objective, build_objective
 from levl_model.preprocess import eval_transform, train_transform
 from levl_model.tokenizer import CaptionTokenizer, load_tokenizer
 from levl_train import __version__
-from levl_train.config import TrainConfig
+from levl_train.config import TrainConfig, check_config
 from levl_train.errors import TrainError
 from levl_train.metrics import effective_rank, matched_vs_shuffled_cosine
 from levl_train.rundir import RunDir
@@ -76,6 +76,7 @@ def build_optimizer(modules: list[torch.nn.Module], cfg: TrainConfig) -> torch.o
 
 def build_run(cfg: TrainConfig, out_dir: Path) -> Run:
     """Validate inputs first, then create the run dir: bad input leaves nothing behind."""
+    check_config(cfg)
     if cfg.data.manifest is None:
         raise TrainError(f"recipe {cfg.recipe} has no data; pass --data MANIFEST")
     manifest = read_manifest(cfg.data.manifest)
