@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from levl_eval.testing import save_micro_checkpoint, write_eval_world
+from levl_eval.testing import save_micro_checkpoint, write_eval_world, write_synth_eval_world
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +21,9 @@ def micro_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save_micro_checkpoint(run / "checkpoints" / "step_0000007", seed=1, step=7)
     (run / "latest").write_text("checkpoints/step_0000007\n")
     return run
+
+
+@pytest.fixture(scope="session")
+def synth_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """eval-train/eval-test from the real world generator: masks, background variants, captions."""
+    return write_synth_eval_world(tmp_path_factory.mktemp("synth") / "world", per_split=32)

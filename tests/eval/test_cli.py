@@ -10,6 +10,12 @@ import torch
 from typer.testing import CliRunner
 
 from levl_eval.cli import app
+from levl_eval.testing import (
+    karpathy_coco_document,
+    write_ade20k_layout,
+    write_in9_layout,
+    write_karpathy_json,
+)
 
 runner = CliRunner()
 
@@ -113,3 +119,81 @@ def test_report_of_a_directory_without_report_json_is_one_line(tmp_path: Path) -
 def test_debug_reraises(tmp_path: Path) -> None:
     result = _invoke("report", tmp_path, "--debug")
     assert result.exit_code == 1 and result.exception is not None
+
+
+def test_all_runs_the_dense_robustness_and_retrieval_protocols(
+    synth_world: Path, micro_run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "eval"
+    result = _invoke("all", "--ckpt", micro_run, "--data", synth_world, "--out", out,
+                     "--device", "cpu", "--batch-size", "16", "--datasets", tmp_path)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["protocols"] == ["zeroshot", "linear", "segmentation", "background", "retrieval"]
+    skipped = {item["task"]: item["reason"] for item in report["skipped"]}
+    assert skipped["segmentation:ade20k"] == f"not found at {tmp_path / 'ADEChallengeData2016'}"
+    assert set(skipped) == {"segmentation:ade20k", "background:in9", "retrieval:coco", "retrieval:flickr30k"}
+    assert f"skipped segmentation:ade20k: not found at {tmp_path}" in result.stdout
+    for encoder in report["encoders"]:
+        seg, bg, ret = (encoder["protocols"][p] for p in ("segmentation", "background", "retrieval"))
+        assert 0.0 <= seg["miou"] <= 1.0 and seg["classes_present"] >= 2
+        assert seg["data"]["test"]["samples"] == 32 and seg["data"]["test"]["label_size"] == [32, 32]
+        assert seg["data"]["num_classes"] == 9  # background + 8 shapes
+        assert bg["data"]["mixed_rand"]["samples"] == 32
+        assert bg["drop_mixed_rand"] == bg["original_top1"] - bg["mixed_rand_top1"]
+        assert ret["data"]["images"] == 32 and ret["data"]["captions"] == 32
+        assert 0.0 <= ret["i2t_r1"] <= ret["i2t_r5"] <= ret["i2t_r10"] <= 1.0
+    assert report["tasks"]["segmentation"]["dataset"] == "synth"
+    markdown = (out / "report.md").read_text()
+    assert "seg mIoU" in markdown and "bg drop rand" in markdown and "i2t R@1" in markdown
+    assert "## Skipped" in markdown
+
+
+def test_a_world_without_masks_or_variants_skips_those_protocols(
+    eval_world: Path, micro_run: Path, tmp_path: Path
+) -> None:
+    result = _invoke("all", "--ckpt", micro_run, "--data", eval_world, "--out", tmp_path / "o",
+                     "--device", "cpu", "--protocol", "segmentation", "--protocol", "background")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["protocols"] == []
+    reasons = {item["task"]: item["reason"] for item in report["skipped"]}
+    assert "mask.png" in reasons["segmentation"] and "mixed_same.jpg" in reasons["background"]
+    assert reasons["segmentation:ade20k"] == "no --datasets root given"
+
+
+def test_missing_datasets_root_is_one_line(eval_world: Path, micro_run: Path, tmp_path: Path) -> None:
+    result = _invoke("all", "--ckpt", micro_run, "--data", eval_world, "--out", tmp_path / "o",
+                     "--device", "cpu", "--datasets", tmp_path / "nowhere")
+    _assert_one_line_error(result, "--datasets", "nowhere", "no such directory")
+
+
+def test_real_layouts_under_datasets_are_evaluated(
+    eval_world: Path, micro_run: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "datasets"
+    write_ade20k_layout(root)
+    write_in9_layout(root)
+    write_karpathy_json(root, karpathy_coco_document(root))
+    result = _invoke("all", "--ckpt", micro_run, "--data", eval_world, "--out", tmp_path / "o",
+                     "--device", "cpu", "--datasets", root, "--protocol", "segmentation",
+                     "--protocol", "background", "--protocol", "retrieval")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["protocols"] == ["segmentation:ade20k", "background:in9", "retrieval", "retrieval:coco"]
+    assert report["tasks"]["background:in9"]["data"]["train_rule"].startswith("no original/train")
+    checkpoint = report["encoders"][0]["protocols"]
+    assert checkpoint["segmentation:ade20k"]["data"]["test"]["samples"] == 2
+    assert checkpoint["segmentation:ade20k"]["classes_present"] == 2  # classes 0 and 1; void ignored
+    assert checkpoint["background:in9"]["data"]["original"]["samples"] == 4
+    assert checkpoint["retrieval:coco"]["data"] == {"dataset": "coco", "images": 2, "captions": 4, "skipped": {}}
+    assert "seg mIoU (ade20k)" in result.stdout and "skipped retrieval:flickr30k: not found" in result.stdout
+
+
+def test_malformed_dataset_is_one_line_before_any_checkpoint_loads(
+    eval_world: Path, tmp_path: Path
+) -> None:
+    write_karpathy_json(tmp_path, {"annotations": []})
+    result = _invoke("retrieval", "--ckpt", tmp_path / "no-such-ckpt", "--data", eval_world,
+                     "--out", tmp_path / "o", "--device", "cpu", "--datasets", tmp_path)
+    _assert_one_line_error(result, "dataset_coco.json: no `images` list")

@@ -5,16 +5,25 @@ from __future__ import annotations
 import pytest
 
 from levl_eval.errors import EvalError
-from levl_eval.protocols import PROTOCOLS, LinearProbe, ZeroShot, build_protocol
+from levl_eval.protocols import (
+    PROTOCOLS,
+    BackgroundRobustness,
+    LinearProbe,
+    LinearSegmentation,
+    Retrieval,
+    ZeroShot,
+    build_protocol,
+)
 
 
 def test_registry_maps_names_to_classes() -> None:
-    assert {"zeroshot": ZeroShot, "linear": LinearProbe} == PROTOCOLS
+    assert {"zeroshot": ZeroShot, "linear": LinearProbe, "segmentation": LinearSegmentation,
+            "background": BackgroundRobustness, "retrieval": Retrieval} == PROTOCOLS
     for name, cls in PROTOCOLS.items():
         assert cls.name == name
         assert build_protocol(name).name == name
 
 
 def test_unknown_protocol_is_a_one_line_error() -> None:
-    with pytest.raises(EvalError, match="unknown protocol 'knn'.*zeroshot, linear"):
+    with pytest.raises(EvalError, match="unknown protocol 'knn'.*zeroshot, linear, segmentation, background, retrieval"):
         build_protocol("knn")

@@ -1,8 +1,11 @@
 """levl-eval: evaluate frozen checkpoints (and their random-init baselines) and write a report.
 
-    levl-eval all --ckpt RUN_OR_CKPT [--ckpt ...] --data SYNTH_DIR --out DIR
-    levl-eval zeroshot|linear ...same options...   (one protocol)
+    levl-eval all --ckpt RUN_OR_CKPT [--ckpt ...] --data SYNTH_DIR --out DIR [--datasets ROOT]
+    levl-eval zeroshot|linear|segmentation|background|retrieval ...same options...
     levl-eval report DIR                           (re-render report.md from report.json)
+
+Every protocol runs on the synthetic world; with --datasets, also on each real dataset found
+under ROOT in its standard layout (levl_eval.datasets). Absent ones are reported and skipped.
 
 User errors print `error: <one line>` on stderr and exit 2 (--debug shows the traceback).
 """
@@ -44,6 +47,7 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or a
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Data-loader worker processes.")]
 SeedOpt = Annotated[int, typer.Option("--random-seed", help="Seed of the random-init baseline.")]
+DatasetsOpt = Annotated[Path | None, typer.Option("--datasets", help="Root holding real datasets in their standard layouts (ADEChallengeData2016/, bg_challenge/, coco/, flickr30k/).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
 
 
@@ -61,16 +65,19 @@ def guarded(debug: bool, action: Callable[[], T]) -> T:
 
 def evaluate_and_publish(
     protocols: tuple[str, ...], ckpt: list[Path], data: Path, out: Path, device: str,
-    batch_size: int, workers: int, random_seed: int,
+    batch_size: int, workers: int, random_seed: int, datasets: Path | None = None,
 ) -> None:
     """Check cheap things first (names, device, --out), evaluate, then publish atomically."""
     options = EvalOptions(
         protocols=check_protocol_names(protocols), device=resolve_device(device),
         batch_size=batch_size, num_workers=workers, random_seed=random_seed,
+        datasets=None if datasets is None else str(datasets),
     )
     check_output_dir(out.absolute())
     report = run_evaluation(ckpt, data, options)
     out_dir = publish_report(out, report)
+    for item in report["skipped"]:
+        typer.echo(f"skipped {item['task']}: {item['reason']}")
     typer.echo(format_headline(report))
     typer.echo(f"wrote {out_dir / 'report.json'} and {out_dir / 'report.md'}")
 
@@ -80,12 +87,12 @@ def all_command(
     ckpt: CkptOpt, data: DataOpt, out: OutOpt,
     protocol: Annotated[list[str] | None, typer.Option("--protocol", help=f"Protocol to run (repeatable; default all: {', '.join(PROTOCOLS)}).")] = None,
     device: DeviceOpt = "auto", batch_size: BatchOpt = 256, workers: WorkersOpt = 0,
-    random_seed: SeedOpt = 0, debug: DebugOpt = False,
+    random_seed: SeedOpt = 0, datasets: DatasetsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """Run every protocol (or those named by --protocol) on each checkpoint and a random baseline."""
     names = tuple(protocol) if protocol else tuple(PROTOCOLS)
     guarded(debug, lambda: evaluate_and_publish(
-        names, ckpt, data, out, device, batch_size, workers, random_seed))
+        names, ckpt, data, out, device, batch_size, workers, random_seed, datasets))
 
 
 def single_protocol_command(name: str) -> Callable[..., None]:
@@ -94,10 +101,10 @@ def single_protocol_command(name: str) -> Callable[..., None]:
     def command(
         ckpt: CkptOpt, data: DataOpt, out: OutOpt, device: DeviceOpt = "auto",
         batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
-        debug: DebugOpt = False,
+        datasets: DatasetsOpt = None, debug: DebugOpt = False,
     ) -> None:
         guarded(debug, lambda: evaluate_and_publish(
-            (name,), ckpt, data, out, device, batch_size, workers, random_seed))
+            (name,), ckpt, data, out, device, batch_size, workers, random_seed, datasets))
 
     command.__doc__ = f"Run only the {name} protocol (plus the random baseline)."
     return command

@@ -1,7 +1,8 @@
 """Frozen encoders under evaluation: a checkpoint, or the random-init baseline of its config.
 
-A `FrozenEncoder` memoises its features, so protocols that share a split (zero-shot and the
-linear probe both read eval-test) pay for one forward pass over it, not one each.
+A `FrozenEncoder` memoises its features, so protocols that share a split (zero-shot, the linear
+probe, the background original and retrieval all read eval-test) pay for one forward pass over
+it, not one each.
 """
 
 from __future__ import annotations
@@ -13,8 +14,20 @@ from pathlib import Path
 import torch
 
 from levl_eval.errors import EvalError
-from levl_eval.features import encode_class_texts, extract_split_features
-from levl_eval.featureset import ClassTextFeatures, EvalSplit, SplitFeatures
+from levl_eval.features import (
+    encode_class_texts,
+    encode_texts,
+    extract_patch_features,
+    extract_split_features,
+)
+from levl_eval.featureset import (
+    ClassTextFeatures,
+    EvalSplit,
+    PatchFeatures,
+    SplitFeatures,
+    TextFeatures,
+)
+from levl_eval.samples import mask_transform
 from levl_model.checkpoint import load_checkpoint
 from levl_model.config import ModelConfig
 from levl_model.model import build_model
@@ -36,6 +49,8 @@ class FrozenEncoder:
     info: dict = field(default_factory=dict)
     _images: dict[str, SplitFeatures] = field(default_factory=dict, repr=False)
     _texts: dict[tuple, ClassTextFeatures] = field(default_factory=dict, repr=False)
+    _patches: dict[str, PatchFeatures] = field(default_factory=dict, repr=False)
+    _captions: dict[tuple, TextFeatures] = field(default_factory=dict, repr=False)
 
     def image_features(self, split: EvalSplit) -> SplitFeatures:
         if split.name not in self._images:
@@ -44,6 +59,22 @@ class FrozenEncoder:
                 device=self.device, num_workers=self.num_workers, desc=f"{self.name} {split.name}",
             )
         return self._images[split.name]
+
+    def patch_features(self, split: EvalSplit) -> PatchFeatures:
+        if split.name not in self._patches:
+            self._patches[split.name] = extract_patch_features(
+                self.model, split, eval_transform(self.preprocess), mask_transform(self.preprocess),
+                batch_size=self.batch_size, device=self.device, num_workers=self.num_workers,
+                desc=f"{self.name} {split.name} patches",
+            )
+        return self._patches[split.name]
+
+    def text_features(self, texts: tuple[str, ...]) -> TextFeatures:
+        key = tuple(texts)
+        if key not in self._captions:
+            self._captions[key] = encode_texts(
+                self.model, self.tokenizer, key, batch_size=self.batch_size, device=self.device)
+        return self._captions[key]
 
     def class_text_features(
         self, classes: tuple[str, ...], prompts: tuple[str, ...]

@@ -21,3 +21,11 @@ class DeviceError(EvalError):
 
 class OutputError(EvalError):
     """The output directory cannot be written without clobbering something."""
+
+
+class DatasetNotFound(EvalDataError):
+    """A dataset's standard directory is absent: `levl-eval all` skips its protocol and says so."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"not found at {path}")
+        self.path = path

@@ -3,6 +3,9 @@
 Protocols see features only through `FeatureSource`, so the protocol math runs the same on a
 real encoder (`levl_eval.encoder.FrozenEncoder`, which extracts once and memoises) and on
 hand-made tensors in tests (`levl_eval.testing.StaticFeatures`).
+
+A split is either a levl shard manifest (the synthetic world) or a list of files on disk (the
+standard layouts of ADE20K, ImageNet-9 and Karpathy caption splits, see `levl_eval.datasets`).
 """
 
 from __future__ import annotations
@@ -15,23 +18,49 @@ import torch
 
 
 @dataclass(frozen=True)
+class FileSample:
+    """One sample of a folder dataset: an image file and what it is labelled with."""
+
+    image: Path
+    label: int = -1
+    mask: Path | None = None
+    captions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class EvalSplit:
-    """One evaluation split; `manifest` is a levl_data Manifest, or None for in-memory data."""
+    """One evaluation split: a levl_data Manifest, a tuple of files, or neither (in-memory data).
+
+    `name` keys the encoder's feature cache, so two splits with different pixels (a manifest
+    read through another `image_member`) must have different names. `mask_member` names the
+    manifest member holding per-pixel labels; `reduce_zero_label` maps mask value 0 to void
+    (255) and shifts the others down by one (ADE20K's convention).
+    """
 
     name: str
     manifest: Any = None
+    image_member: str | None = None
+    mask_member: str | None = None
+    files: tuple[FileSample, ...] = ()
+    reduce_zero_label: bool = False
 
     def describe(self) -> dict:
         """The split's identity for a report: where it came from and which version it is."""
+        if self.files:
+            return {"name": self.name, "num_samples": len(self.files),
+                    "first_image": str(self.files[0].image)}
         if self.manifest is None:
             return {"name": self.name}
-        return {
+        described = {
             "name": self.name,
             "manifest": str(self.manifest.path),
             "dataset": self.manifest.name,
             "fingerprint": self.manifest.fingerprint,
             "num_samples": self.manifest.num_samples,
         }
+        if self.image_member:
+            described["image_member"] = self.image_member
+        return described
 
 
 @dataclass(frozen=True)
@@ -68,10 +97,36 @@ class SplitFeatures:
     pred_NE: torch.Tensor
     labels_N: torch.Tensor
     skipped: dict[str, int] = field(default_factory=dict)
+    captions: tuple[tuple[str, ...], ...] = ()  # per image; -1 labels mark unlabelled data
 
     @property
     def num_samples(self) -> int:
         return int(self.labels_N.shape[0])
+
+
+@dataclass(frozen=True)
+class PatchFeatures:
+    """Per-image patch tokens on the (h, w) grid, row-major, with the per-pixel labels.
+
+    masks_NHW are at label resolution (the model's input crop), uint8 with 255 = void.
+    """
+
+    tokens_NLD: torch.Tensor
+    grid_hw: tuple[int, int]
+    masks_NHW: torch.Tensor
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.tokens_NLD.shape[0])
+
+
+@dataclass(frozen=True)
+class TextFeatures:
+    """z_t and pred_t(z_t) of a list of texts, in order (not normalised)."""
+
+    z_ME: torch.Tensor
+    pred_ME: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -83,11 +138,15 @@ class ClassTextFeatures:
 
 
 class FeatureSource(Protocol):
-    """What a protocol needs from an encoder: frozen image features and class-text features."""
+    """What a protocol needs from an encoder: frozen image, patch and text features."""
 
     name: str
 
     def image_features(self, split: EvalSplit) -> SplitFeatures: ...
+
+    def patch_features(self, split: EvalSplit) -> PatchFeatures: ...
+
+    def text_features(self, texts: tuple[str, ...]) -> TextFeatures: ...
 
     def class_text_features(
         self, classes: tuple[str, ...], prompts: tuple[str, ...]

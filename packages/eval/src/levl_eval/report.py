@@ -21,20 +21,36 @@ from levl_eval.protocols.zeroshot import READOUT_DESCRIPTIONS, READOUT_LABELS
 REPORT_SCHEMA = "levl.eval-report/v1"
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 
-# (column title, protocol, path into that protocol's metrics)
-HEADLINE_COLUMNS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("zero-shot top-1", "zeroshot", ("top1",)),
-    ("zero-shot top-5", "zeroshot", ("top5",)),
-    ("zero-shot mean recall", "zeroshot", ("mean_per_class_recall",)),
-    ("linear top-1", "linear", ("top1",)),
-    ("linear top-5", "linear", ("top5",)),
-    ("linear mean recall", "linear", ("mean_per_class_recall",)),
-)
+# Per protocol: (column title, path into that protocol's metrics). A task on a real dataset
+# (key `protocol:dataset`) gets the same columns with the dataset in the title.
+PROTOCOL_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "zeroshot": (("zero-shot top-1", ("top1",)), ("zero-shot top-5", ("top5",)),
+                 ("zero-shot mean recall", ("mean_per_class_recall",))),
+    "linear": (("linear top-1", ("top1",)), ("linear top-5", ("top5",)),
+               ("linear mean recall", ("mean_per_class_recall",))),
+    "segmentation": (("seg mIoU", ("miou",)), ("seg pixel acc", ("pixel_accuracy",))),
+    "background": (("bg original", ("original_top1",)), ("bg drop same", ("drop_mixed_same",)),
+                   ("bg drop rand", ("drop_mixed_rand",))),
+    "retrieval": (("i2t R@1", ("i2t_r1",)), ("t2i R@1", ("t2i_r1",)),
+                  ("retrieval mean R", ("mean_recall",))),
+}
+
+
+def task_columns(task: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(title, task key, metric path) of one task's headline columns."""
+    protocol, _, dataset = task.partition(":")
+    suffix = f" ({dataset})" if dataset else ""
+    return [(title + suffix, task, path) for title, path in PROTOCOL_COLUMNS.get(protocol, ())]
 
 
 def build_report(*, encoders: list[dict], data: dict, protocols: list[str], device: str,
-                 producer: dict, options: dict | None = None) -> dict:
-    """The report.json document: one entry per encoder (checkpoints first, then baselines)."""
+                 producer: dict, options: dict | None = None, tasks: dict | None = None,
+                 skipped: list[dict] | None = None) -> dict:
+    """The report.json document: one entry per encoder (checkpoints first, then baselines).
+
+    `protocols` lists the task keys run (a protocol name, or `protocol:dataset` on real data),
+    `tasks` describes each task's data, `skipped` says which tasks did not run and why.
+    """
     return {
         "schema": REPORT_SCHEMA,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -43,6 +59,8 @@ def build_report(*, encoders: list[dict], data: dict, protocols: list[str], devi
         "options": dict(options or {}),
         "protocols": list(protocols),
         "data": data,
+        "tasks": dict(tasks or {}),
+        "skipped": list(skipped or []),
         "encoders": encoders,
     }
 
@@ -63,7 +81,7 @@ def percent(value: float | None) -> str:
 
 def headline_table(report: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the headline table: encoders × the columns of the protocols run."""
-    columns = [c for c in HEADLINE_COLUMNS if c[1] in report.get("protocols", [])]
+    columns = [c for task in report.get("protocols", []) for c in task_columns(task)]
     header = ["encoder", "kind", *(title for title, _, _ in columns)]
     rows = [
         [enc["name"], enc["kind"], *(percent(metric_at(enc, p, path)) for _, p, path in columns)]
@@ -92,6 +110,14 @@ def zeroshot_readout_table(report: dict) -> list[str]:
     rows = [[enc["name"], *(percent(metric_at(enc, "zeroshot", ("readouts", r, "top1")))
                             for r in READOUT_DESCRIPTIONS)] for enc in report["encoders"]]
     return ["## Zero-shot readouts", "", *markdown_table(header, rows), ""]
+
+
+def skipped_lines(report: dict) -> list[str]:
+    """Tasks that did not run (absent dataset, world without the needed members)."""
+    skipped = report.get("skipped", [])
+    if not skipped:
+        return []
+    return ["## Skipped", "", *(f"- {item['task']}: {item['reason']}" for item in skipped), ""]
 
 
 def encoder_lines(report: dict) -> list[str]:
@@ -134,7 +160,7 @@ def render_markdown(report: dict) -> str:
     ]
     if "zeroshot" in report.get("protocols", []):
         lines += zeroshot_readout_table(report)
-    return "\n".join(lines + encoder_lines(report) + settings_lines(report))
+    return "\n".join(lines + skipped_lines(report) + encoder_lines(report) + settings_lines(report))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

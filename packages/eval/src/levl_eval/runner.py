@@ -1,4 +1,5 @@
-"""`levl-eval all`: every checkpoint, then one random baseline per distinct config, every protocol.
+"""`levl-eval all`: every checkpoint, then one random baseline per distinct config, every task
+(a protocol on the synthetic world or on a real dataset found under --datasets).
 
 Checkpoints are evaluated one at a time and released before the next is loaded, so peak memory is
 one model plus its cached features whatever the number of --ckpt.
@@ -16,10 +17,10 @@ import torch
 from levl_eval import __version__
 from levl_eval.data import load_eval_data
 from levl_eval.encoder import BaselineSpec, FrozenEncoder, load_frozen_checkpoint, random_encoder
-from levl_eval.errors import DeviceError, EvalError
-from levl_eval.featureset import EvalData
+from levl_eval.errors import DeviceError, EvalDataError, EvalError
 from levl_eval.protocols import PROTOCOLS, build_protocol
 from levl_eval.report import build_report
+from levl_eval.tasks import EvalTask, plan_tasks
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class EvalOptions:
     batch_size: int = 256
     num_workers: int = 0
     random_seed: int = 0
+    datasets: str | None = None  # root of the real datasets (levl_eval.datasets); None: synth only
 
 
 def resolve_device(requested: str) -> str:
@@ -60,14 +62,25 @@ def check_protocol_names(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))  # de-duplicated, order kept
 
 
-def evaluate_encoder(encoder: FrozenEncoder, data: EvalData, options: EvalOptions) -> dict:
-    """The report entry of one encoder: its facts plus each protocol's result and timings."""
+def evaluate_encoder(encoder: FrozenEncoder, tasks: list[EvalTask]) -> dict:
+    """The report entry of one encoder: its facts plus each task's result and timings."""
     results, seconds = {}, {}
-    for name in options.protocols:
+    for task in tasks:
         start = time.perf_counter()
-        results[name] = build_protocol(name, device=encoder.device).run(encoder, data)
-        seconds[name] = round(time.perf_counter() - start, 3)
+        results[task.key] = build_protocol(task.protocol, device=encoder.device).run(encoder, task.data)
+        seconds[task.key] = round(time.perf_counter() - start, 3)
     return {"name": encoder.name, **encoder.info, "protocols": results, "seconds": seconds}
+
+
+def datasets_root(options: EvalOptions) -> Path | None:
+    """The --datasets directory; a root that does not exist is a typo, not 'nothing found'."""
+    if options.datasets is None:
+        return None
+    root = Path(options.datasets).expanduser().absolute()
+    if not root.is_dir():
+        raise EvalDataError(f"--datasets {root}: no such directory (pass the directory holding "
+                            "ADEChallengeData2016/, bg_challenge/, coco/, flickr30k/)")
+    return root
 
 
 def unique_name(name: str, taken: set[str]) -> str:
@@ -83,6 +96,7 @@ def run_evaluation(ckpt_paths: list[Path], data_dir: Path, options: EvalOptions)
     if not ckpt_paths:
         raise EvalError("no --ckpt given; pass at least one checkpoint or run directory")
     data = load_eval_data(data_dir)
+    tasks, skipped = plan_tasks(options.protocols, data, datasets_root(options))
     entries, baselines, taken = [], {}, set()
     for path in ckpt_paths:
         encoder, spec = load_frozen_checkpoint(
@@ -90,19 +104,21 @@ def run_evaluation(ckpt_paths: list[Path], data_dir: Path, options: EvalOptions)
             num_workers=options.num_workers,
         )
         encoder.name = unique_name(encoder.name, taken)
-        entries.append(evaluate_encoder(encoder, data, options))
+        entries.append(evaluate_encoder(encoder, tasks))
         baselines.setdefault(spec.key(), (spec, []))[1].append(encoder.name)
         del encoder
-    entries += evaluate_baselines(list(baselines.values()), data, options, taken)
+    entries += evaluate_baselines(list(baselines.values()), tasks, options, taken)
     return build_report(
-        encoders=entries, data=data.describe(), protocols=list(options.protocols),
+        encoders=entries, data=data.describe(), protocols=[task.key for task in tasks],
+        tasks={task.key: task.describe() for task in tasks},
+        skipped=[task.describe() for task in skipped],
         device=options.device, options=asdict(options),
         producer={"package": "levl-eval", "version": __version__, "command": sys.argv},
     )
 
 
 def evaluate_baselines(
-    baselines: list[tuple[BaselineSpec, list[str]]], data: EvalData, options: EvalOptions,
+    baselines: list[tuple[BaselineSpec, list[str]]], tasks: list[EvalTask], options: EvalOptions,
     taken: set[str],
 ) -> list[dict]:
     """One random-init encoder per distinct (config, preprocessing, tokenizer)."""
@@ -115,6 +131,6 @@ def evaluate_baselines(
             spec, seed=options.random_seed, name=unique_name(label, taken),
             device=options.device, batch_size=options.batch_size, num_workers=options.num_workers,
         )
-        entry = evaluate_encoder(encoder, data, options)
+        entry = evaluate_encoder(encoder, tasks)
         entries.append({**entry, "baseline_for": checkpoints})
     return entries

@@ -1,19 +1,31 @@
 """Test helpers shipped with the package (for levl_eval's tests and anyone else's).
 
-`StaticFeatures` runs protocols on hand-made tensors; `write_eval_world` and
-`save_micro_checkpoint` make a tiny labelled eval world and a micro checkpoint in seconds.
+`StaticFeatures` runs protocols on hand-made tensors; `write_eval_world` (flat colours),
+`write_synth_eval_world` (the real generator) and `save_micro_checkpoint` make tiny eval worlds
+and a micro checkpoint in seconds.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from levl_data.synth.sample import make_sample
+from levl_data.synth.world import world_labels
 from levl_data.writer import ShardSetWriter
-from levl_eval.featureset import ClassTextFeatures, EvalData, EvalSplit, SplitFeatures
+from levl_eval.featureset import (
+    ClassTextFeatures,
+    EvalData,
+    EvalSplit,
+    PatchFeatures,
+    SplitFeatures,
+    TextFeatures,
+)
 from levl_model.checkpoint import build_metadata, save_checkpoint
 from levl_model.config import ObjectiveConfig, model_config
 from levl_model.model import build_model
@@ -24,16 +36,29 @@ from levl_model.tokenizer import load_tokenizer
 
 @dataclass
 class StaticFeatures:
-    """A FeatureSource whose features are given up front (keyed by split name)."""
+    """A FeatureSource whose features are given up front (keyed by split name).
 
-    images: dict[str, SplitFeatures]
-    text: ClassTextFeatures
+    `captions` maps a text to its (z_t, pred_t) pair of [E] tensors, for retrieval.
+    """
+
+    images: dict[str, SplitFeatures] = field(default_factory=dict)
+    text: ClassTextFeatures | None = None
+    patches: dict[str, PatchFeatures] = field(default_factory=dict)
+    captions: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     name: str = "static"
     calls: list[str] = field(default_factory=list)
 
     def image_features(self, split: EvalSplit) -> SplitFeatures:
         self.calls.append(split.name)
         return self.images[split.name]
+
+    def patch_features(self, split: EvalSplit) -> PatchFeatures:
+        self.calls.append(f"patches:{split.name}")
+        return self.patches[split.name]
+
+    def text_features(self, texts: tuple[str, ...]) -> TextFeatures:
+        pairs = [self.captions[text] for text in texts]
+        return TextFeatures(torch.stack([z for z, _ in pairs]), torch.stack([p for _, p in pairs]))
 
     def class_text_features(
         self, classes: tuple[str, ...], prompts: tuple[str, ...]
@@ -77,6 +102,75 @@ def write_eval_world(
                 labels={"classes": classes, "prompts": ["a photo of a {}.", "a {}."]},
             )
     return out_dir
+
+
+def write_synth_eval_world(out_dir: Path, *, per_split: int = 32, image_size: int = 32, seed: int = 0) -> Path:
+    """eval-train/ + eval-test/ drawn by the real synthetic-world generator (masks, background
+    variants, captions, the world's labels), at a test-sized count and resolution."""
+    for split in ("eval-train", "eval-test"):
+        with ShardSetWriter(out_dir / split, samples_per_shard=per_split) as writer:
+            for index in range(per_split):
+                writer.write(make_sample(seed, split, index, image_size, extras=True))
+            writer.finish(
+                name=f"test-synth-{split}", split=split,
+                source={"kind": "synthetic", "metadata": [], "subset": {"rule": "all", "sha256": None}},
+                image={"policy": "synthetic", "size": image_size, "encoding": "jpeg"},
+                labels=world_labels(),
+            )
+    return out_dir
+
+
+def write_image(path: Path, size: tuple[int, int] = (16, 16), value: int = 100) -> Path:
+    """A flat RGB image file (any suffix PIL knows), parents created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), value, dtype=np.uint8)).save(path)
+    return path
+
+
+def write_ade20k_layout(root: Path, *, per_split: int = 2, mask_size: tuple[int, int] = (16, 16)) -> Path:
+    """root/ADEChallengeData2016 with per_split images per split; sample i's annotation is 0
+    (void) on the left half and 1 + i on the right half."""
+    base = root / "ADEChallengeData2016"
+    for split, prefix in (("training", "ADE_train"), ("validation", "ADE_val")):
+        for i in range(per_split):
+            write_image(base / "images" / split / f"{prefix}_{i:08d}.jpg")
+            values = np.zeros(mask_size[::-1], dtype=np.uint8)
+            values[:, mask_size[0] // 2:] = 1 + i
+            mask = base / "annotations" / split / f"{prefix}_{i:08d}.png"
+            mask.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(values, mode="L").save(mask)
+    return root
+
+
+def write_in9_layout(root: Path, *, per_class: int = 4, with_train: bool = False) -> Path:
+    """root/bg_challenge with classes 00_dog, 01_bird; each variant has its own flat colour."""
+    base = root / "bg_challenge"
+    for variant, value in (("original", 50), ("mixed_same", 120), ("mixed_rand", 200)):
+        for label, name in enumerate(("00_dog", "01_bird")):
+            for i in range(per_class):
+                write_image(base / variant / "val" / name / f"n{label}_{i}.JPEG", value=value + 20 * label)
+    if with_train:
+        for label, name in enumerate(("00_dog", "01_bird")):
+            for i in range(3):
+                write_image(base / "original" / "train" / name / f"t_{i}.JPEG", value=50 + 20 * label)
+    return root
+
+
+def karpathy_coco_document(root: Path, splits: tuple[str, ...] = ("test", "train", "test")) -> dict:
+    """dataset_coco.json's content for images root/coco/val2014/COCO_<i>.jpg (written here)."""
+    images = []
+    for i, split in enumerate(splits):
+        write_image(root / "coco" / "val2014" / f"COCO_{i}.jpg", value=30 * i)
+        images.append({"filepath": "val2014", "filename": f"COCO_{i}.jpg", "split": split,
+                       "sentences": [{"raw": f"image {i} caption {j}"} for j in range(2)]})
+    return {"images": images}
+
+
+def write_karpathy_json(root: Path, document: object, dirname: str = "coco",
+                        name: str = "dataset_coco.json") -> Path:
+    (root / dirname).mkdir(parents=True, exist_ok=True)
+    (root / dirname / name).write_text(json.dumps(document))
+    return root
 
 
 def save_micro_checkpoint(ckpt_dir: Path, *, image_size: int = 32, seed: int = 0, step: int = 7) -> Path:

@@ -77,20 +77,41 @@ def train_linear_probe(
     return probe.eval()
 
 
+@dataclass(frozen=True)
+class FittedProbe:
+    """A trained probe with the standardisation it was trained under; scores any feature set."""
+
+    standardize: Standardizer
+    probe: nn.Linear
+    device: str = "cpu"
+
+    @classmethod
+    def fit(
+        cls, train_ND: torch.Tensor, train_labels_N: torch.Tensor, num_classes: int,
+        settings: LinearProbeSettings, device: str = "cpu",
+    ) -> FittedProbe:
+        standardize = Standardizer.fit(train_ND, settings.std_clamp)
+        with torch.enable_grad():
+            probe = train_linear_probe(standardize(train_ND), train_labels_N, num_classes, settings, device)
+        return cls(standardize, probe, device)
+
+    @torch.no_grad()
+    def logits(self, features_ND: torch.Tensor) -> torch.Tensor:
+        return self.probe(self.standardize(features_ND).to(self.device)).cpu()
+
+    def metrics(self, features_ND: torch.Tensor, labels_N: torch.Tensor) -> dict:
+        return classification_metrics(self.logits(features_ND), labels_N)
+
+
 def linear_probe_metrics(
     train_ND: torch.Tensor, train_labels_N: torch.Tensor,
     test_ND: torch.Tensor, test_labels_N: torch.Tensor,
     num_classes: int, settings: LinearProbeSettings, device: str = "cpu",
 ) -> dict:
     """Train on the train features, score train and test (train accuracy shows under-fitting)."""
-    standardize = Standardizer.fit(train_ND, settings.std_clamp)
-    with torch.enable_grad():
-        probe = train_linear_probe(standardize(train_ND), train_labels_N, num_classes, settings, device)
-    with torch.no_grad():
-        train_logits_NC = probe(standardize(train_ND).to(device)).cpu()
-        test_logits_NC = probe(standardize(test_ND).to(device)).cpu()
-    metrics = classification_metrics(test_logits_NC, test_labels_N)
-    metrics["train_top1"] = classification_metrics(train_logits_NC, train_labels_N)["top1"]
+    fitted = FittedProbe.fit(train_ND, train_labels_N, num_classes, settings, device)
+    metrics = fitted.metrics(test_ND, test_labels_N)
+    metrics["train_top1"] = fitted.metrics(train_ND, train_labels_N)["top1"]
     return metrics
 
 

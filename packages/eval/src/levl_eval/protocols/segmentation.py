@@ -1,0 +1,181 @@
+"""Linear segmentation on frozen patch tokens (METHOD.md, "Linear segmentation").
+
+Tokens (B, L, D) are standardised per dimension with the train tokens' mean/std, one
+nn.Linear with bias maps each token to C logits, and the (B, L, C) logits are permuted to
+(B, C, L) before being reshaped to (B, C, h, w): reshaping first would scramble classes into
+space. Training: cross-entropy against the labels nearest-downsampled to the token grid (void
+255 ignored), AdamW lr 1e-2, 30 epochs. Evaluation: logits upsampled bilinearly to the label
+resolution, argmax, one confusion matrix over the test set, mIoU over the classes present.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from levl_eval.errors import EvalDataError
+from levl_eval.featureset import EvalSplit, FeatureSource, PatchFeatures
+from levl_eval.protocols.base import EvalProtocol
+from levl_eval.segmetrics import VOID, confusion_matrix, segmentation_metrics
+from levl_eval.taskdata import SegmentationData
+
+
+@dataclass(frozen=True)
+class SegmentationSettings:
+    """The paper's head settings (batch size and weight decay unstated there: ours here)."""
+
+    lr: float = 1e-2
+    weight_decay: float = 1e-2
+    epochs: int = 30
+    batch_size: int = 64
+    eval_batch_size: int = 16
+    seed: int = 0
+    std_clamp: float = 1e-8
+    label_downsample: str = "nearest"
+
+
+@dataclass(frozen=True)
+class TokenStandardizer:
+    """Per-dimension mean/std over every train token (no L2 normalisation, unlike the probe)."""
+
+    mean_D: torch.Tensor
+    std_D: torch.Tensor
+
+    @classmethod
+    def fit(cls, tokens_NLD: torch.Tensor, std_clamp: float, chunk: int = 256) -> TokenStandardizer:
+        """Accumulated in float64 over chunks of images, so a large cache is never copied whole."""
+        total_D = torch.zeros(tokens_NLD.shape[-1], dtype=torch.float64)
+        squares_D = torch.zeros_like(total_D)
+        for part_NLD in tokens_NLD.split(chunk):
+            flat_TD = part_NLD.reshape(-1, part_NLD.shape[-1]).double()
+            total_D += flat_TD.sum(dim=0)
+            squares_D += flat_TD.square().sum(dim=0)
+        count = tokens_NLD.shape[0] * tokens_NLD.shape[1]
+        mean_D = total_D / count
+        std_D = (squares_D / count - mean_D.square()).clamp_min(0).sqrt()
+        return cls(mean_D.float(), std_D.float().clamp_min(std_clamp))
+
+    def __call__(self, tokens_BLD: torch.Tensor) -> torch.Tensor:
+        return (tokens_BLD.float() - self.mean_D.to(tokens_BLD.device)) / self.std_D.to(tokens_BLD.device)
+
+
+def token_grid_logits(head: nn.Linear, tokens_BLD: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
+    """(B, L, D) -> (B, C, h, w): permute the class axis forward, then reshape L into (h, w)."""
+    logits_BLC = head(tokens_BLD)
+    batch, _, classes = logits_BLC.shape
+    return logits_BLC.permute(0, 2, 1).reshape(batch, classes, *grid_hw)
+
+
+def downsample_labels(masks_NHW: torch.Tensor, grid_hw: tuple[int, int], mode: str) -> torch.Tensor:
+    """Per-pixel labels -> one label per token (nearest: no blending of class ids)."""
+    return F.interpolate(masks_NHW[:, None].float(), size=grid_hw, mode=mode)[:, 0].long()
+
+
+def seeded_head(in_dim: int, num_classes: int, seed: int) -> nn.Linear:
+    """nn.Linear with bias, torch's default init drawn from our own seed."""
+    generator = torch.Generator().manual_seed(seed)
+    head = nn.Linear(in_dim, num_classes)
+    bound = 1.0 / in_dim**0.5
+    with torch.no_grad():
+        head.weight.copy_(torch.empty(num_classes, in_dim).uniform_(-bound, bound, generator=generator))
+        head.bias.copy_(torch.empty(num_classes).uniform_(-bound, bound, generator=generator))
+    return head
+
+
+def train_segmentation_head(
+    train: PatchFeatures, standardize: TokenStandardizer, num_classes: int,
+    settings: SegmentationSettings, device: str,
+) -> nn.Linear:
+    """Minibatch cross-entropy on the token grid; batches whose tokens are all void are skipped."""
+    head = seeded_head(train.tokens_NLD.shape[-1], num_classes, settings.seed).to(device)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    targets_Nhw = downsample_labels(train.masks_NHW, train.grid_hw, settings.label_downsample)
+    generator = torch.Generator().manual_seed(settings.seed + 1)
+    for _ in range(settings.epochs):
+        for batch_B in torch.randperm(train.num_samples, generator=generator).split(settings.batch_size):
+            target_Bhw = targets_Nhw[batch_B].to(device)
+            if bool((target_Bhw == VOID).all()):
+                continue
+            tokens_BLD = standardize(train.tokens_NLD[batch_B].to(device))
+            logits_BChw = token_grid_logits(head, tokens_BLD, train.grid_hw)
+            loss = F.cross_entropy(logits_BChw, target_Bhw, ignore_index=VOID)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return head.eval()
+
+
+@torch.no_grad()
+def confusion_on_test(
+    head: nn.Linear, test: PatchFeatures, standardize: TokenStandardizer, num_classes: int,
+    eval_batch_size: int, device: str,
+) -> torch.Tensor:
+    """Confusion matrix of the bilinearly upsampled argmax against full-resolution labels."""
+    confusion_CC = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    label_hw = tuple(test.masks_NHW.shape[-2:])
+    for batch_B in torch.arange(test.num_samples).split(eval_batch_size):
+        logits_BChw = token_grid_logits(head, standardize(test.tokens_NLD[batch_B].to(device)), test.grid_hw)
+        logits_BCHW = F.interpolate(logits_BChw, size=label_hw, mode="bilinear", align_corners=False)
+        pred_BHW = logits_BCHW.argmax(dim=1).cpu()
+        confusion_CC += confusion_matrix(pred_BHW, test.masks_NHW[batch_B], num_classes)
+    return confusion_CC
+
+
+def checked_patches(encoder: FeatureSource, split: EvalSplit, num_classes: int) -> PatchFeatures:
+    """The split's patch features, refusing label maps with ids outside the class list."""
+    patches = encoder.patch_features(split)
+    labels = patches.masks_NHW[patches.masks_NHW != VOID]
+    if labels.numel() and int(labels.max()) >= num_classes:
+        raise EvalDataError(
+            f"split {split.name}: label maps hold class id {int(labels.max())} but the dataset "
+            f"lists {num_classes} classes; fix the class list or the masks"
+        )
+    return patches
+
+
+def patch_sizes(patches: PatchFeatures) -> dict:
+    return {"samples": patches.num_samples, "skipped": dict(patches.skipped),
+            "grid": list(patches.grid_hw), "label_size": list(patches.masks_NHW.shape[-2:])}
+
+
+class LinearSegmentation(EvalProtocol):
+    """Linear head on frozen patch tokens, trained on the train split, mIoU on the test split."""
+
+    name: ClassVar[str] = "segmentation"
+
+    def __init__(self, settings: SegmentationSettings | None = None, device: str = "cpu") -> None:
+        super().__init__(device)
+        self.head_settings = settings or SegmentationSettings()
+
+    def settings(self) -> dict:
+        return {
+            **asdict(self.head_settings),
+            "feature": "final-norm patch tokens (float16 cache)",
+            "preprocessing": "standardise per dimension with train-token mean/std",
+            "head": "nn.Linear with bias on each token; (B,L,C) permuted to (B,C,L), reshaped to (B,C,h,w)",
+            "optimizer": "AdamW", "schedule": "constant", "loss": "cross-entropy, void 255 ignored",
+            "evaluation": "bilinear upsampling of logits to label resolution, argmax",
+            "label_resolution": "the model's input crop (resize shorter side + centre crop, nearest)",
+            "miou": "mean IoU over classes present in the test ground truth",
+        }
+
+    def run(self, encoder: FeatureSource, data: SegmentationData) -> dict:
+        train = checked_patches(encoder, data.train, data.num_classes)
+        test = checked_patches(encoder, data.test, data.num_classes)
+        standardize = TokenStandardizer.fit(train.tokens_NLD, self.head_settings.std_clamp)
+        with torch.enable_grad():
+            head = train_segmentation_head(train, standardize, data.num_classes,
+                                           self.head_settings, self.device)
+        confusion_CC = confusion_on_test(head, test, standardize, data.num_classes,
+                                      self.head_settings.eval_batch_size, self.device)
+        return {
+            **segmentation_metrics(confusion_CC),
+            "classes": list(data.classes),
+            "settings": self.settings(),
+            "data": {"dataset": data.dataset, "train": patch_sizes(train),
+                     "test": patch_sizes(test), "num_classes": data.num_classes},
+        }

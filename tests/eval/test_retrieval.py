@@ -1,0 +1,78 @@
+"""Retrieval recalls: perfect on identical embeddings, chance when shuffled or collapsed, and equal
+to hand-computed ranks on a small case."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from levl_eval.featureset import EvalSplit, SplitFeatures
+from levl_eval.protocols.retrieval import Retrieval, retrieval_metrics, retrieval_ranks
+from levl_eval.taskdata import RetrievalData
+from levl_eval.testing import StaticFeatures
+
+N, EMBED = 200, 32
+
+
+def _source(image_NE: torch.Tensor, text_NE: torch.Tensor) -> StaticFeatures:
+    captions = tuple((f"caption {i}",) for i in range(len(image_NE)))
+    images = SplitFeatures(image_NE, image_NE, image_NE, torch.full((len(image_NE),), -1),
+                           captions=captions)
+    return StaticFeatures(images={"pairs": images},
+                          captions={c[0]: (t, t) for c, t in zip(captions, text_NE, strict=True)})
+
+
+def _run(image_NE: torch.Tensor, text_NE: torch.Tensor) -> dict:
+    return Retrieval().run(_source(image_NE, text_NE), RetrievalData("toy", EvalSplit("pairs")))
+
+
+def test_identical_image_and_text_embeddings_give_perfect_recall() -> None:
+    z_NE = torch.randn(N, EMBED, generator=torch.Generator().manual_seed(0))
+    result = _run(z_NE, 3.0 * z_NE)  # scale must not matter: cosine similarity
+    assert result["i2t_r1"] == pytest.approx(1.0) and result["t2i_r1"] == pytest.approx(1.0)
+    assert result["mean_recall"] == pytest.approx(1.0)
+    assert result["data"] == {"dataset": "toy", "images": N, "captions": N, "skipped": {}}
+
+
+def test_shuffled_pairing_gives_about_chance() -> None:
+    generator = torch.Generator().manual_seed(1)
+    z_NE = torch.randn(N, EMBED, generator=generator)
+    result = _run(z_NE, z_NE[torch.randperm(N, generator=generator)])
+    for direction in ("i2t", "t2i"):
+        assert result[f"{direction}_r1"] < 0.03  # chance 1/200
+        assert result[f"{direction}_r10"] < 0.12  # chance 10/200
+
+
+def test_collapsed_embeddings_score_chance_not_ties() -> None:
+    result = _run(torch.ones(N, EMBED), torch.ones(N, EMBED))
+    assert result["i2t_r1"] == pytest.approx(1 / N) and result["t2i_r10"] == pytest.approx(10 / N)
+
+
+def test_ranks_match_a_hand_computation() -> None:
+    e0, e1, e2 = torch.eye(3)
+    images_NE = torch.stack([e0, e1, e2])
+    # captions 0, 1 describe image 0; caption 2 image 1; caption 3 image 2
+    text_ME = F.normalize(torch.stack([e1, e0 + 0.5 * e2, e1 + e2, e0]), dim=-1)
+    owner_M = torch.tensor([0, 0, 1, 2])
+    i2t_N, t2i_M = retrieval_ranks(images_NE, text_ME, owner_M)
+    # image 0: best own caption 1 (0.89) is beaten by caption 3 (1.0) -> rank 1
+    # image 1: caption 2 (0.71) beaten by caption 0 (1.0) -> rank 1
+    # image 2: caption 3 (0.0) beaten by captions 1, 2 and tied with the earlier caption 0 -> 3
+    assert i2t_N.tolist() == [1, 1, 3]
+    # caption 0 -> image 1 first; caption 2 ties images 1 and 2 (its own, image 1, is earlier);
+    # caption 3 -> image 0 first, image 1 ties and is earlier than image 2
+    assert t2i_M.tolist() == [1, 0, 0, 2]
+    metrics = retrieval_metrics(images_NE, text_ME, owner_M)
+    assert (metrics["i2t_r1"], metrics["i2t_r5"]) == (0.0, 1.0)
+    assert (metrics["t2i_r1"], metrics["t2i_r5"]) == (0.5, 1.0)
+    assert metrics["mean_recall"] == pytest.approx((0 + 1 + 1 + 0.5 + 1 + 1) / 6)
+
+
+def test_chunking_does_not_change_ranks() -> None:
+    generator = torch.Generator().manual_seed(2)
+    image_NE, text_ME = torch.randn(50, 8, generator=generator), torch.randn(120, 8, generator=generator)
+    owner_M = torch.randint(0, 50, (120,), generator=generator)
+    whole = retrieval_ranks(image_NE, text_ME, owner_M)
+    chunked = retrieval_ranks(image_NE, text_ME, owner_M, chunk=7)
+    assert all(torch.equal(a, b) for a, b in zip(whole, chunked, strict=True))
