@@ -7,55 +7,45 @@ exit 2; `--debug` re-raises them with the traceback instead.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from levl_data.cli_errors import user_errors
+from levl_data.cli_fetch import fetch_app, pack
 from levl_data.errors import DataError
 from levl_data.manifest import read_manifest, verify_manifest
-from levl_data.summary import decode_problems, summarize
+from levl_data.summary import decode_problems, decoded_count, histograms, summarize
 
 app = typer.Typer(
     name="levl-data",
-    help="levl datasets: synthesize, verify and inspect levl.shards/v1 shard sets.",
+    help="levl datasets: fetch, pack, synthesize, verify and inspect levl.shards/v1 shard sets.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
+app.add_typer(fetch_app, name="fetch")
+app.command()(pack)
+
 ManifestArg = Annotated[Path, typer.Argument(help="manifest.json, or the directory holding it")]
-
-
-@contextmanager
-def user_errors(ctx: typer.Context) -> Iterator[None]:
-    """Turn DataError/ValueError into `error: ...` + exit 2, unless the root got --debug."""
-    try:
-        yield
-    except (DataError, ValueError) as err:
-        if ctx.find_root().params.get("debug"):
-            raise
-        message = " ".join(str(err).split()) or type(err).__name__
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.callback()
 def root(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks of user errors")] = False,
 ) -> None:
-    """levl datasets: synthesize, verify and inspect levl.shards/v1 shard sets."""
+    """levl datasets: fetch, pack, synthesize, verify and inspect levl.shards/v1 shard sets."""
 
 
 @app.command()
 def verify(
     ctx: typer.Context,
     manifest: ManifestArg,
-    decode: Annotated[int, typer.Option(help="decode the first N images too")] = 16,
+    decode: Annotated[int, typer.Option(help="decode N evenly spaced images per shard")] = 16,
 ) -> None:
-    """Re-hash every shard, count its samples, decode N images; one line per problem."""
+    """Re-hash every shard, count its samples, decode N images per shard; one line per problem."""
     with user_errors(ctx):
         if decode < 0:
             raise ValueError(f"--decode must be >= 0, got {decode}")
@@ -68,8 +58,8 @@ def verify(
     total = sum(shard.bytes for shard in loaded.shards)
     typer.echo(
         f"OK {loaded.path}: {loaded.num_samples} samples in {len(loaded.shards)} shards, "
-        f"{total} bytes, fingerprint {loaded.fingerprint[:16]}, {min(decode, loaded.num_samples)} "
-        "images decoded"
+        f"{total} bytes, fingerprint {loaded.fingerprint[:16]}, "
+        f"{decoded_count(loaded, decode)} images decoded"
     )
 
 
@@ -78,10 +68,18 @@ def info(
     ctx: typer.Context,
     manifest: ManifestArg,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    scan: Annotated[
+        int, typer.Option(help="samples read for the caption/image-size histograms (0: none)")
+    ] = 1000,
 ) -> None:
-    """Name, split, samples, shards, bytes, fingerprint, stats and labels of a shard set."""
+    """Name, split, samples, shards, bytes, fingerprint, stats, success rate, histograms."""
     with user_errors(ctx):
-        summary = summarize(read_manifest(manifest, check_files=False))
+        if scan < 0:
+            raise ValueError(f"--scan must be >= 0, got {scan}")
+        loaded = read_manifest(manifest, check_files=scan > 0)
+        summary = summarize(loaded)
+        if scan > 0:
+            summary["histograms"] = histograms(loaded, scan)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return

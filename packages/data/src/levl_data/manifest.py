@@ -182,6 +182,7 @@ def atomic_write_bytes(file: Path, payload: bytes) -> None:
             tmp.write(payload)
             tmp.flush()
             os.fsync(tmp.fileno())
+        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; a shared dataset must be readable
         os.replace(tmp_name, file)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -184,25 +184,17 @@ class ShardSetWriter:
         if not self.shards:
             raise DataError(f"shard set {self.out_dir}: no samples were written, so no manifest")
         self._finished = True
-        data = {
-            "schema": SCHEMA,
-            "name": name,
-            "split": split,
-            "created_at": created_at or _utc_now(),
-            "producer": {
-                "package": "levl-data",
-                "version": __version__,
-                "command": command if command is not None else shlex.join(sys.argv),
-            },
-            "source": source,
-            "format": "webdataset",
-            "members": members if members is not None else self._default_members(),
-            "shards": self.shards,
-            "num_samples": self.written,
-            "image": image,
-            "stats": stats if stats is not None else self._default_stats(),
-            "fingerprint": fingerprint(self.shards),
-        }
+        data = manifest_data(
+            name=name,
+            split=split,
+            source=source,
+            members=members if members is not None else self._default_members(),
+            shards=self.shards,
+            image=image,
+            stats=stats if stats is not None else self._default_stats(),
+            command=command,
+            created_at=created_at,
+        )
         if labels is not None:
             data["labels"] = labels
         return write_manifest(self.out_dir, data)
@@ -257,6 +249,44 @@ class ShardSetWriter:
             "written": self.written,
             "failures": dict(sorted(self.failures.items())),
         }
+
+
+def manifest_data(
+    *,
+    name: str,
+    split: str,
+    source: dict,
+    members: dict,
+    shards: list[dict],
+    image: dict,
+    stats: dict,
+    command: str | None = None,
+    created_at: str | None = None,
+) -> dict:
+    """The manifest dict of a finished webdataset shard set, for any producer.
+
+    Shared by ShardSetWriter and producers that write tars themselves (img2dataset), so every
+    manifest gets the same producer block, sample total and fingerprint.
+    """
+    return {
+        "schema": SCHEMA,
+        "name": name,
+        "split": split,
+        "created_at": created_at or _utc_now(),
+        "producer": {
+            "package": "levl-data",
+            "version": __version__,
+            "command": command if command is not None else shlex.join(sys.argv),
+        },
+        "source": source,
+        "format": "webdataset",
+        "members": members,
+        "shards": shards,
+        "num_samples": sum(shard["num_samples"] for shard in shards),
+        "image": image,
+        "stats": stats,
+        "fingerprint": fingerprint(shards),
+    }
 
 
 def _encode_member(value: Any) -> Any:

@@ -1,0 +1,330 @@
+"""levl-data fetch against a real HTTP server on 127.0.0.1: stats, contents, subsets, resume.
+
+Every metadata row names what the server will do with it, so the expected stats are known by
+construction and compared exactly with the manifest (and with the server's own hit counts).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from levl_data.cli import app
+from levl_data.fetch.subset import UID_DTYPE, uid_pairs
+from levl_data.manifest import read_manifest
+from levl_data.testing import COLORS, make_tiny_shards
+from levl_data.testing_http import ImageServer
+
+runner = CliRunner()
+IMAGE_SIZE = 32
+FAST = ["--threads", "4", "--timeout", "1", "--samples-per-shard", "8"]
+# each img2dataset process is a spawned interpreter importing torch/cv2/albumentations (seconds
+# on a busy CPU): the first fetch runs 2 processes, the others 1 to keep the suite quick
+TWO_PROCESSES, ONE_PROCESS = ["--processes", "2"], ["--processes", "1"]
+SMALL = ["--image-size", str(IMAGE_SIZE), "--max-pixels", "4000000"]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ImageServer(slow_seconds=3.0, huge_side=3000) as image_server:
+        yield image_server
+
+
+def cc12m_rows(server: ImageServer) -> tuple[list[tuple[str, str]], dict]:
+    """22 rows: 12 good (10 direct, 2 via redirect) and 10 failures of known reasons."""
+    rows = [(server.url("ok", i), f"photo number {i}") for i in range(10)]
+    rows += [(server.url("redirect", 20 + i), f"photo number {20 + i}") for i in range(2)]
+    rows += [(server.url("missing", i), f"missing {i}") for i in range(2)]
+    rows += [(server.url("slow", 0), "slow"), (server.url("corrupt", 0), "corrupt")]
+    rows += [(server.url("html", 0), "an html page"), (server.url("huge", 0), "too many pixels")]
+    rows += [(server.url("ok", 0), "same url again"), (server.url("ok", 0), "and again")]
+    rows += [(server.url("ok", 30), ""), (server.url("ok", 31), "   ")]
+    expected = {
+        "attempted": 22,
+        "written": 12,
+        "failures": {
+            "duplicate_url": 2,
+            "empty_caption": 2,
+            "http_404": 2,
+            "image_too_large": 1,
+            "timeout": 1,
+            "undecodable": 2,
+        },
+    }
+    return rows, expected
+
+
+def write_tsv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    path.write_text("".join(f"{url}\t{caption}\n" for url, caption in rows), "utf-8")
+    return path
+
+
+def fetch_cc12m(tsv: Path, out: Path, *extra: str):
+    args = ["fetch", "cc12m", "--metadata", str(tsv), "--out", str(out), *FAST, *SMALL]
+    args += [*extra] or ONE_PROCESS
+    return runner.invoke(app, args)
+
+
+def samples(manifest_path: Path) -> dict[str, dict]:
+    """key -> {caption, json, image} over all shards of a manifest."""
+    manifest = read_manifest(manifest_path)
+    found: dict[str, dict] = {}
+    for shard in manifest.shard_paths():
+        with tarfile.open(shard) as tar:
+            for member in tar.getmembers():
+                key, _, ext = member.name.partition(".")
+                found.setdefault(key, {})[ext] = tar.extractfile(member).read()
+    return found
+
+
+@pytest.fixture(scope="module")
+def cc12m_fetch(server, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cc12m")
+    rows, expected = cc12m_rows(server)
+    tsv = write_tsv(root / "cc12m.tsv", rows)
+    before = Counter(server.hits)
+    result = fetch_cc12m(tsv, root / "out", *TWO_PROCESSES)
+    assert result.exit_code == 0, result.output
+    hits = Counter(server.hits)
+    hits.subtract(before)
+    return {"tsv": tsv, "out": root / "out", "expected": expected, "hits": +hits, "result": result}
+
+
+def test_fetch_cc12m_stats_match_what_the_server_served(cc12m_fetch):
+    manifest = json.loads((cc12m_fetch["out"] / "manifest.json").read_text())
+    stats, expected = manifest["stats"], cc12m_fetch["expected"]
+    assert {key: stats[key] for key in expected} == expected
+    assert manifest["num_samples"] == expected["written"]
+    assert stats["success_rate"] == pytest.approx(12 / 22, abs=1e-6)
+    assert manifest["source"]["kind"] == "cc12m"
+    # rows 0-7 -> 00000 (8 ok); 8-15 -> 00001 (4 ok); 16-17 -> 00002 (html, huge: nothing
+    # written, so the shard is counted in stats but left out of the shard list)
+    assert [(s["path"], s["num_samples"]) for s in manifest["shards"]] == [
+        ("00000.tar", 8),
+        ("00001.tar", 4),
+    ]
+    hits = cc12m_fetch["hits"]
+    # each kept URL fetched exactly once; duplicates and empty captions never requested
+    assert hits["/ok/0.jpg"] == 1 and hits["/ok/30.jpg"] == 0 and hits["/ok/31.jpg"] == 0
+    assert hits["/redirect/20.jpg"] == 1 and hits["/ok/20.jpg"] == 1
+    assert sum(hits.values()) == 18 + 2  # 18 rows sent to img2dataset + 2 redirect targets
+    line = cc12m_fetch["result"].stdout.strip().splitlines()[-1]
+    assert line.startswith("fetched 12/22 samples into")
+
+
+def test_fetch_cc12m_shards_hold_resized_images_with_their_captions(cc12m_fetch):
+    found = samples(cc12m_fetch["out"] / "manifest.json")
+    captions = sorted(sample["txt"].decode() for sample in found.values())
+    assert captions == sorted([f"photo number {i}" for i in [*range(10), 20, 21]])
+    for sample in found.values():
+        index = int(sample["txt"].decode().rsplit(" ", 1)[1])
+        image = PIL.Image.open(io.BytesIO(sample["jpg"])).convert("RGB")
+        assert min(image.size) == IMAGE_SIZE and image.size == (38, 32)  # 48x40 keep_ratio
+        mean = np.asarray(image, dtype=np.float32).mean(axis=(0, 1))
+        assert np.abs(mean - list(COLORS.values())[index % len(COLORS)]).max() < 12
+        assert json.loads(sample["json"])["status"] == "success"
+
+
+def test_fetch_rerun_of_a_finished_fetch_downloads_nothing(cc12m_fetch, server):
+    before = sum(server.hits.values())
+    result = fetch_cc12m(cc12m_fetch["tsv"], cc12m_fetch["out"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("already complete:")
+    assert sum(server.hits.values()) == before
+
+
+def test_verify_decodes_n_images_per_shard_and_info_reports_histograms(cc12m_fetch):
+    out = cc12m_fetch["out"]
+    manifest = read_manifest(out)
+    verified = runner.invoke(app, ["verify", str(out), "--decode", "2"])
+    assert verified.exit_code == 0, verified.output
+    assert f"{2 * len(manifest.shards)} images decoded" in verified.stdout
+    info = runner.invoke(app, ["info", str(out), "--json"])
+    assert info.exit_code == 0, info.output
+    summary = json.loads(info.stdout)
+    assert summary["samples"] == 12 and summary["success_rate"] == pytest.approx(12 / 22, 1e-6)
+    histograms = summary["histograms"]
+    assert histograms["samples_scanned"] == 12
+    assert histograms["image_shorter_side"]["32"] == 12  # every stored image is 38x32
+    assert histograms["caption_chars"]["8"] == 12  # "photo number N": 14-15 chars
+
+
+def test_fetch_resume_redoes_only_broken_shards_and_matches_an_uninterrupted_fetch(
+    cc12m_fetch, server, tmp_path
+):
+    """A killed fetch leaves a truncated tar without stats (shard 1) and, after a crash between
+    writes, a truncated tar whose stats survived (shard 2); a rerun must redo exactly those."""
+    complete = cc12m_fetch["out"]
+    out = tmp_path / "out"
+    shutil.copytree(complete, out)
+    (out / "manifest.json").unlink()
+    for name, drop_stats in [("00001", True), ("00002", False)]:
+        tar = out / f"{name}.tar"
+        tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 3])
+        if drop_stats:
+            (out / f"{name}_stats.json").unlink()
+    kept = (out / "00000.tar").read_bytes()
+    before = Counter(server.hits)
+    result = fetch_cc12m(cc12m_fetch["tsv"], out)
+    assert result.exit_code == 0, result.output
+    assert "resumed with 1 shards kept" in result.stdout
+    hits = Counter(server.hits)
+    hits.subtract(before)
+    assert not any(hits[f"/ok/{i}.jpg"] for i in range(8))  # shard 0's rows: kept, not refetched
+    assert sum((+hits).values()) == 10 + 2  # shards 1-2: 10 rows + 2 redirect targets
+    assert (out / "00000.tar").read_bytes() == kept
+    resumed, uninterrupted = samples(out / "manifest.json"), samples(complete / "manifest.json")
+    assert {k: v["txt"] for k, v in resumed.items()} == {
+        k: v["txt"] for k, v in uninterrupted.items()
+    }
+    a, b = (json.loads((d / "manifest.json").read_text()) for d in (out, complete))
+    assert a["stats"] == b["stats"] and a["num_samples"] == b["num_samples"]
+    assert read_manifest(out).num_samples == 12
+
+
+def test_fetch_refuses_an_out_dir_holding_another_dataset(cc12m_fetch, tmp_path):
+    other = make_tiny_shards(tmp_path / "other", n=4).parent
+    listing = {p.name: p.read_bytes() for p in other.iterdir()}
+    result = fetch_cc12m(cc12m_fetch["tsv"], other)
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: out dir {other}: already holds manifest.json")
+    assert {p.name: p.read_bytes() for p in other.iterdir()} == listing
+
+
+def test_fetch_refuses_metadata_without_the_caption_column(tmp_path):
+    tsv = tmp_path / "one-column.tsv"
+    tsv.write_text("http://127.0.0.1:9/a.jpg\nhttp://127.0.0.1:9/b.jpg\n")
+    result = fetch_cc12m(tsv, tmp_path / "out")
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: metadata {tsv}: not a CC12M TSV with 2 tab-separated columns")
+    assert not (tmp_path / "out").exists()
+
+
+# ---- DataComp-L: parquet metadata, uid subset, face blurring ------------------------------
+
+
+def uid(index: int) -> str:
+    return f"{index:016x}{index * 7919:016x}"
+
+
+@pytest.fixture(scope="module")
+def datacomp_metadata(server, tmp_path_factory):
+    """6 rows: 4 in the subset (2 checkerboards, one with a face box over its left half)."""
+    root = tmp_path_factory.mktemp("datacomp")
+    urls = [
+        server.url("checker", 0),
+        server.url("checker", 1),
+        server.url("ok", 40),
+        server.url("missing", 40),
+        server.url("ok", 41),
+        server.url("ok", 42),
+    ]
+    boxes = [[[0.0, 0.0, 0.5, 1.0]], [], [], [], [[0.1, 0.1, 0.2, 0.2]], []]
+    table = pa.table(
+        {
+            "uid": [uid(i) for i in range(6)],
+            "url": urls,
+            "text": [f"datacomp sample {i}" for i in range(6)],
+            "original_width": [64] * 6,
+            "original_height": [64] * 6,
+            "face_bboxes": pa.array(boxes, pa.list_(pa.list_(pa.float64()))),
+        }
+    )
+    parquet = root / "0000.parquet"
+    pq.write_table(table, parquet)
+    subset = root / "subset.npy"
+    np.save(subset, np.sort(uid_pairs([uid(i) for i in (0, 1, 2, 3)])))
+    return {"root": root, "parquet": parquet, "subset": subset}
+
+
+def test_fetch_datacomp_keeps_the_subset_uids_and_blurs_face_boxes(datacomp_metadata, server):
+    out = datacomp_metadata["root"] / "out"
+    before = Counter(server.hits)
+    args = [
+        "fetch",
+        "datacomp-l",
+        "--metadata",
+        str(datacomp_metadata["parquet"]),
+        "--subset-uids",
+        str(datacomp_metadata["subset"]),
+        "--out",
+        str(out),
+        *FAST,
+        *ONE_PROCESS,
+        "--image-size",
+        "64",
+        "--resize-mode",
+        "keep_ratio",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    hits = Counter(server.hits)
+    hits.subtract(before)
+    assert set((+hits).elements()) == {
+        "/checker/0.jpg",
+        "/checker/1.jpg",
+        "/ok/40.jpg",
+        "/missing/40.jpg",
+    }
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stats"]["attempted"] == 4 and manifest["stats"]["failures"] == {"http_404": 1}
+    assert manifest["stats"]["metadata_rows"] == 6 and manifest["stats"]["selected"] == 4
+    assert manifest["source"]["subset"]["sha256"] is not None
+    assert manifest["image"]["faces_blurred"] is True
+    found = {json.loads(s["json"])["uid"]: s for s in samples(out / "manifest.json").values()}
+    assert sorted(found) == [uid(0), uid(1), uid(2)]
+    blurred = np.asarray(PIL.Image.open(io.BytesIO(found[uid(0)]["jpg"])).convert("L"), float)
+    sharp = np.asarray(PIL.Image.open(io.BytesIO(found[uid(1)]["jpg"])).convert("L"), float)
+    assert blurred[8:56, 4:28].std() < 0.5 * sharp[8:56, 4:28].std()  # face box: blurred
+    assert blurred[8:56, 40:60].std() > 0.8 * sharp[8:56, 40:60].std()  # outside: untouched
+
+
+def test_fetch_datacomp_refuses_a_subset_file_of_the_wrong_dtype(datacomp_metadata, tmp_path):
+    bad = tmp_path / "uids.npy"
+    np.save(bad, np.arange(4, dtype=np.int64))
+    args = [
+        "fetch",
+        "datacomp-l",
+        "--metadata",
+        str(datacomp_metadata["parquet"]),
+        "--subset-uids",
+        str(bad),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: subset {bad}: dtype int64 shape (4,), expected")
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_fetch_datacomp_refuses_metadata_missing_columns(tmp_path):
+    parquet = tmp_path / "meta.parquet"
+    pq.write_table(pa.table({"uid": [uid(1)], "url": ["http://127.0.0.1:9/x.jpg"]}), parquet)
+    args = ["fetch", "datacomp-l", "--metadata", str(parquet), "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: metadata {parquet}: missing column(s) text, face_bboxes (DataComp metadata has "
+        "uid, url, text, face_bboxes; pass the pool's metadata parquet files)\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_uid_pairs_split_the_128_bit_uid_into_two_u8_halves():
+    pairs = uid_pairs(["0123456789abcdef" + "fedcba9876543210"])
+    assert pairs.dtype == UID_DTYPE
+    assert (int(pairs["f0"][0]), int(pairs["f1"][0])) == (0x0123456789ABCDEF, 0xFEDCBA9876543210)
