@@ -34,6 +34,7 @@ from levl_model.preprocess import Preprocess
 CHECKPOINT_SCHEMA = "levl.checkpoint/v1"
 METADATA_FILE = "metadata.json"
 TENSORS_FILE = "model.safetensors"
+TRAIN_STATE_DIR = "train_state"
 LATEST_FILE = "latest"
 OBJECTIVE_PREFIX = "objective."
 
@@ -156,14 +157,30 @@ def _write_files(tmp: Path, tensors: dict[str, torch.Tensor], metadata: Mapping[
         _fsync_path(path)
 
 
+def _adopt_train_state(tmp: Path, train_state: Path) -> None:
+    """Move a trainer's finished state dir in as `train_state/`, fsynced, before the rename:
+    the checkpoint then appears with its resume state or not at all."""
+    target = tmp / TRAIN_STATE_DIR
+    os.rename(train_state, target)
+    for path in sorted(target.rglob("*"), reverse=True):
+        _fsync_path(path)
+    _fsync_path(target)
+    _fsync_path(tmp)
+
+
 def save_checkpoint(
     ckpt_dir: str | os.PathLike[str],
     *,
     model: nn.Module,
     objective: nn.Module,
     metadata: Mapping[str, Any],
+    train_state: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write into a temp dir beside `ckpt_dir`, fsync, rename into place; never overwrite."""
+    """Write into a temp dir beside `ckpt_dir`, fsync, rename into place; never overwrite.
+
+    `train_state`, a directory on the same filesystem written by the trainer (optimizer,
+    engine, data position), is moved in as `train_state/` before the rename.
+    """
     target = Path(ckpt_dir)
     if target.exists():
         raise CheckpointError(
@@ -177,6 +194,8 @@ def save_checkpoint(
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a checkpoint is meant to be shared
         _write_files(tmp, tensors, metadata)
+        if train_state is not None:
+            _adopt_train_state(tmp, Path(train_state))
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -25,6 +25,10 @@ class DataConfig:
     shuffle_buffer: int = 2000
     augment: bool = True
     max_failure_rate: float = 0.1
+    # The stream is endless (shards resampled with replacement); an "epoch" is just this many
+    # samples, after which the order is redrawn from (seed, epoch). None: the manifest's size.
+    # It bounds what a resume replays: at most one epoch of batches.
+    epoch_samples: int | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,20 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class DistConfig:
+    """How the global batch (`data.batch_size`) is spread: over ranks, then over `grad_accum`
+    micro-batches per rank. ZeRO, SyncBatchNorm and checkpointing act only under DeepSpeed
+    (ZeRO) or with more than one rank (SyncBatchNorm)."""
+
+    zero_stage: int = 0
+    grad_accum: int = 1
+    activation_checkpointing: bool = False
+    sync_batchnorm: bool = True  # only when world size > 1
+    backend: str = "auto"  # auto (nccl on CUDA, gloo on CPU) | gloo | nccl
+    timeout_s: int = 600
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     recipe: str
     model: ModelConfig
@@ -48,6 +66,9 @@ class TrainConfig:
     preprocess: Preprocess
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+    engine: str = "torch"  # torch (one process) | deepspeed (1..N ranks, ZeRO)
+    deterministic: bool = False  # torch.use_deterministic_algorithms: bitwise-reproducible runs
     steps: int = 1000
     seed: int = 0
     tokenizer: str = "offline"
@@ -71,6 +92,7 @@ _NESTED = {
     "preprocess": Preprocess,
     "data": DataConfig,
     "optim": OptimConfig,
+    "dist": DistConfig,
 }
 
 
@@ -99,9 +121,12 @@ _CHOICES = {
     ("optim", "schedule"): ("cosine", "wsd"),
     ("", "precision"): ("bf16", "fp32"),
     ("", "device"): ("auto", "cpu", "cuda"),
+    ("", "engine"): ("torch", "deepspeed"),
+    ("dist", "zero_stage"): (0, 1, 2, 3),
+    ("dist", "backend"): ("auto", "gloo", "nccl"),
 }
 _POSITIVE = (("", "steps"), ("", "log_every"), ("", "ckpt_every"), ("data", "batch_size"),
-             ("optim", "lr"))
+             ("optim", "lr"), ("dist", "grad_accum"), ("dist", "timeout_s"))
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -110,11 +135,28 @@ def check_config(cfg: TrainConfig) -> None:
         value = getattr(getattr(cfg, section) if section else cfg, key)
         if value not in choices:
             raise TrainError(f"{_dotted(section, key)}={value!r} is unknown; use one of "
-                             f"{', '.join(choices)}")
+                             f"{', '.join(map(str, choices))}")
     for section, key in _POSITIVE:
         value = getattr(getattr(cfg, section) if section else cfg, key)
         if value <= 0:
             raise TrainError(f"{_dotted(section, key)}={value} must be positive")
+    if cfg.data.epoch_samples is not None and cfg.data.epoch_samples < cfg.data.batch_size:
+        raise TrainError(f"data.epoch_samples={cfg.data.epoch_samples} is smaller than one "
+                         f"batch ({cfg.data.batch_size}); raise it or set it to none")
+    if cfg.engine == "torch" and cfg.dist.grad_accum != 1:
+        raise TrainError("dist.grad_accum > 1 needs the DeepSpeed engine; "
+                         "add --set engine=deepspeed")
+
+
+def micro_batch_size(cfg: TrainConfig, world_size: int) -> int:
+    """Per-rank micro-batch; refuses a global batch that does not split evenly (a silent
+    round-down would change the batch, and so the loss, without anyone noticing)."""
+    per_step = world_size * cfg.dist.grad_accum
+    if cfg.data.batch_size % per_step:
+        raise TrainError(
+            f"data.batch_size={cfg.data.batch_size} is not divisible by world size {world_size} "
+            f"x dist.grad_accum {cfg.dist.grad_accum}; use a multiple of {per_step}")
+    return cfg.data.batch_size // per_step
 
 
 def _dotted(section: str, key: str) -> str:

@@ -1,132 +1,53 @@
-"""The single-process training loop: one CPU or one GPU, AdamW, warmup + cosine, bf16 on CUDA.
+"""The training loop, shared by both engines: fetch micro-batches, step, log, checkpoint.
 
-Split into setup (`build_run`), one optimizer step (`train_step`) and the loop (`train`) so
-that the distributed engine of a later milestone can reuse the pieces.
+Setup lives in `setup.py`, the optimizer step in the engines (`engine.py`, `ds_engine.py`),
+train state in `resume.py`; this module only sequences them.
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
+import shutil
 import subprocess
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
-from levl_data.loader import build_loader
-from levl_data.manifest import Manifest, read_manifest
-from levl_model.checkpoint import build_metadata, save_checkpoint
-from levl_model.model import LevlModel, build_model
-from levl_model.objectives import Objective, build_objective
-from levl_model.preprocess import eval_transform, train_transform
-from levl_model.tokenizer import CaptionTokenizer, load_tokenizer
+from levl_model.checkpoint import build_metadata, read_tensors, save_checkpoint
 from levl_train import __version__
-from levl_train.config import TrainConfig, check_config
+from levl_train.config import TrainConfig, config_from_dict
+from levl_train.distributed import barrier
+from levl_train.engine import MicroBatch
 from levl_train.errors import TrainError
 from levl_train.metrics import effective_rank, matched_vs_shuffled_cosine
-from levl_train.rundir import RunDir
-from levl_train.schedule import lr_at
+from levl_train.resume import (
+    Position,
+    check_layout,
+    discard_unfinished,
+    latest_train_state,
+    read_position,
+    read_rng,
+    set_rng_state,
+    write_position,
+    write_rng,
+)
+from levl_train.setup import Run, build_run
 
 
-@dataclass
-class Run:
-    """Everything a training loop holds, built once from the config."""
-
-    cfg: TrainConfig
-    run_dir: RunDir
-    manifest: Manifest
-    device: torch.device
-    model: LevlModel
-    objective: Objective
-    optimizer: torch.optim.Optimizer
-    tokenizer: CaptionTokenizer
-    loader: torch.utils.data.DataLoader
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("device=cuda was asked for but CUDA is not available; use --set device=cpu")
-    if name not in ("cpu", "cuda"):
-        raise TrainError(f"device={name!r} is unknown; use auto, cpu or cuda")
-    return torch.device(name)
-
-
-def build_optimizer(modules: list[torch.nn.Module], cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only: biases, norms and scalars are not shrunk.
-
-    The fused kernel (CPU and CUDA) is ~6x faster than the per-tensor loop on the CPU, where
-    the optimizer step over GPT-2's 50k-row embedding otherwise costs a third of a small step.
-    """
-    params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [
-        {"params": decay, "weight_decay": cfg.optim.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
-                             fused=True)
-
-
-def build_run(cfg: TrainConfig, out_dir: Path) -> Run:
-    """Validate inputs first, then create the run dir: bad input leaves nothing behind."""
-    check_config(cfg)
-    if cfg.data.manifest is None:
-        raise TrainError(f"recipe {cfg.recipe} has no data; pass --data MANIFEST")
-    manifest = read_manifest(cfg.data.manifest)
-    device = resolve_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, seed=cfg.seed).to(device).train()
-    objective = build_objective(cfg.objective).to(device).train()
-    transform = train_transform(cfg.preprocess) if cfg.data.augment else eval_transform(
-        cfg.preprocess)
-    loader = build_loader(
-        manifest, batch_size=cfg.data.batch_size, image_transform=transform,
-        shuffle_buffer=cfg.data.shuffle_buffer, num_workers=cfg.data.num_workers,
-        seed=cfg.seed, resample=True, max_failure_rate=cfg.data.max_failure_rate,
-    )
-    tokenizer = load_tokenizer(cfg.tokenizer, max_length=cfg.model.text.max_length)
-    run_dir = RunDir(out_dir)
-    run_dir.create(cfg.to_dict())
-    return Run(cfg, run_dir, manifest, device, model, objective,
-               build_optimizer([model, objective], cfg), tokenizer, loader)
-
-
-def train_step(run: Run, batch: dict[str, Any], step: int) -> tuple[dict[str, float], dict]:
-    """One optimizer step; returns the scalar losses and the step's (detached) embeddings."""
-    cfg, device = run.cfg, run.device
-    lr = lr_at(step, cfg.steps, cfg.optim)
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
-    images = batch["image"].to(device, non_blocking=True)
-    input_ids, attention_mask = run.tokenizer(batch["caption"])
-    with _autocast(cfg, device):
-        out = run.model(images, input_ids.to(device), attention_mask.to(device))
-        terms = run.objective(out, step)
-    if not torch.isfinite(terms["loss"]):
-        raise TrainError(f"loss is {terms['loss'].item()} at step {step}; lower optim.lr")
-    run.optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
-    params = [p for group in run.optimizer.param_groups for p in group["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-    run.optimizer.step()
-    scalars = {name: float(value.detach()) for name, value in terms.items()}
-    scalars.update(lr=lr, grad_norm=float(grad_norm))
-    return scalars, {name: out[name].detach() for name in ("z_v", "z_t", "pred_v")}
-
-
-def _autocast(cfg: TrainConfig, device: torch.device):
-    if device.type == "cuda" and cfg.precision == "bf16":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def micro_batches(run: Run, skipped: Counter) -> list[MicroBatch]:
+    """The step's grad_accum micro-batches, tokenized and on the device."""
+    batches = []
+    for _ in range(run.cfg.dist.grad_accum):
+        batch = next(run.stream)
+        skipped.update(batch.get("skipped", {}))
+        input_ids, attention_mask = run.tokenizer(batch["caption"])
+        batches.append((batch["image"].to(run.device, non_blocking=True),
+                        input_ids.to(run.device), attention_mask.to(run.device)))
+    return batches
 
 
 def diagnostics(embeddings: dict) -> dict[str, float]:
@@ -145,33 +66,100 @@ def diagnostics(embeddings: dict) -> dict[str, float]:
     }
 
 
+def mean_over_ranks(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Loss terms averaged over ranks (SIGReg is already global; the prediction terms are not)."""
+    names = sorted(terms)
+    stacked = torch.stack([terms[name].float().reshape(()) for name in names])
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        stacked = stacked.cpu() if dist.get_backend() == "gloo" else stacked
+        dist.all_reduce(stacked)
+        stacked /= dist.get_world_size()
+    return dict(zip(names, stacked.tolist(), strict=True))
+
+
 def train(cfg: TrainConfig, out_dir: Path) -> Path:
-    """Train `cfg` into `out_dir`; returns the last checkpoint directory."""
+    """Train `cfg` into `out_dir` (continuing it if it holds this run); returns the last
+    checkpoint directory."""
     run = build_run(cfg, out_dir)
+    start = restore(run) if run.resuming else 0
     skipped: Counter[str] = Counter()
     clock = _Clock()
     last_ckpt = None
-    batches = iter(run.loader)
-    with tqdm(total=cfg.steps, desc=cfg.recipe, unit="step", dynamic_ncols=True) as bar:
-        for step in range(cfg.steps):
-            batch = clock.wait_for(batches)
-            skipped.update(batch.get("skipped", {}))
-            scalars, embeddings = clock.compute(train_step, run, batch, step)
-            done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.steps:
+    bar = tqdm(total=cfg.steps, initial=start, desc=cfg.recipe, unit="step", dynamic_ncols=True,
+               disable=not run.env.is_main)
+    for step in range(start, cfg.steps):
+        batches = clock.wait_for(micro_batches, run, skipped)
+        result = clock.compute(run.engine.step, batches, step)
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            scalars = mean_over_ranks(result.terms)
+            if run.env.is_main:
                 record = {"step": done, "samples_seen": done * cfg.data.batch_size, **scalars,
-                          **diagnostics(embeddings), **clock.rates(cfg.data.batch_size),
-                          "skipped": dict(skipped)}
+                          "lr": result.lr, "grad_norm": result.grad_norm,
+                          **diagnostics(result.embeddings),
+                          **clock.rates(cfg.data.batch_size), "skipped": dict(skipped)}
                 run.run_dir.log(record)
-                bar.set_postfix(loss=f"{scalars['loss']:.4f}",
-                               pred_cos=f"{record['pred_cos_matched']:.2f}")
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
-                last_ckpt = save(run, done)
-            bar.update(1)
-    return last_ckpt
+                bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+        if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            last_ckpt = save(run, done)
+        bar.update(1)
+    bar.close()
+    return last_ckpt or run.run_dir.checkpoint_dir(cfg.steps)
+
+
+def resume(run_dir: Path) -> Path:
+    """Continue the run in `run_dir` from its latest checkpoint with its own config."""
+    config_path = Path(run_dir) / "config.json"
+    if not config_path.is_file():
+        raise TrainError(f"{run_dir} is not a run dir (no config.json); pass the --out of a run")
+    cfg = config_from_dict(json.loads(config_path.read_text()))
+    if latest_train_state(Path(run_dir)) is None:
+        raise TrainError(f"run dir {run_dir} has no checkpoint yet; start it again with "
+                         f"`levl-train run {cfg.recipe} --out NEW_DIR`")
+    return train(cfg, Path(run_dir))
+
+
+def restore(run: Run) -> int:
+    """Load weights/optimizer/engine state, replay the data stream, then set the RNGs (the
+    replay draws augmentation randomness, so RNGs come last); returns the next step."""
+    state_dir = latest_train_state(run.run_dir.path)
+    position = read_position(state_dir)
+    if run.env.is_main:
+        discard_unfinished(run.run_dir.checkpoints, position.step)
+    barrier()
+    check_layout(position, run.env.world_size, run.cfg.engine, run.cfg.dist.zero_stage,
+                 state_dir)
+    run.engine.load_state(state_dir, read_tensors(state_dir.parent))
+    run.stream.load_state_dict(position.stream)
+    set_rng_state(read_rng(state_dir, run.env.rank))
+    return position.step
 
 
 def save(run: Run, step: int) -> Path:
+    """All ranks write their train state into one staging dir; rank 0 then writes the
+    consolidated weights and moves the staging dir in before the checkpoint's atomic rename."""
+    cfg, env = run.cfg, run.env
+    ckpt_dir = run.run_dir.checkpoint_dir(step)
+    staging = ckpt_dir.parent / f".{ckpt_dir.name}.train_state"
+    if env.is_main:
+        shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
+        staging.mkdir(parents=True)
+    barrier()
+    run.engine.save_state(staging, env.is_main)
+    write_rng(staging, env.rank)
+    if env.is_main:
+        write_position(staging, Position(step, step * cfg.data.batch_size,
+                                         run.stream.state_dict(), env.world_size, cfg.engine,
+                                         cfg.dist.zero_stage))
+    with run.engine.full_weights():
+        barrier()
+        if env.is_main:
+            _write_checkpoint(run, step, ckpt_dir, staging)
+    barrier()
+    return ckpt_dir
+
+
+def _write_checkpoint(run: Run, step: int, ckpt_dir: Path, staging: Path) -> None:
     cfg = run.cfg
     metadata = build_metadata(
         model_config=cfg.model, objective_config=cfg.objective,
@@ -179,11 +167,11 @@ def save(run: Run, step: int) -> Path:
         samples_seen=step * cfg.data.batch_size, manifest_fingerprint=run.manifest.fingerprint,
         recipe=cfg.to_dict(), code_version=code_version(),
     )
-    ckpt_dir = save_checkpoint(run.run_dir.checkpoint_dir(step), model=run.model,
-                               objective=run.objective, metadata=metadata)
+    module = run.engine.module
+    save_checkpoint(ckpt_dir, model=module.model, objective=module.objective,
+                    metadata=metadata, train_state=staging)
     run.run_dir.mark_latest(ckpt_dir)
     run.run_dir.prune(cfg.keep_last)
-    return ckpt_dir
 
 
 def code_version() -> str:
@@ -205,11 +193,11 @@ class _Clock:
         self.data_s = self.compute_s = 0.0
         self.steps = 0
 
-    def wait_for(self, batches):
+    def wait_for(self, fn, *args):
         start = time.perf_counter()
-        batch = next(batches)
+        result = fn(*args)
         self.data_s += time.perf_counter() - start
-        return batch
+        return result
 
     def compute(self, fn, *args):
         start = time.perf_counter()

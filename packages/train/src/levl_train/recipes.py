@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from levl_model.config import ObjectiveConfig, model_config
 from levl_model.preprocess import CLIP_MEAN, CLIP_STD, Preprocess
-from levl_train.config import DataConfig, OptimConfig, TrainConfig
+from levl_train.config import DataConfig, DistConfig, OptimConfig, TrainConfig
 from levl_train.errors import TrainError
 
 
@@ -20,6 +20,8 @@ def micro_synthetic(smoke: bool = False) -> TrainConfig:
 
     levl-data synth --out data --size micro
     levl-train run micro_synthetic --data data/train/manifest.json --out runs/micro
+    torchrun --nproc_per_node=2 -m levl_train.cli run micro_synthetic \\
+        --data data/train/manifest.json --out runs/micro2 --set engine=deepspeed
     """
     cfg = TrainConfig(
         recipe="micro_synthetic",
@@ -29,6 +31,7 @@ def micro_synthetic(smoke: bool = False) -> TrainConfig:
         preprocess=Preprocess(size=64, mean=CLIP_MEAN, std=CLIP_STD),
         data=DataConfig(batch_size=32, num_workers=0, shuffle_buffer=256),
         optim=OptimConfig(lr=1e-3, min_lr=1e-4, weight_decay=0.05, warmup_steps=5),
+        dist=DistConfig(zero_stage=2),  # used with --set engine=deepspeed (2-rank CPU tests)
         steps=40,
         log_every=5,
         ckpt_every=20,
@@ -76,6 +79,10 @@ def vit_b16_datacomp_l(smoke: bool = False) -> TrainConfig:
         data=DataConfig(batch_size=4096, num_workers=8, shuffle_buffer=10000),
         optim=OptimConfig(lr=2e-4, min_lr=2e-5, weight_decay=0.01, warmup_steps=1000,
                           schedule="cosine", grad_clip=1.0),
+        # ZeRO-2: optimizer states and gradients sharded, parameters whole (ViT-B + GPT-2 fit
+        # one GPU; stage 3's per-layer gathers would only add communication).
+        engine="deepspeed",
+        dist=DistConfig(zero_stage=2),
         steps=200_000,
         precision="bf16",
         log_every=50,

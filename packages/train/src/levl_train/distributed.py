@@ -1,0 +1,114 @@
+"""Who this process is in a multi-process run, and the process group it joins.
+
+Ranks come from the launcher's environment: torchrun (RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR, MASTER_PORT) or SLURM's srun (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, with
+MASTER_ADDR/MASTER_PORT exported by the submission layer). A plain `levl-train run` is rank 0
+of 1 and never touches torch.distributed.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from levl_train.errors import TrainError
+
+EXTENSIONS_CACHE = Path("~/.cache/levl/torch_extensions").expanduser()
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def multi(self) -> bool:
+        return self.world_size > 1
+
+
+def dist_env(environ: Mapping[str, str] | None = None) -> DistEnv:
+    """torchrun's variables win over SLURM's (torchrun inside an allocation sets its own)."""
+    env = os.environ if environ is None else environ
+    if "RANK" in env and "WORLD_SIZE" in env:
+        keys = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    elif "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+        keys = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
+    else:
+        return DistEnv()
+    try:
+        rank, world, local = (int(env.get(key, "0")) for key in keys)
+        port = int(env.get("MASTER_PORT", "29500"))
+    except ValueError:
+        raise TrainError(f"launcher variables {', '.join(keys)} / MASTER_PORT must be integers "
+                         f"(got {[env.get(k) for k in keys]}); check the launch command") from None
+    if world > 1 and "MASTER_ADDR" not in env:
+        raise TrainError(f"{keys[1]}={world} but MASTER_ADDR is unset; launch with torchrun or "
+                         "export MASTER_ADDR and MASTER_PORT")
+    if not 0 <= rank < world:
+        raise TrainError(f"{keys[0]}={rank} is outside 0..{world - 1}; check the launcher")
+    return DistEnv(rank, world, local, env.get("MASTER_ADDR", "127.0.0.1"), port)
+
+
+def use_extensions_cache() -> None:
+    """DeepSpeed JIT-compiles its shared-memory comm op (~45 s on 2 cores) on first use; a
+    persistent TORCH_EXTENSIONS_DIR makes that a once-per-machine cost, not a per-run one."""
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(EXTENSIONS_CACHE))
+    Path(os.environ["TORCH_EXTENSIONS_DIR"]).mkdir(parents=True, exist_ok=True)
+
+
+def backend_for(device: torch.device, requested: str) -> str:
+    if requested != "auto":
+        if requested == "nccl" and device.type != "cuda":
+            raise TrainError("dist.backend=nccl needs CUDA; use --set dist.backend=gloo on the CPU")
+        return requested
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_process_group(env: DistEnv, backend: str, timeout_s: int) -> None:
+    """Join the group through DeepSpeed's comm layer (it also initialises torch.distributed),
+    so DeepSpeed and our own collectives (SIGReg, SyncBatchNorm) share one group."""
+    if dist.is_initialized():
+        return
+    use_extensions_cache()
+    os.environ.update(RANK=str(env.rank), WORLD_SIZE=str(env.world_size),
+                      LOCAL_RANK=str(env.local_rank), MASTER_ADDR=env.master_addr,
+                      MASTER_PORT=str(env.master_port))
+    quiet_collective_deprecations()
+    import deepspeed
+
+    deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
+                               timeout=timedelta(seconds=timeout_s), rank=env.rank,
+                               world_size=env.world_size, distributed_port=env.master_port)
+
+
+def quiet_collective_deprecations() -> None:
+    """torch 2.14 marks the autograd-aware `torch.distributed.nn.functional.all_reduce` (SIGReg,
+    GlobalBatchNorm1d) and DeepSpeed's all_gather_into_tensor deprecated, once per call site
+    and rank; the replacements are not autograd-aware yet, so silence the noise, not the use."""
+    for message in (r".*torch\.distributed\.nn\.functional\.all_reduce is deprecated",
+                    r".*all_gather_into_tensor` is deprecated"):
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def shutdown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,103 @@
+"""The DeepSpeed engine: data parallel over 1..N ranks with ZeRO stage 0-3.
+
+DeepSpeed owns gradient averaging, accumulation (it scales each micro-batch's loss by
+1/grad_accum) and clipping; we own the optimizer (a torch AdamW: no fused_adam JIT build), the
+LR (set every step from the stateless schedule) and bf16 autocast on CUDA (fp32 weights, as in
+the torch engine). Its engine checkpoint (module, optimizer partitions) is the train state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from levl_train.config import TrainConfig
+from levl_train.distributed import use_extensions_cache
+from levl_train.engine import (
+    MicroBatch,
+    StepOutput,
+    TrainModule,
+    _detached,
+    build_optimizer,
+    set_lr,
+)
+from levl_train.schedule import lr_at
+
+ENGINE_TAG = "engine"
+
+
+def deepspeed_config(cfg: TrainConfig, micro_batch: int, world_size: int) -> dict[str, Any]:
+    """The whole DeepSpeed config, derived from ours (so it is never a second source of truth)."""
+    return {
+        "train_batch_size": micro_batch * world_size * cfg.dist.grad_accum,
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": cfg.dist.grad_accum,
+        "gradient_clipping": cfg.optim.grad_clip,
+        "zero_optimization": {"stage": cfg.dist.zero_stage},
+        "zero_allow_untested_optimizer": True,  # our torch AdamW under ZeRO
+        "steps_per_print": 1 << 62,
+        "wall_clock_breakdown": False,
+        "dump_state": False,
+    }
+
+
+class DeepSpeedEngine:
+    def __init__(self, module: TrainModule, cfg: TrainConfig, micro_batch: int,
+                 world_size: int) -> None:
+        use_extensions_cache()
+        import deepspeed
+
+        logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+        self.cfg = cfg
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(
+            model=module, optimizer=build_optimizer(module, cfg),
+            config=deepspeed_config(cfg, micro_batch, world_size))
+        self.module: TrainModule = self.engine.module
+
+    def step(self, micro_batches: list[MicroBatch], step: int) -> StepOutput:
+        lr = lr_at(step, self.cfg.steps, self.cfg.optim)
+        set_lr(self.optimizer, lr)
+        summed: dict[str, torch.Tensor] = {}
+        for batch in micro_batches:
+            terms, embeddings = self.engine(*batch, step)
+            self.engine.backward(terms["loss"])
+            grad_norm = self._grad_norm() if self.engine.is_gradient_accumulation_boundary() \
+                else None
+            self.engine.step()
+            for name, value in _detached(terms).items():
+                summed[name] = summed.get(name, 0) + value / len(micro_batches)
+        norm = self.engine.get_global_grad_norm() if grad_norm is None else grad_norm
+        return StepOutput(summed, embeddings, lr, float(norm) if norm is not None else 0.0)
+
+    def _grad_norm(self) -> float | None:
+        """ZeRO records the global norm while clipping; stage 0 does not, so measure it here
+        (gradients are already averaged over ranks after the boundary backward)."""
+        if self.cfg.dist.zero_stage > 0:
+            return None
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        return float(torch.nn.utils.get_total_norm(grads))
+
+    def save_state(self, state_dir: Path, is_main: bool) -> None:
+        """Every rank writes its optimizer partition; DeepSpeed barriers inside."""
+        self.engine.save_checkpoint(str(state_dir), tag=ENGINE_TAG, save_latest=False)
+
+    def load_state(self, state_dir: Path, weights: dict[str, torch.Tensor]) -> None:
+        path, _ = self.engine.load_checkpoint(str(state_dir), tag=ENGINE_TAG,
+                                              load_optimizer_states=True,
+                                              load_lr_scheduler_states=False)
+        if path is None:
+            raise FileNotFoundError(f"{state_dir}/{ENGINE_TAG}: no DeepSpeed engine state")
+
+    def full_weights(self):
+        """Under ZeRO-3 each rank holds a shard of every parameter: gather them (on every rank,
+        a collective) so rank 0 can write the consolidated weights."""
+        if self.cfg.dist.zero_stage < 3:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(self.module.parameters()),
+                                                 modifier_rank=None)

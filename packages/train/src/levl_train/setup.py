@@ -1,0 +1,121 @@
+"""Everything a training loop holds, built once from the config, in the order that keeps bad
+input cheap: validate (every rank, nothing written), join the process group, build modules,
+then create or reopen the run dir (rank 0 writes, others wait)."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from levl_data.manifest import Manifest, read_manifest
+from levl_model.model import build_model
+from levl_model.objectives import build_objective
+from levl_model.preprocess import eval_transform, train_transform
+from levl_model.tokenizer import CaptionTokenizer, load_tokenizer
+from levl_train.config import TrainConfig, check_config, micro_batch_size
+from levl_train.distributed import (
+    DistEnv,
+    backend_for,
+    barrier,
+    dist_env,
+    init_process_group,
+)
+from levl_train.engine import TorchEngine, TrainModule, enable_activation_checkpointing
+from levl_train.errors import TrainError
+from levl_train.resume import resume_mode
+from levl_train.rundir import RunDir
+from levl_train.stream import BatchStream
+from levl_train.syncbn import sync_batchnorm
+
+
+@dataclass
+class Run:
+    cfg: TrainConfig
+    env: DistEnv
+    run_dir: RunDir
+    manifest: Manifest
+    device: torch.device
+    engine: TorchEngine  # or DeepSpeedEngine (same interface)
+    tokenizer: CaptionTokenizer
+    stream: BatchStream
+    resuming: bool
+
+
+def resolve_device(name: str, env: DistEnv) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("device=cuda was asked for but CUDA is not available; use --set device=cpu")
+    if name == "cuda":
+        torch.cuda.set_device(env.local_rank)
+        return torch.device("cuda", env.local_rank)
+    return torch.device("cpu")
+
+
+def check_launch(cfg: TrainConfig, env: DistEnv) -> int:
+    """Checks that need the launch (world size); returns the per-rank micro-batch."""
+    check_config(cfg)
+    if cfg.data.manifest is None:
+        raise TrainError(f"recipe {cfg.recipe} has no data; pass --data MANIFEST")
+    if cfg.engine == "torch" and env.multi:
+        raise TrainError(f"engine=torch runs one process but WORLD_SIZE={env.world_size}; "
+                         "add --set engine=deepspeed")
+    return micro_batch_size(cfg, env.world_size)
+
+
+def seed_everything(cfg: TrainConfig) -> None:
+    """Same seed on every rank: model init must agree; data differs by rank inside the loader."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    torch.manual_seed(cfg.seed)
+
+
+def build_module(cfg: TrainConfig, env: DistEnv, device: torch.device) -> TrainModule:
+    model = build_model(cfg.model, seed=cfg.seed)
+    if cfg.dist.activation_checkpointing:
+        enable_activation_checkpointing(model)
+    if env.multi and cfg.dist.sync_batchnorm:
+        sync_batchnorm(model, device)
+    objective = build_objective(cfg.objective)
+    bf16 = cfg.precision == "bf16"
+    return TrainModule(model, objective, autocast_bf16=bf16).to(device).train()
+
+
+def build_engine(cfg: TrainConfig, module: TrainModule, micro_batch: int, env: DistEnv):
+    if cfg.engine == "torch":
+        return TorchEngine(module, cfg)
+    from levl_train.ds_engine import DeepSpeedEngine
+
+    return DeepSpeedEngine(module, cfg, micro_batch, env.world_size)
+
+
+def build_run(cfg: TrainConfig, out_dir: Path) -> Run:
+    env = dist_env()
+    micro_batch = check_launch(cfg, env)
+    manifest = read_manifest(cfg.data.manifest)
+    device = resolve_device(cfg.device, env)
+    mode = resume_mode(Path(out_dir), cfg.to_dict())  # every rank, before anyone writes
+    if cfg.engine == "deepspeed":
+        init_process_group(env, backend_for(device, cfg.dist.backend), cfg.dist.timeout_s)
+    seed_everything(cfg)
+    engine = build_engine(cfg, build_module(cfg, env, device), micro_batch, env)
+    transform = (train_transform if cfg.data.augment else eval_transform)(cfg.preprocess)
+    stream = BatchStream(manifest, cfg.data, seed=cfg.seed, micro_batch=micro_batch,
+                         rank=env.rank, world_size=env.world_size, transform=transform)
+    tokenizer = load_tokenizer(cfg.tokenizer, max_length=cfg.model.text.max_length)
+    run_dir = RunDir(Path(out_dir))
+    if mode == "new" and env.is_main:
+        run_dir.create(cfg.to_dict())
+    barrier()
+    return Run(cfg, env, run_dir, manifest, device, engine, tokenizer, stream,
+               resuming=mode == "resume")
