@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from cli_asserts import one_error_line
 
 from levl_data.testing import make_tiny_shards
 from levl_model.checkpoint import load_checkpoint
@@ -13,13 +14,6 @@ from levl_model.checkpoint import load_checkpoint
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     return make_tiny_shards(tmp_path_factory.mktemp("shards"), n=48, image_size=32)
-
-
-def one_error_line(result) -> str:
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def test_smoke_run_writes_config_metrics_and_valid_checkpoints(cli, shards, tmp_path):

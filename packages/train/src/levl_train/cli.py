@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,24 +29,94 @@ def _options(debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = Fal
     """Options shared by every command (read back in `main`)."""
 
 
-@app.command()
-def run(
-    recipe: Annotated[str, typer.Argument(help="Recipe name (see `levl-train recipes`).")],
-    data: Annotated[Path | None, typer.Option(help="Training shard manifest.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory (new or empty).")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: key=value.")] = None,
-    smoke: Annotated[bool, typer.Option(help="The recipe's few-step smoke size.")] = False,
-) -> None:
-    """Train RECIPE locally (one process: the CPU or one GPU)."""
-    from levl_train.loop import train
-
+def _resolved(recipe: str, data: Path | None, set_: list[str] | None, smoke: bool):
+    """The recipe's config with --data and --set applied (shared by run and submit)."""
     cfg = get_recipe(recipe, smoke=smoke)
     if data is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=str(data)))
-    cfg = apply_overrides(cfg, set_ or [])
-    out = out or Path("runs") / f"{recipe}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    return apply_overrides(cfg, set_ or [])
+
+
+def _default_out(recipe: str) -> Path:
+    return Path("runs") / f"{recipe}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+DataOpt = Annotated[Path | None, typer.Option(help="Training shard manifest.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override: key=value.")]
+SmokeOpt = Annotated[bool, typer.Option(help="The recipe's few-step smoke size.")]
+RecipeArg = Annotated[str, typer.Argument(help="Recipe name (see `levl-train recipes`).")]
+
+
+@app.command()
+def run(
+    recipe: RecipeArg,
+    data: DataOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (new or empty).")] = None,
+    set_: SetOpt = None,
+    smoke: SmokeOpt = False,
+) -> None:
+    """Train RECIPE here: one process, or N ranks under torchrun with --set engine=deepspeed.
+
+    An --out that already holds this run's checkpoints is continued, not restarted."""
+    from levl_train.loop import train
+
+    cfg = _resolved(recipe, data, set_, smoke)
+    out = out or _default_out(recipe)
     last = train(cfg, out)
-    typer.echo(f"run {out}: {cfg.steps} steps, last checkpoint {last}")
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"run {out}: {cfg.steps} steps, last checkpoint {last}")
+
+
+@app.command()
+def resume(run_dir: Annotated[Path, typer.Argument(help="A run directory with a checkpoint.")]
+           ) -> None:
+    """Continue a run from its latest checkpoint, bitwise as if it had never stopped."""
+    from levl_train.loop import resume as resume_run
+
+    last = resume_run(run_dir)
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"run {run_dir}: resumed, last checkpoint {last}")
+
+
+@app.command()
+def submit(
+    recipe: RecipeArg,
+    nodes: Annotated[int, typer.Option(help="SLURM nodes.")] = 1,
+    gpus_per_node: Annotated[int | None, typer.Option(help="GPUs (= tasks) per node; "
+                                                      "default: the profile's.")] = None,
+    partition: Annotated[str | None, typer.Option(help="Override the profile's.")] = None,
+    time: Annotated[int | None, typer.Option(help="Time limit in minutes.")] = None,
+    profile: Annotated[str, typer.Option(help="cluster/profiles/NAME.toml or a path.")] = "local",
+    data: DataOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory.")] = None,
+    set_: SetOpt = None,
+    smoke: SmokeOpt = False,
+    wait: Annotated[bool, typer.Option(help="Block until the job ends.")] = False,
+) -> None:
+    """Queue RECIPE on SLURM through submitit: one task per GPU, requeued on preemption."""
+    from levl_train.profiles import load_profile
+    from levl_train.submit import Placement, wait_for_result
+    from levl_train.submit import submit as submit_job
+
+    cfg = _resolved(recipe, data, set_, smoke)
+    site = load_profile(profile)
+    site = dataclasses.replace(site, **{k: v for k, v in (("partition", partition),
+                                                         ("time_min", time)) if v is not None})
+    placement = Placement(nodes, site.gpus_per_node if gpus_per_node is None else gpus_per_node)
+    out = out or _default_out(recipe)
+    job = submit_job(cfg, out, site, placement)
+    typer.echo(f"submitted job {job.job_id}: {recipe} on {placement.nodes} node(s) × "
+               f"{placement.tasks_per_node} task(s), run dir {out}")
+    if wait:
+        typer.echo(f"finished: last checkpoint {wait_for_result(job, out)}")
+
+
+@app.command()
+def status(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Job state, step, samples seen, last losses and throughput of a run."""
+    from levl_train.status import format_status, run_status
+
+    typer.echo(format_status(run_status(run_dir)))
 
 
 @app.command()
@@ -70,10 +141,15 @@ def main() -> None:
     except USER_ERRORS as err:
         if "--debug" in sys.argv[1:]:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike
+            print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
     except typer.Exit as done:
         sys.exit(done.exit_code)
+
+
+if __name__ == "__main__":
+    main()

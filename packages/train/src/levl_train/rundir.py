@@ -13,6 +13,9 @@ from typing import Any
 
 from levl_train.errors import TrainError
 
+# What `levl-train submit` puts in a run dir before the job itself creates the run.
+SUBMISSION_ENTRIES = frozenset({"slurm", "code", "job.json"})
+
 
 class RunDir:
     def __init__(self, path: Path):
@@ -28,7 +31,9 @@ class RunDir:
             raise TrainError(
                 f"run dir {self.path} already holds a run; pass another --out or remove it"
             )
-        if self.path.exists() and any(self.path.iterdir()):
+        if self.path.exists() and any(
+            p.name not in SUBMISSION_ENTRIES for p in self.path.iterdir()
+        ):
             raise TrainError(f"run dir {self.path} is not empty; pass an empty or new --out")
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path / "config.json", config)
