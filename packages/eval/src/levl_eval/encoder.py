@@ -19,6 +19,7 @@ from levl_eval.features import (
     encode_texts,
     extract_patch_features,
     extract_split_features,
+    split_has_masks,
 )
 from levl_eval.featureset import (
     ClassTextFeatures,
@@ -62,8 +63,9 @@ class FrozenEncoder:
 
     def patch_features(self, split: EvalSplit) -> PatchFeatures:
         if split.name not in self._patches:
+            masks = mask_transform(self.preprocess) if split_has_masks(split) else None
             self._patches[split.name] = extract_patch_features(
-                self.model, split, eval_transform(self.preprocess), mask_transform(self.preprocess),
+                self.model, split, eval_transform(self.preprocess), masks,
                 batch_size=self.batch_size, device=self.device, num_workers=self.num_workers,
                 desc=f"{self.name} {split.name} patches",
             )

@@ -85,28 +85,42 @@ def patch_grid(model: torch.nn.Module, images_BCHW: torch.Tensor, num_tokens: in
     return grid_hw
 
 
+def split_has_masks(split: EvalSplit) -> bool:
+    """Whether the split names per-pixel labels (a mask member, or mask files)."""
+    return split.mask_member is not None or any(sample.mask is not None for sample in split.files)
+
+
+def batch_masks(split: EvalSplit, batch: dict, masks: Callable | None) -> torch.Tensor:
+    """The batch's label maps; [B, 0, 0] when the split is read without masks (vlm, not seg)."""
+    if masks is None:
+        return torch.zeros(len(batch["labels"]), 0, 0, dtype=torch.uint8)
+    if batch["masks"] is None:
+        raise EvalDataError(f"split {split.name}: has no per-pixel labels to segment")
+    return batch["masks"]
+
+
 @torch.no_grad()
 def extract_patch_features(
-    model: torch.nn.Module, split: EvalSplit, transform: Callable, masks: Callable, *,
+    model: torch.nn.Module, split: EvalSplit, transform: Callable, masks: Callable | None, *,
     batch_size: int, device: str, num_workers: int = 0, desc: str = "",
 ) -> PatchFeatures:
-    """Final-norm patch tokens (float16) and label maps (uint8) of every image in the split."""
+    """Final-norm patch tokens (float16), label maps (uint8; none when `masks` is None) and
+    question/answer dicts of every image in the split."""
     model.eval()
     batches = split_batches(split, transform, masks, batch_size=batch_size, num_workers=num_workers)
-    tokens, label_maps, grid_hw = [], [], (0, 0)
+    tokens, label_maps, qa, grid_hw = [], [], [], (0, 0)
     skipped: Counter[str] = Counter()
     for batch in readable_batches(split, progress(split, batches, batch_size, desc), skipped):
-        if batch["masks"] is None:
-            raise EvalDataError(f"split {split.name}: has no per-pixel labels to segment")
+        label_maps.append(batch_masks(split, batch, masks))
         patches_BLD = model.encode_image(batch["image"].to(device, non_blocking=True)).patches_BLD
         grid_hw = patch_grid(model, batch["image"], patches_BLD.shape[1])
         tokens.append(patches_BLD.to(PATCH_CACHE_DTYPE).cpu())
-        label_maps.append(batch["masks"])
+        qa += batch.get("qa", [()] * len(batch["labels"]))
     if not tokens:
         raise no_sample_error(split, skipped)
     return PatchFeatures(
         tokens_NLD=torch.cat(tokens), grid_hw=grid_hw, masks_NHW=torch.cat(label_maps),
-        skipped={reason: int(count) for reason, count in skipped.items() if count},
+        skipped={reason: int(count) for reason, count in skipped.items() if count}, qa=tuple(qa),
     )
 
 

@@ -25,6 +25,7 @@ class FileSample:
     label: int = -1
     mask: Path | None = None
     captions: tuple[str, ...] = ()
+    qa: tuple[dict, ...] = ()  # question/answer dicts (levl_eval.vlm_items), for the vlm protocol
 
 
 @dataclass(frozen=True)
@@ -108,13 +109,15 @@ class SplitFeatures:
 class PatchFeatures:
     """Per-image patch tokens on the (h, w) grid, row-major, with the per-pixel labels.
 
-    masks_NHW are at label resolution (the model's input crop), uint8 with 255 = void.
+    masks_NHW are at label resolution (the model's input crop), uint8 with 255 = void; a split
+    without masks gives an [N, 0, 0] tensor. `qa` holds each image's question/answer dicts.
     """
 
     tokens_NLD: torch.Tensor
     grid_hw: tuple[int, int]
     masks_NHW: torch.Tensor
     skipped: dict[str, int] = field(default_factory=dict)
+    qa: tuple[tuple[dict, ...], ...] = ()
 
     @property
     def num_samples(self) -> int:

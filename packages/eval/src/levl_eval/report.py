@@ -33,6 +33,8 @@ PROTOCOL_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
                    ("bg drop rand", ("drop_mixed_rand",))),
     "retrieval": (("i2t R@1", ("i2t_r1",)), ("t2i R@1", ("t2i_r1",)),
                   ("retrieval mean R", ("mean_recall",))),
+    "vlm": (("VQA acc", ("vqa_accuracy",)), ("POPE F1", ("pope_f1",)),
+            ("VQA gain vs random", ("gain_over_random", "vqa_accuracy"))),
 }
 
 

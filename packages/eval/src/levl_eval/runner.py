@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,21 +18,29 @@ from levl_eval import __version__
 from levl_eval.data import load_eval_data
 from levl_eval.encoder import BaselineSpec, FrozenEncoder, load_frozen_checkpoint, random_encoder
 from levl_eval.errors import DeviceError, EvalDataError, EvalError
-from levl_eval.protocols import PROTOCOLS, build_protocol
+from levl_eval.gains import add_gains_over_random
+from levl_eval.llm import load_llm
+from levl_eval.protocols import OPT_IN, PROTOCOLS, build_protocol
 from levl_eval.report import build_report
 from levl_eval.tasks import EvalTask, plan_tasks
+from levl_eval.vlm_train import VLMSettings
 
 
 @dataclass(frozen=True)
 class EvalOptions:
     """Everything `levl-eval all` takes besides the checkpoints and the data."""
 
-    protocols: tuple[str, ...] = tuple(PROTOCOLS)
+    protocols: tuple[str, ...] = tuple(name for name in PROTOCOLS if name not in OPT_IN)
     device: str = "cpu"
     batch_size: int = 256
     num_workers: int = 0
     random_seed: int = 0
     datasets: str | None = None  # root of the real datasets (levl_eval.datasets); None: synth only
+    vlm: dict = field(default_factory=dict)  # VLMSettings fields to override (--llm, ...)
+
+    def protocol_options(self, protocol: str) -> dict:
+        """Constructor options of one protocol (only `vlm` takes any)."""
+        return {"settings": VLMSettings(**self.vlm)} if protocol == "vlm" and self.vlm else {}
 
 
 def resolve_device(requested: str) -> str:
@@ -62,12 +70,14 @@ def check_protocol_names(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))  # de-duplicated, order kept
 
 
-def evaluate_encoder(encoder: FrozenEncoder, tasks: list[EvalTask]) -> dict:
+def evaluate_encoder(encoder: FrozenEncoder, tasks: list[EvalTask], options: EvalOptions) -> dict:
     """The report entry of one encoder: its facts plus each task's result and timings."""
     results, seconds = {}, {}
     for task in tasks:
         start = time.perf_counter()
-        results[task.key] = build_protocol(task.protocol, device=encoder.device).run(encoder, task.data)
+        protocol = build_protocol(task.protocol, device=encoder.device,
+                                  **options.protocol_options(task.protocol))
+        results[task.key] = protocol.run(encoder, task.data)
         seconds[task.key] = round(time.perf_counter() - start, 3)
     return {"name": encoder.name, **encoder.info, "protocols": results, "seconds": seconds}
 
@@ -97,6 +107,8 @@ def run_evaluation(ckpt_paths: list[Path], data_dir: Path, options: EvalOptions)
         raise EvalError("no --ckpt given; pass at least one checkpoint or run directory")
     data = load_eval_data(data_dir)
     tasks, skipped = plan_tasks(options.protocols, data, datasets_root(options))
+    if any(task.protocol == "vlm" for task in tasks):  # an unloadable --llm fails before extraction
+        load_llm(VLMSettings(**options.vlm).llm, options.device)
     entries, baselines, taken = [], {}, set()
     for path in ckpt_paths:
         encoder, spec = load_frozen_checkpoint(
@@ -104,10 +116,11 @@ def run_evaluation(ckpt_paths: list[Path], data_dir: Path, options: EvalOptions)
             num_workers=options.num_workers,
         )
         encoder.name = unique_name(encoder.name, taken)
-        entries.append(evaluate_encoder(encoder, tasks))
+        entries.append(evaluate_encoder(encoder, tasks, options))
         baselines.setdefault(spec.key(), (spec, []))[1].append(encoder.name)
         del encoder
     entries += evaluate_baselines(list(baselines.values()), tasks, options, taken)
+    add_gains_over_random(entries)
     return build_report(
         encoders=entries, data=data.describe(), protocols=[task.key for task in tasks],
         tasks={task.key: task.describe() for task in tasks},
@@ -131,6 +144,6 @@ def evaluate_baselines(
             spec, seed=options.random_seed, name=unique_name(label, taken),
             device=options.device, batch_size=options.batch_size, num_workers=options.num_workers,
         )
-        entry = evaluate_encoder(encoder, tasks)
+        entry = evaluate_encoder(encoder, tasks, options)
         entries.append({**entry, "baseline_for": checkpoints})
     return entries

@@ -1,7 +1,7 @@
 """Batches of one evaluation split, the same shape whether it is a shard manifest or files.
 
 Every batch is `{"image": [B,3,H,W], "labels": [B], "masks": [B,H,W] uint8 or None,
-"captions": [tuple[str, ...]] * B, "skipped": {reason: count}}`, in the split's stored order. A
+"captions": [tuple[str, ...]] * B, "qa": [tuple[dict, ...]] * B, "skipped": {reason: count}}`, in the split's stored order. A
 sample that cannot be decoded is skipped and counted (as the shard loader does), never a crash.
 Masks go through the image's geometry (resize shorter side, centre crop) with nearest
 interpolation, so label pixel (y, x) sits under image pixel (y, x).
@@ -81,6 +81,7 @@ def manifest_batches(
             "labels": manifest_labels(batch["meta"], split),
             "masks": mask_BHW,
             "captions": [(caption,) for caption in batch["caption"]],
+            "qa": [tuple(sample.get("qa") or ()) for sample in batch["meta"]],
             "skipped": batch.get("skipped", {}),
         }
 
@@ -99,7 +100,8 @@ class FileSamples(Dataset):
         image = open_image(sample.image, "RGB")
         if image is None:
             return "undecodable_image"
-        item = {"image": self.transform(image), "label": sample.label, "captions": sample.captions}
+        item = {"image": self.transform(image), "label": sample.label, "captions": sample.captions,
+                "qa": sample.qa}
         if self.masks is not None:
             try:
                 mask_HW = self.masks(open_image(sample.mask, None))
@@ -130,6 +132,7 @@ def collate_files(items: list[dict | str]) -> dict:
         "labels": torch.tensor([item["label"] for item in good], dtype=torch.long),
         "masks": torch.stack([item["mask"] for item in good]) if "mask" in good[0] else None,
         "captions": [item["captions"] for item in good],
+        "qa": [item["qa"] for item in good],
         "skipped": dict(skipped),
     }
 

@@ -75,3 +75,19 @@ class RetrievalData:
     def describe(self) -> dict:
         return {"dataset": self.dataset, "root": _root(self.root), "split": self.split.describe(),
                 **self.notes}
+
+
+@dataclass(frozen=True)
+class VQAData:
+    """Images with question/answer pairs (each sample's `qa`): the bridge trains on `train`'s
+    questions and is scored on `test`'s."""
+
+    dataset: str
+    train: EvalSplit
+    test: EvalSplit
+    root: Path | None = None
+    notes: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        return {"dataset": self.dataset, "root": _root(self.root), "train": self.train.describe(),
+                "test": self.test.describe(), **self.notes}

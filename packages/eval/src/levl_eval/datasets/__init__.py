@@ -16,7 +16,12 @@ from typing import Any
 from levl_eval.datasets.ade20k import read_ade20k
 from levl_eval.datasets.in9 import read_in9
 from levl_eval.datasets.karpathy import read_coco, read_flickr30k
-from levl_eval.datasets.synth import synth_background, synth_retrieval, synth_segmentation
+from levl_eval.datasets.synth import (
+    synth_background,
+    synth_retrieval,
+    synth_segmentation,
+    synth_vlm,
+)
 from levl_eval.featureset import EvalData
 
 SYNTH_TASKS: dict[str, Callable[[EvalData], Any]] = {
@@ -25,6 +30,7 @@ SYNTH_TASKS: dict[str, Callable[[EvalData], Any]] = {
     "segmentation": synth_segmentation,
     "background": synth_background,
     "retrieval": synth_retrieval,
+    "vlm": synth_vlm,
 }
 
 REAL_DATASETS: dict[str, dict[str, Callable[[Path], Any]]] = {

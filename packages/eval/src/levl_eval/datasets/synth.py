@@ -3,7 +3,8 @@
 The eval splits store per sample a class label, `mask.png` (0 = background, 1 + class index:
 every pixel is labelled, nothing is void), `mixed_same.jpg` / `mixed_rand.jpg` (the same
 foreground on a background of the class's own family / of another class's family) and the
-caption. A world written without those members (an older or hand-made one) lacks the task:
+caption, and the json `qa` (attribute, count and POPE-style existence questions; the manifest
+lists their answer vocabulary as `labels.answers`). A world written without those members (an older or hand-made one) lacks the task:
 the planner reports it skipped instead of failing.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from levl_eval.errors import DatasetNotFound
 from levl_eval.featureset import EvalData, EvalSplit
-from levl_eval.taskdata import BackgroundData, RetrievalData, SegmentationData
+from levl_eval.taskdata import BackgroundData, RetrievalData, SegmentationData, VQAData
 
 MASK_MEMBER = "mask.png"
 VARIANT_MEMBERS = {"mixed_same": "mixed_same.jpg", "mixed_rand": "mixed_rand.jpg"}
@@ -54,3 +55,13 @@ def synth_background(data: EvalData) -> BackgroundData:
 def synth_retrieval(data: EvalData) -> RetrievalData:
     """eval-test images against their own captions (one per image)."""
     return RetrievalData("synth", data.test, root=data.root, notes={"captions_per_image": 1})
+
+
+def synth_vlm(data: EvalData) -> VQAData:
+    """eval-train's questions train the bridge, eval-test's score it (a world whose manifest has
+    no `labels.answers` predates the QA pairs)."""
+    for split in (data.train, data.test):
+        if not (split.manifest.labels or {}).get("answers"):
+            raise DatasetNotFound(f"{split.manifest.path} (labels.answers: no QA pairs)")
+    return VQAData("synth", data.train, data.test, root=data.root,
+                   notes={"questions": "attribute, count, exists (POPE random/popular/adversarial)"})

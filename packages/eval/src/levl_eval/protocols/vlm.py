@@ -1,0 +1,107 @@
+"""Frozen-VLM backbone (METHOD.md, "Frozen VLM backbone").
+
+The encoder's final-norm patch tokens go through a trained bridge (Linear → GELU → Linear) into
+the input embeddings of a frozen causal LM, as a prefix before the question; the prompt ends
+"Answer the question using a single word or phrase." Only the bridge trains, with next-token
+cross-entropy on the answer tokens of the train split's questions. On the test split,
+open-ended questions (attribute, count; GQA, VQAv2) are answered greedily and scored with VQA
+accuracy and exact match after the official normalisation; yes/no existence questions are
+decided by P(yes) vs P(no) at the first answer token and scored with POPE's metrics per
+negative kind. The runner adds `gain_over_random`: these numbers minus those of the randomly
+initialised encoder of the same architecture under the same bridge budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import ClassVar
+
+import torch
+
+from levl_eval.featureset import FeatureSource, PatchFeatures
+from levl_eval.llm import FrozenLLM, load_llm
+from levl_eval.protocols.base import EvalProtocol
+from levl_eval.taskdata import VQAData
+from levl_eval.vlm_answer import YES_FORMS, greedy_answers, yes_no_answers
+from levl_eval.vlm_items import QAItem, item_tokens, split_items
+from levl_eval.vlm_scores import example_answers, open_scores, pope_scores
+from levl_eval.vlm_train import FittedBridge, VLMSettings, fit_bridge
+
+HEADLINE = ("vqa_accuracy", "exact_match", "pope_accuracy", "pope_f1", "pope_yes_ratio")
+
+
+class VLMBackbone(EvalProtocol):
+    """Bridge trained on eval-train questions under a frozen LLM, scored on eval-test's."""
+
+    name: ClassVar[str] = "vlm"
+
+    def __init__(self, settings: VLMSettings | None = None, device: str = "cpu",
+                 llm: FrozenLLM | None = None) -> None:
+        super().__init__(device)
+        self.vlm_settings = settings or VLMSettings()
+        self.llm = llm  # injected (tests); otherwise loaded by name on first use
+
+    def settings(self) -> dict:
+        llm = self.llm.name if self.llm is not None else self.vlm_settings.llm
+        return {
+            **asdict(self.vlm_settings), "llm": llm,
+            "feature": "final-norm patch tokens, standardised with train mean/std",
+            "bridge": "Linear → GELU → Linear into the LLM's input-embedding width",
+            "sequence": "[BOS] + bridge(patch tokens) + prompt + answer + EOS",
+            "loss": "next-token cross-entropy on answer tokens only; LLM frozen",
+            "optimizer": "AdamW", "schedule": "constant",
+            "open_answers": f"greedy, at most {self.vlm_settings.max_answer_tokens} tokens, first line",
+            "yes_no": f"P(yes) vs P(no) at the first answer token (forms {list(YES_FORMS)} vs lower/title no)",
+            "vqa_accuracy": "min(1, #humans with the answer / 3); a single stored answer counts as 10 humans",
+        }
+
+    def frozen_llm(self) -> FrozenLLM:
+        if self.llm is None:
+            self.llm = load_llm(self.vlm_settings.llm, self.device)
+        return self.llm
+
+    def run(self, encoder: FeatureSource, data: VQAData) -> dict:
+        s, llm = self.vlm_settings, self.frozen_llm()
+        train, test = encoder.patch_features(data.train), encoder.patch_features(data.test)
+        train_items = split_items(train.qa, data.train.name, s.max_train_questions)
+        test_items = split_items(test.qa, data.test.name, s.max_test_questions)
+        fitted = fit_bridge(llm, train.tokens_NLD.float(), train_items, self.encoded(train_items), s)
+        scores = self.score(fitted, test.tokens_NLD.float(), test_items)
+        return {
+            **scores,
+            "train_steps": len(fitted.losses),
+            "train_loss_first": fitted.losses[0] if fitted.losses else None,
+            "train_loss_last": fitted.losses[-1] if fitted.losses else None,
+            "settings": self.settings(),
+            "data": {"dataset": data.dataset, "llm": llm.describe(),
+                     "train": qa_sizes(train, train_items), "test": qa_sizes(test, test_items)},
+        }
+
+    def encoded(self, items: list[QAItem]) -> list:
+        llm = self.frozen_llm()
+        return [item_tokens(llm.encode, item, self.vlm_settings.prompt, llm.tokenizer.eos_token_id)
+                for item in items]
+
+    def score(self, fitted: FittedBridge, tokens_NLD: torch.Tensor, items: list[QAItem]) -> dict:
+        """Open-ended and yes/no metrics on the test questions (either kind may be absent)."""
+        llm, s = self.frozen_llm(), self.vlm_settings
+        open_items = [item for item in items if not item.is_yes_no]
+        yes_no_items = [item for item in items if item.is_yes_no]
+        result: dict = {}
+        if open_items:
+            predictions = greedy_answers(llm, fitted, tokens_NLD, open_items, self.encoded(open_items), s)
+            result |= {**open_scores(open_items, predictions),
+                       "examples": example_answers(open_items, predictions)}
+        if yes_no_items:
+            said_yes = yes_no_answers(llm, fitted, tokens_NLD, yes_no_items, self.encoded(yes_no_items), s)
+            result |= pope_scores(yes_no_items, said_yes)
+        return result
+
+
+def qa_sizes(features: PatchFeatures, items: list[QAItem]) -> dict:
+    """Images read, questions used (per type) and skipped samples, for the report."""
+    kinds: dict[str, int] = {}
+    for item in items:
+        kinds[item.kind] = kinds.get(item.kind, 0) + 1
+    return {"images": features.num_samples, "questions": len(items), "by_type": kinds,
+            "skipped": dict(features.skipped)}

@@ -1,0 +1,34 @@
+"""Per-dimension standardisation of patch tokens, fitted on a train split's tokens (used by the
+segmentation head and the vlm bridge; kept outside `protocols` so helpers can import it without
+importing every protocol)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class TokenStandardizer:
+    """Per-dimension mean/std over every train token (no L2 normalisation, unlike the probe)."""
+
+    mean_D: torch.Tensor
+    std_D: torch.Tensor
+
+    @classmethod
+    def fit(cls, tokens_NLD: torch.Tensor, std_clamp: float, chunk: int = 256) -> TokenStandardizer:
+        """Accumulated in float64 over chunks of images, so a large cache is never copied whole."""
+        total_D = torch.zeros(tokens_NLD.shape[-1], dtype=torch.float64)
+        squares_D = torch.zeros_like(total_D)
+        for part_NLD in tokens_NLD.split(chunk):
+            flat_TD = part_NLD.reshape(-1, part_NLD.shape[-1]).double()
+            total_D += flat_TD.sum(dim=0)
+            squares_D += flat_TD.square().sum(dim=0)
+        count = tokens_NLD.shape[0] * tokens_NLD.shape[1]
+        mean_D = total_D / count
+        std_D = (squares_D / count - mean_D.square()).clamp_min(0).sqrt()
+        return cls(mean_D.float(), std_D.float().clamp_min(std_clamp))
+
+    def __call__(self, tokens_BLD: torch.Tensor) -> torch.Tensor:
+        return (tokens_BLD.float() - self.mean_D.to(tokens_BLD.device)) / self.std_D.to(tokens_BLD.device)

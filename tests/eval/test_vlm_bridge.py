@@ -1,0 +1,93 @@
+"""The vlm protocol's bridge under a tiny random Llama: it learns from informative patch
+tokens (and not from noise), and only the bridge's weights change."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from levl_eval.featureset import EvalSplit, PatchFeatures
+from levl_eval.protocols.vlm import VLMBackbone
+from levl_eval.taskdata import VQAData
+from levl_eval.testing import StaticFeatures
+from levl_eval.testing_llm import tiny_llm
+from levl_eval.vlm_bridge import Bridge, answer_labels, assemble
+from levl_eval.vlm_items import PROMPT, QAItem, item_tokens, split_items
+from levl_eval.vlm_train import VLMSettings, fit_bridge
+
+COLORS = ("red", "green", "blue", "yellow")
+SETTINGS = VLMSettings(bridge_hidden=64, lr=3e-3, epochs=12, batch_size=16, max_answer_tokens=3)
+
+
+def color_qa(color: str, asked: str) -> tuple[dict, ...]:
+    exists = "yes" if asked == color else "no"
+    return ({"question": "What color is the shape?", "answer": color, "type": "attribute"},
+            {"question": f"Is there a {asked} shape in the image?", "answer": exists,
+             "type": "exists", "pope": "random"})
+
+
+def qa_world(num_images: int, informative: bool, seed: int) -> PatchFeatures:
+    """Image i has colour c_i; informative tokens hold one-hot(c_i) + noise, else pure noise."""
+    generator = torch.Generator().manual_seed(seed)
+    colors_N = torch.randint(len(COLORS), (num_images,), generator=generator)
+    asked_N = torch.where(torch.rand(num_images, generator=generator) < 0.5, colors_N,
+                          torch.randint(len(COLORS), (num_images,), generator=generator))
+    tokens_NLD = torch.randn(num_images, 4, 8, generator=generator)
+    if informative:
+        tokens_NLD[:, :, :len(COLORS)] = 0.1 * tokens_NLD[:, :, :len(COLORS)] + torch.nn.functional.one_hot(
+            colors_N, len(COLORS))[:, None].float()
+    qa = tuple(color_qa(COLORS[c], COLORS[a]) for c, a in zip(colors_N.tolist(), asked_N.tolist(), strict=True))
+    return PatchFeatures(tokens_NLD=tokens_NLD, grid_hw=(2, 2), masks_NHW=torch.zeros(num_images, 0, 0), qa=qa)
+
+
+def static_source(informative: bool) -> StaticFeatures:
+    return StaticFeatures(patches={"train": qa_world(96, informative, 0),
+                                   "test": qa_world(48, informative, 1)})
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return tiny_llm([PROMPT, *COLORS, "What color is the shape? Is there a shape in the image?"])
+
+
+def vqa_data() -> VQAData:
+    return VQAData("fake", EvalSplit("train"), EvalSplit("test"))
+
+
+def test_answer_labels_mark_only_answer_tokens(llm) -> None:
+    item = QAItem(0, "What color is the shape?", ("red",), "attribute")
+    tokens = item_tokens(llm.encode, item, PROMPT, llm.tokenizer.eos_token_id)
+    sequences = assemble(llm, torch.zeros(1, 3, llm.width), [tokens.prompt + tokens.answer])
+    labels_BT = answer_labels(sequences, [tokens.prompt], [tokens.answer])
+    kept = labels_BT[labels_BT != -100].tolist()
+    assert kept == tokens.answer == [llm.encode(" red")[0], llm.tokenizer.eos_token_id]
+    assert sequences.text_start == 4  # BOS + 3 prefix tokens
+    assert labels_BT[0, :sequences.text_start + len(tokens.prompt)].eq(-100).all()
+
+
+def test_bridge_learns_from_informative_tokens_not_from_noise(llm) -> None:
+    protocol = VLMBackbone(SETTINGS, llm=llm)
+    informative = protocol.run(static_source(True), vqa_data())
+    noise = protocol.run(static_source(False), vqa_data())
+    assert informative["train_loss_last"] < informative["train_loss_first"]
+    assert informative["vqa_accuracy"] >= 0.8
+    assert informative["vqa_accuracy"] > noise["vqa_accuracy"] + 0.3
+    assert informative["pope"]["random"]["accuracy"] > noise["pope"]["random"]["accuracy"]
+    assert informative["exact_match"] == informative["vqa_accuracy"]  # one answer = 10 humans
+    assert informative["settings"]["llm"] == "tiny-llama"
+    assert informative["data"]["test"]["by_type"] == {"attribute": 48, "exists": 48}
+
+
+def test_only_the_bridge_changes(llm) -> None:
+    before = {name: value.clone() for name, value in llm.model.state_dict().items()}
+    train = qa_world(32, True, 0)
+    items = split_items(train.qa, "train", None)
+    encoded = [item_tokens(llm.encode, item, PROMPT, llm.tokenizer.eos_token_id) for item in items]
+    settings = VLMSettings(bridge_hidden=16, epochs=1, batch_size=8)
+    fitted = fit_bridge(llm, train.tokens_NLD, items, encoded, settings)
+    after = llm.model.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+    assert not any(p.requires_grad for p in llm.model.parameters())
+    init = Bridge(8, 16, llm.width, settings.seed).state_dict()
+    assert all(not torch.equal(init[name], value) for name, value in fitted.bridge.state_dict().items())
+    assert len(fitted.losses) == 8

@@ -1,0 +1,71 @@
+"""levl-eval vlm end to end: a micro checkpoint and its random baseline on the synthetic world's
+QA, under a tiny Llama saved to disk and loaded back through `--llm DIR` (from_pretrained)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from levl_data.synth import vocab
+from levl_eval.cli import app
+from levl_eval.testing_llm import tiny_llm
+from levl_eval.vlm_items import PROMPT
+
+runner = CliRunner()
+QUESTION_WORDS = "What color shape size pattern is the object background How many shapes are there Is in image"
+
+
+@pytest.fixture(scope="module")
+def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    llm = tiny_llm([PROMPT, QUESTION_WORDS, *vocab.answers(), *vocab.PLURALS.values()])
+    directory = tmp_path_factory.mktemp("llm") / "tiny-llama"
+    llm.model.save_pretrained(directory)
+    llm.tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _invoke(*args: str | Path):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_vlm_reports_scores_and_gain_over_random(
+    synth_world: Path, micro_run: Path, tiny_llm_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "eval"
+    result = _invoke("vlm", "--ckpt", micro_run, "--data", synth_world, "--out", out, "--device",
+                     "cpu", "--llm", tiny_llm_dir, "--vlm-max-steps", "4", "--vlm-max-questions", "60")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["protocols"] == ["vlm"]
+    checkpoint, baseline = (enc["protocols"]["vlm"] for enc in report["encoders"])
+    for scores in (checkpoint, baseline):
+        assert 0 <= scores["vqa_accuracy"] <= 1 and 0 <= scores["pope_f1"] <= 1
+        assert set(scores["pope"]) == {"random", "popular", "adversarial"}
+        assert scores["train_steps"] == 4
+        assert scores["data"]["train"]["questions"] == 60
+    assert checkpoint["settings"]["llm"] == str(tiny_llm_dir)
+    assert checkpoint["data"]["llm"]["source"] == f"from_pretrained:{tiny_llm_dir}"
+    gain = checkpoint["gain_over_random"]
+    assert gain["vqa_accuracy"] == pytest.approx(checkpoint["vqa_accuracy"] - baseline["vqa_accuracy"])
+    assert "VQA acc" in result.output and "POPE F1" in result.output
+
+
+def test_all_runs_vlm_only_when_asked(
+    synth_world: Path, micro_run: Path, tiny_llm_dir: Path, tmp_path: Path
+) -> None:
+    common = ("--ckpt", micro_run, "--data", synth_world, "--device", "cpu", "--protocol", "linear")
+    result = _invoke("all", *common, "--out", tmp_path / "a", "--vlm", "--llm", tiny_llm_dir,
+                     "--vlm-max-steps", "1", "--vlm-max-questions", "12")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "a" / "report.json").read_text())["protocols"] == ["linear", "vlm"]
+
+
+def test_unloadable_llm_is_one_line(synth_world: Path, micro_run: Path, tmp_path: Path) -> None:
+    result = _invoke("vlm", "--ckpt", micro_run, "--data", synth_world, "--out", tmp_path / "e",
+                     "--device", "cpu", "--llm", tmp_path / "no-such-model")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --llm ") and "cannot load" in lines[0]
