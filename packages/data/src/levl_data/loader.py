@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset import tariterators
 
 from levl_data.errors import DataError
+from levl_data.ffcv_loader import FfcvLoader, build_ffcv_loader
 from levl_data.manifest import Manifest, read_manifest
 from levl_data.shardscan import sample_key
 
@@ -152,7 +153,8 @@ def build_loader(
     extra_members: Sequence[str] = (),
     extra_transforms: Mapping[str, Callable] | None = None,
     max_failure_rate: float = 0.1,
-) -> ShardLoader:
+    ffcv_image_pipeline: Sequence | None = None,
+) -> ShardLoader | FfcvLoader:
     """A DataLoader of batch dicts over this rank's share of the manifest's shards.
 
     Shards go to ranks as `shards[rank::world_size]`, then to workers the same way.
@@ -161,10 +163,24 @@ def build_loader(
     vary `seed` per epoch for a new order. Extra members: PNGs are decoded keeping their mode
     (masks), other images are converted to RGB, anything else is passed on as bytes; without
     an entry in `extra_transforms` an image goes through `image_transform`.
+
+    A manifest of format `ffcv` is read by `levl_data.ffcv_loader` with the same batches
+    (`ffcv_image_pipeline`, ffcv operations with the decoder first, replaces `image_transform`
+    there for ffcv's own JIT-compiled decode and augmentation).
     """
     _check_options(batch_size, shuffle_buffer, num_workers, rank, world_size, max_failure_rate)
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest)
+    if manifest.data["format"] == "ffcv":
+        if extra_members:
+            raise DataError(f"manifest {manifest.path}: an ffcv file holds no extra members; "
+                            "read the webdataset shard set it was converted from")
+        return build_ffcv_loader(
+            manifest, batch_size=batch_size, image_transform=image_transform,
+            image_pipeline=ffcv_image_pipeline, shuffle=shuffle_buffer > 0,
+            num_workers=num_workers, seed=seed, rank=rank, world_size=world_size,
+            resample=resample, drop_last=drop_last,
+        )
     extra_transforms = dict(extra_transforms or {})
     _check_extra_members(manifest, extra_members, extra_transforms)
     plan = _Plan(
@@ -329,6 +345,18 @@ def _decode_stream(
             continue
         counter.ok()
         yield sample
+
+
+def decode_raw_sample(
+    raw: dict, members: dict, image_transform: Callable = lambda image: image
+) -> tuple[dict | None, str | None]:
+    """One raw tar sample (`__key__` and member -> bytes) decoded exactly as the loader does.
+
+    Returns (sample, None) or (None, skip reason); a converter uses it to keep the same samples.
+    """
+    plan = _Plan(manifest_path=Path(), shard_urls=(), shard_samples={}, members=members,
+                 extra_members=(), image_transform=image_transform)
+    return _decode_sample(raw, plan)
 
 
 def _decode_sample(raw: dict, plan: _Plan) -> tuple[dict | None, str | None]:

@@ -170,7 +170,7 @@ def verify_manifest(manifest: Manifest | str | Path) -> list[str]:
         manifest = read_manifest(manifest, check_files=False)
     problems: list[str] = []
     for shard, shard_path in zip(manifest.shards, manifest.shard_paths(), strict=True):
-        problems.extend(_shard_problems(shard, shard_path, manifest.path))
+        problems.extend(_shard_problems(shard, shard_path, manifest))
     return problems
 
 
@@ -254,10 +254,15 @@ def _check_shards_exist(manifest: Manifest) -> None:
             )
 
 
-def _shard_problems(shard: ShardInfo, shard_path: Path, manifest_file: Path) -> list[str]:
+def _shard_problems(shard: ShardInfo, shard_path: Path, manifest: Manifest) -> list[str]:
     if not shard_path.is_file():
-        return [f"{shard_path}: missing (listed in {manifest_file}; restore it)"]
-    scan = scan_shard(shard_path)
+        return [f"{shard_path}: missing (listed in {manifest.path}; restore it)"]
+    if manifest.data["format"] == "ffcv":
+        from levl_data.ffcv_format import scan_beton  # ffcv is an optional extra
+
+        scan = scan_beton(shard_path)
+    else:
+        scan = scan_shard(shard_path)
     problems = []
     if scan.bytes != shard.bytes:
         problems.append(
@@ -270,7 +275,8 @@ def _shard_problems(shard: ShardInfo, shard_path: Path, manifest_file: Path) -> 
             "replaced; restore it or regenerate the shard set)"
         )
     if scan.error is not None:
-        problems.append(f"{shard_path}: not a readable tar ({scan.error})")
+        kind = manifest.data["format"]
+        problems.append(f"{shard_path}: not a readable {kind} shard ({scan.error})")
     elif scan.num_samples != shard.num_samples:
         problems.append(
             f"{shard_path}: {scan.num_samples} samples, manifest says {shard.num_samples}"

@@ -45,6 +45,16 @@ class _HashingReader:
             del chunk
 
 
+def hash_file(path: Path) -> tuple[int, str]:
+    """(bytes, sha256) of any file, read in 1 MiB chunks."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
 def sample_key(member_name: str) -> str:
     """The webdataset sample key of a member: the name up to the first dot of its basename."""
     directory, _, base = member_name.rpartition("/")

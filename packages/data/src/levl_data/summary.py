@@ -48,11 +48,17 @@ def histograms(manifest: Manifest, limit: int) -> dict[str, Any]:
     """
     caption_bins, side_bins = [0] * len(CAPTION_CHAR_EDGES), [0] * len(IMAGE_SIDE_EDGES)
     counted = 0
-    for caption, image in _spread_samples(manifest, limit):
+    if manifest.data["format"] == "ffcv":
+        from levl_data.ffcv_loader import spread_captions_and_sizes  # optional extra
+
+        spread = spread_captions_and_sizes(manifest, limit)
+    else:
+        spread = _spread_samples(manifest, limit)
+    for caption, size in spread:
         counted += 1
         if caption is not None:
             caption_bins[bisect_right(CAPTION_CHAR_EDGES, len(caption)) - 1] += 1
-        if image is not None and (size := _image_size(image)) is not None:
+        if size is not None:
             side_bins[bisect_right(IMAGE_SIDE_EDGES, min(size)) - 1] += 1
     return {
         "samples_scanned": counted,
@@ -62,8 +68,13 @@ def histograms(manifest: Manifest, limit: int) -> dict[str, Any]:
 
 
 def decode_problems(manifest: Manifest, per_shard: int) -> list[str]:
-    """Decode `per_shard` images of each shard, evenly spaced; one line per unreadable image."""
+    """Decode `per_shard` images of each shard, evenly spaced; one line per unreadable image.
+
+    An ffcv file's images were all decoded when it was converted, so there is nothing to do.
+    """
     problems: list[str] = []
+    if manifest.data["format"] == "ffcv":
+        return problems
     for shard, shard_path in zip(manifest.shards, manifest.shard_paths(), strict=True):
         if per_shard <= 0 or not shard_path.is_file():
             continue
@@ -80,6 +91,8 @@ def decode_problems(manifest: Manifest, per_shard: int) -> list[str]:
 
 def decoded_count(manifest: Manifest, per_shard: int) -> int:
     """How many images decode_problems looks at."""
+    if manifest.data["format"] == "ffcv":
+        return 0
     return sum(min(shard.num_samples, max(per_shard, 0)) for shard in manifest.shards)
 
 
@@ -100,8 +113,10 @@ def _images(manifest: Manifest, shard_path, wanted: set[int]) -> Iterator[tuple[
             yield key, content
 
 
-def _spread_samples(manifest: Manifest, limit: int) -> Iterator[tuple[str | None, bytes | None]]:
-    """(caption, image bytes) of up to `limit` samples, the first few of every shard."""
+def _spread_samples(
+    manifest: Manifest, limit: int
+) -> Iterator[tuple[str | None, tuple[int, int] | None]]:
+    """(caption, image size) of up to `limit` samples, the first few of every shard."""
     shards = manifest.shard_paths()
     if limit <= 0 or not shards:
         return
@@ -113,10 +128,10 @@ def _spread_samples(manifest: Manifest, limit: int) -> Iterator[tuple[str | None
             if emitted >= limit:
                 return
             emitted += 1
-            caption = sample.get(caption_member)
+            caption, image = sample.get(caption_member), sample.get(image_member)
             yield (
                 caption.decode("utf-8", "replace") if caption is not None else None,
-                sample.get(image_member),
+                _image_size(image) if image is not None else None,
             )
 
 

@@ -262,8 +262,9 @@ def manifest_data(
     stats: dict,
     command: str | None = None,
     created_at: str | None = None,
+    format: str = "webdataset",
 ) -> dict:
-    """The manifest dict of a finished webdataset shard set, for any producer.
+    """The manifest dict of a finished shard set (webdataset tars or an ffcv file).
 
     Shared by ShardSetWriter and producers that write tars themselves (img2dataset), so every
     manifest gets the same producer block, sample total and fingerprint.
@@ -279,7 +280,7 @@ def manifest_data(
             "command": command if command is not None else shlex.join(sys.argv),
         },
         "source": source,
-        "format": "webdataset",
+        "format": format,
         "members": members,
         "shards": shards,
         "num_samples": sum(shard["num_samples"] for shard in shards),

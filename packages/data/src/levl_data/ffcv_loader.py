@@ -1,0 +1,157 @@
+"""Batches from a levl ffcv file, shaped like the webdataset loader's (`levl_data.loader`).
+
+ffcv decodes in numba-compiled threads; its batches live in buffers it reuses, so every tensor
+handed out here is a copy. Bad samples were dropped (and counted in the manifest) at conversion,
+so `skipped` is always empty. With `image_transform` the images are decoded whole and passed as
+PIL images, exactly as from tars, which ffcv can do only when every image has the same size;
+with `image_pipeline` ffcv's own decoder and transforms (e.g. a random resized crop) run instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import PIL.Image
+import torch
+
+from levl_data.errors import DataError
+from levl_data.ffcv_format import import_ffcv
+from levl_data.manifest import Manifest
+
+
+class FfcvLoader:
+    """An iterable of batch dicts (`image`, `caption`, `key`, `meta`, `skipped`) over an ffcv file.
+
+    One pass over this rank's samples, or (resample=True) endless passes, each in a new order.
+    """
+
+    def __init__(self, manifest: Manifest, loader, image_transform: Callable | None,
+                 resample: bool):
+        self.manifest = manifest
+        self.loader = loader
+        self.image_transform = image_transform
+        self.resample = resample
+
+    def __len__(self) -> int:
+        """Batches per pass."""
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            epoch = iter(self.loader)
+            try:
+                for fields in epoch:
+                    yield self._batch(*fields)
+            finally:
+                # ffcv prefetches in a daemon thread that would poll forever (holding its
+                # batch buffers) after a consumer stops early, e.g. a training stream's epoch
+                epoch.close()
+            if not self.resample:
+                return
+
+    def _batch(self, images, captions, keys, metas) -> dict:
+        from ffcv.fields import JSONField
+
+        if self.image_transform is None:
+            image = torch.as_tensor(images).clone()
+        else:
+            image = torch.stack([
+                self.image_transform(PIL.Image.fromarray(np.asarray(pixels)))
+                for pixels in images
+            ])
+        return {
+            "image": image,
+            "caption": JSONField.unpack(captions),
+            "key": JSONField.unpack(keys),
+            "meta": JSONField.unpack(metas),
+            "skipped": {},
+        }
+
+
+def build_ffcv_loader(
+    manifest: Manifest, *, batch_size: int, image_transform: Callable | None,
+    image_pipeline: Sequence | None = None, shuffle: bool = True, num_workers: int = 0,
+    seed: int = 0, rank: int = 0, world_size: int = 1, resample: bool = False,
+    drop_last: bool = True,
+) -> FfcvLoader:
+    """This rank's samples (`index % world_size == rank`) of the manifest's `.beton`.
+
+    `num_workers` is ffcv's decode threads (0 means one). The order is a pure function of
+    (seed, rank): sequential without `shuffle`, else a fresh permutation per pass.
+    """
+    import_ffcv()
+    from ffcv.fields.rgb_image import SimpleRGBImageDecoder
+    from ffcv.loader import Loader, OrderOption
+
+    beton = manifest.shard_paths()[0]
+    indices = np.arange(manifest.num_samples)[rank::world_size]
+    if len(indices) == 0:
+        raise DataError(
+            f"manifest {manifest.path}: {manifest.num_samples} sample(s) cannot be split over "
+            f"{world_size} ranks (rank {rank} gets none); use fewer ranks"
+        )
+    if image_pipeline is None:
+        _check_uniform_size(manifest)
+        image_pipeline = [SimpleRGBImageDecoder()]
+        keep_transform = image_transform
+    else:
+        keep_transform = None
+    loader = Loader(
+        str(beton), batch_size=batch_size, num_workers=max(1, num_workers),
+        order=OrderOption.RANDOM if shuffle else OrderOption.SEQUENTIAL,
+        seed=_order_seed(seed, rank), indices=indices, drop_last=drop_last,
+        pipelines={"image": list(image_pipeline)},
+    )
+    return FfcvLoader(manifest, loader, keep_transform, resample)
+
+
+def spread_captions_and_sizes(
+    manifest: Manifest, limit: int
+) -> Iterator[tuple[str, tuple[int, int]]]:
+    """(caption, (width, height)) of up to `limit` evenly spaced samples; no image decoded."""
+    import_ffcv()
+    from ffcv.fields import JSONField
+    from ffcv.loader import Loader, OrderOption
+
+    if limit <= 0:
+        return
+    image = _image_metadata(manifest)
+    indices = np.unique(np.linspace(0, len(image) - 1, min(limit, len(image))).astype(np.int64))
+    loader = Loader(
+        str(manifest.shard_paths()[0]), batch_size=256, num_workers=1,
+        order=OrderOption.SEQUENTIAL, indices=indices, drop_last=False,
+        pipelines={"image": None, "key": None, "json": None},
+    )
+    captions = [caption for (batch,) in loader for caption in JSONField.unpack(batch)]
+    for index, caption in zip(indices, captions, strict=True):
+        yield caption, (int(image["width"][index]), int(image["height"][index]))
+
+
+def _image_metadata(manifest: Manifest) -> np.ndarray:
+    """The image field's per-sample metadata (mode, width, height, pointer)."""
+    from ffcv.reader import Reader
+
+    reader = Reader(str(manifest.shard_paths()[0]))
+    # ffcv names metadata columns by position (f0, f1, ...), not by field name
+    return reader.metadata[reader.metadata.dtype.names[reader.field_names.index("image")]]
+
+
+def _check_uniform_size(manifest: Manifest) -> None:
+    """Whole-image decoding into one batch buffer needs one size; say what to do otherwise."""
+    image = _image_metadata(manifest)
+    sizes = {(int(image["height"].min()), int(image["width"].min())),
+             (int(image["height"].max()), int(image["width"].max()))}
+    if len(sizes) > 1:
+        raise DataError(
+            f"manifest {manifest.path}: its ffcv images vary in size, so they cannot be decoded "
+            "whole; pass ffcv_image_pipeline (e.g. [RandomResizedCropRGBImageDecoder((224, 224))])"
+            " or read the webdataset shards"
+        )
+
+
+def _order_seed(seed: int, rank: int) -> int:
+    """A stable 31-bit seed per (seed, rank); ffcv adds the pass number to it."""
+    digest = hashlib.sha256(f"levl-ffcv/{seed}/{rank}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
