@@ -69,6 +69,22 @@ def test_a_run_dir_with_another_config_is_refused_naming_the_key(
         train(other, out)
 
 
+def test_a_run_dir_from_before_a_config_key_existed_still_resumes(
+        shards, tmp_path, deterministic_torch):
+    """A key added to TrainConfig later (here the whole `log` section) is absent from an older
+    run's config.json: it counts as its default, not as a difference."""
+    out = tmp_path / "run"
+    cfg = short_config(shards, steps=2)
+    train(cfg, out)
+    saved = json.loads((out / "config.json").read_text())
+    del saved["log"]
+    (out / "config.json").write_text(json.dumps(saved))
+    assert resume_mode(out, cfg.to_dict()) == "resume"
+    quieter = dataclasses.replace(cfg, log=dataclasses.replace(cfg.log, tensorboard=False))
+    with pytest.raises(TrainError, match=r"log\.tensorboard=True \(asked: False\)"):
+        resume_mode(out, quieter.to_dict())
+
+
 def test_resume_of_a_dir_without_a_run_is_refused(tmp_path):
     with pytest.raises(TrainError, match="is not a run dir"):
         resume(tmp_path)

@@ -56,6 +56,20 @@ class DistConfig:
     sync_batchnorm: bool = True  # only when world size > 1
     backend: str = "auto"  # auto (nccl on CUDA, gloo on CPU) | gloo | nccl
     timeout_s: int = 600
+    # DeepSpeed JSON with the keys levl does not derive (buckets, overlap, stage-3 knobs); None:
+    # cluster/deepspeed/zero{zero_stage}.json of the levl checkout (see ds_config.py).
+    deepspeed_config: str | None = None
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Where metrics go besides RUN/metrics.jsonl, which is always written."""
+
+    tensorboard: bool = True  # RUN/tensorboard/ event files
+    wandb_project: str | None = None  # set to log to W&B too (WANDB_MODE=offline: RUN/wandb/)
+    wandb_entity: str | None = None
+    # The device's dense bf16 peak for MFU; None: levl_train.flops' table of known GPUs.
+    peak_tflops: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +81,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     dist: DistConfig = field(default_factory=DistConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     engine: str = "torch"  # torch (one process) | deepspeed (1..N ranks, ZeRO)
     deterministic: bool = False  # torch.use_deterministic_algorithms: bitwise-reproducible runs
     steps: int = 1000
@@ -93,6 +108,7 @@ _NESTED = {
     "data": DataConfig,
     "optim": OptimConfig,
     "dist": DistConfig,
+    "log": LogConfig,
 }
 
 
@@ -143,6 +159,8 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.data.epoch_samples is not None and cfg.data.epoch_samples < cfg.data.batch_size:
         raise TrainError(f"data.epoch_samples={cfg.data.epoch_samples} is smaller than one "
                          f"batch ({cfg.data.batch_size}); raise it or set it to none")
+    if cfg.log.peak_tflops is not None and cfg.log.peak_tflops <= 0:
+        raise TrainError(f"log.peak_tflops={cfg.log.peak_tflops} must be positive (or none)")
     if cfg.engine == "torch" and cfg.dist.grad_accum != 1:
         raise TrainError("dist.grad_accum > 1 needs the DeepSpeed engine; "
                          "add --set engine=deepspeed")

@@ -4,6 +4,7 @@ DeepSpeed owns gradient averaging, accumulation (it scales each micro-batch's lo
 1/grad_accum) and clipping; we own the optimizer (a torch AdamW: no fused_adam JIT build), the
 LR (set every step from the stateless schedule) and bf16 autocast on CUDA (fp32 weights, as in
 the torch engine). Its engine checkpoint (module, optimizer partitions) is the train state.
+The DeepSpeed config is cluster/deepspeed/zero{stage}.json merged with the recipe (ds_config.py).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any
 
+import pydantic
 import torch
 
 from levl_train.config import TrainConfig
 from levl_train.distributed import use_extensions_cache
+from levl_train.ds_config import config_path, deepspeed_config
 from levl_train.engine import (
     MicroBatch,
     StepOutput,
@@ -25,24 +27,10 @@ from levl_train.engine import (
     build_optimizer,
     set_lr,
 )
+from levl_train.errors import TrainError
 from levl_train.schedule import lr_at
 
 ENGINE_TAG = "engine"
-
-
-def deepspeed_config(cfg: TrainConfig, micro_batch: int, world_size: int) -> dict[str, Any]:
-    """The whole DeepSpeed config, derived from ours (so it is never a second source of truth)."""
-    return {
-        "train_batch_size": micro_batch * world_size * cfg.dist.grad_accum,
-        "train_micro_batch_size_per_gpu": micro_batch,
-        "gradient_accumulation_steps": cfg.dist.grad_accum,
-        "gradient_clipping": cfg.optim.grad_clip,
-        "zero_optimization": {"stage": cfg.dist.zero_stage},
-        "zero_allow_untested_optimizer": True,  # our torch AdamW under ZeRO
-        "steps_per_print": 1 << 62,
-        "wall_clock_breakdown": False,
-        "dump_state": False,
-    }
 
 
 class DeepSpeedEngine:
@@ -53,9 +41,15 @@ class DeepSpeedEngine:
 
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
         self.cfg = cfg
-        self.engine, self.optimizer, _, _ = deepspeed.initialize(
-            model=module, optimizer=build_optimizer(module, cfg),
-            config=deepspeed_config(cfg, micro_batch, world_size))
+        self.ds_config = deepspeed_config(cfg, micro_batch, world_size)  # RUN/deepspeed.json
+        try:
+            self.engine, self.optimizer, _, _ = deepspeed.initialize(
+                model=module, optimizer=build_optimizer(module, cfg), config=self.ds_config)
+        except pydantic.ValidationError as exc:  # a misspelt or mistyped key in the ZeRO file
+            error = exc.errors()[0]
+            where = ".".join(map(str, error["loc"]))
+            raise TrainError(f"DeepSpeed config {config_path(cfg)}: {where}: {error['msg']}; "
+                             "fix the file") from None
         self.module: TrainModule = self.engine.module
 
     def step(self, micro_batches: list[MicroBatch], step: int) -> StepOutput:

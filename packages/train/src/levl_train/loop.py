@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from levl_model.checkpoint import build_metadata, read_tensors, save_checkpoint
 from levl_train import __version__
 from levl_train.config import TrainConfig, config_from_dict
 from levl_train.distributed import barrier
-from levl_train.engine import MicroBatch
+from levl_train.engine import MicroBatch, StepOutput
 from levl_train.errors import TrainError
 from levl_train.metrics import effective_rank, matched_vs_shuffled_cosine
 from levl_train.resume import (
@@ -35,16 +34,20 @@ from levl_train.resume import (
     write_position,
     write_rng,
 )
+from levl_train.rundir import write_json_atomic
 from levl_train.setup import Run, build_run
+from levl_train.sinks import MetricSinks
+from levl_train.throughput import ThroughputMeter
 
 
-def micro_batches(run: Run, skipped: Counter) -> list[MicroBatch]:
+def micro_batches(run: Run, skipped: Counter, meter: ThroughputMeter) -> list[MicroBatch]:
     """The step's grad_accum micro-batches, tokenized and on the device."""
     batches = []
     for _ in range(run.cfg.dist.grad_accum):
         batch = next(run.stream)
         skipped.update(batch.get("skipped", {}))
         input_ids, attention_mask = run.tokenizer(batch["caption"])
+        meter.count_text(attention_mask)
         batches.append((batch["image"].to(run.device, non_blocking=True),
                         input_ids.to(run.device), attention_mask.to(run.device)))
     return batches
@@ -82,29 +85,53 @@ def train(cfg: TrainConfig, out_dir: Path) -> Path:
     checkpoint directory."""
     run = build_run(cfg, out_dir)
     start = restore(run) if run.resuming else 0
+    sinks = open_sinks(run, start) if run.env.is_main else None
+    try:
+        return train_steps(run, start, sinks)
+    finally:
+        if sinks is not None:
+            sinks.close()
+
+
+def train_steps(run: Run, start: int, sinks: MetricSinks | None) -> Path:
+    """Steps `start`..cfg.steps: fetch, step, log every log_every, checkpoint every ckpt_every."""
+    cfg = run.cfg
     skipped: Counter[str] = Counter()
-    clock = _Clock()
+    meter = ThroughputMeter(cfg, run.device)
     last_ckpt = None
     bar = tqdm(total=cfg.steps, initial=start, desc=cfg.recipe, unit="step", dynamic_ncols=True,
                disable=not run.env.is_main)
     for step in range(start, cfg.steps):
-        batches = clock.wait_for(micro_batches, run, skipped)
-        result = clock.compute(run.engine.step, batches, step)
+        batches = meter.wait_for(micro_batches, run, skipped, meter)
+        result = meter.compute(run.engine.step, batches, step)
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
-            scalars = mean_over_ranks(result.terms)
-            if run.env.is_main:
-                record = {"step": done, "samples_seen": done * cfg.data.batch_size, **scalars,
-                          "lr": result.lr, "grad_norm": result.grad_norm,
-                          **diagnostics(result.embeddings),
-                          **clock.rates(cfg.data.batch_size), "skipped": dict(skipped)}
-                run.run_dir.log(record)
-                bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+            losses, perf = mean_over_ranks(result.terms), meter.interval()  # collectives
+            if sinks is not None:
+                sinks.log(log_record(run, done, result, losses, perf, skipped))
+                bar.set_postfix(loss=f"{losses['loss']:.4f}")
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
             last_ckpt = save(run, done)
         bar.update(1)
     bar.close()
     return last_ckpt or run.run_dir.checkpoint_dir(cfg.steps)
+
+
+def log_record(run: Run, done: int, result: StepOutput, losses: dict, perf: dict,
+               skipped: Counter) -> dict:
+    """One metrics.jsonl line: losses averaged and `perf` summed over ranks, diagnostics of
+    rank 0's last micro-batch."""
+    return {"step": done, "samples_seen": done * run.cfg.data.batch_size, **losses,
+            "lr": result.lr, "grad_norm": result.grad_norm, **diagnostics(result.embeddings),
+            **perf, "skipped": dict(skipped)}
+
+
+def open_sinks(run: Run, start: int) -> MetricSinks:
+    """Rank 0's metric sinks; a DeepSpeed run also records the exact config it was given."""
+    ds_config = getattr(run.engine, "ds_config", None)
+    if ds_config is not None:
+        write_json_atomic(run.run_dir.path / "deepspeed.json", ds_config)
+    return MetricSinks(run.run_dir, run.cfg.log, run.cfg.to_dict(), start)
 
 
 def resume(run_dir: Path) -> Path:
@@ -184,35 +211,3 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return __version__
     return f"{__version__}+g{sha}"
-
-
-class _Clock:
-    """Splits wall time into waiting for data and computing, for throughput diagnostics."""
-
-    def __init__(self) -> None:
-        self.data_s = self.compute_s = 0.0
-        self.steps = 0
-
-    def wait_for(self, fn, *args):
-        start = time.perf_counter()
-        result = fn(*args)
-        self.data_s += time.perf_counter() - start
-        return result
-
-    def compute(self, fn, *args):
-        start = time.perf_counter()
-        result = fn(*args)
-        self.compute_s += time.perf_counter() - start
-        self.steps += 1
-        return result
-
-    def rates(self, batch_size: int) -> dict[str, float]:
-        """Rates over the interval since the last call, then reset."""
-        total = self.data_s + self.compute_s
-        rates = {
-            "samples_per_s": self.steps * batch_size / total if total else 0.0,
-            "data_wait_frac": self.data_s / total if total else 0.0,
-        }
-        self.data_s = self.compute_s = 0.0
-        self.steps = 0
-        return rates

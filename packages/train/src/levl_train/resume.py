@@ -24,6 +24,7 @@ import torch
 
 from levl_model.checkpoint import LATEST_FILE, TRAIN_STATE_DIR, resolve_checkpoint
 from levl_model.errors import CheckpointError
+from levl_train.config import config_from_dict
 from levl_train.errors import TrainError
 from levl_train.rundir import write_json_atomic
 
@@ -126,11 +127,20 @@ def resume_mode(run_dir: Path, config: dict[str, Any]) -> str:
     if latest_train_state(run_dir) is None:
         raise TrainError(f"run dir {run_dir} already holds a run with no checkpoint to resume; "
                          "pass another --out or remove it")
-    difference = first_difference(saved, config)
+    difference = first_difference(with_current_defaults(saved), config)
     if difference:
         raise TrainError(f"run dir {run_dir} holds this recipe with {difference}; resume it with "
                          f"`levl-train resume {run_dir}` or pass another --out")
     return "resume"
+
+
+def with_current_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A run dir's config with the keys added to TrainConfig since it was written (say, the `log`
+    section) at their defaults, so an older run still matches the recipe that made it."""
+    try:
+        return config_from_dict(saved).to_dict()
+    except (TrainError, TypeError, ValueError):
+        return saved
 
 
 def first_difference(saved: Any, wanted: Any, prefix: str = "") -> str | None:

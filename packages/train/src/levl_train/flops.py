@@ -1,0 +1,98 @@
+"""Model FLOPs per training sample, and the peak a device could have done in the same time (MFU).
+
+Counted from the config, the way torchtitan and PaLM count (matmuls only; norms, activations,
+softmax and the loss are left out, attention is counted in full even where it is causal):
+
+    forward, one sample, T_v = (size/patch)² + 1 image tokens, T_t non-padding text tokens:
+      patch embedding   2 · (size/patch)² · 3·patch²·d_v
+      ViT blocks        depth_v · [2·T_v·(4 + 2·mlp_ratio)·d_v²  +  4·T_v²·d_v]
+      GPT-2 blocks      depth_t · [2·T_t·12·d_t²                 +  4·T_t²·d_t]
+      projections       2·(d_v·H_p + H_p·E) + 2·(d_t·H_p + H_p·E)
+      predictors        2 · 2·(E·H + (depth_pred − 1)·H² + H·E)
+    training = 3 × forward   (backward = input and weight gradients: twice the forward)
+
+The 2·T·(…)·d² terms are 2 × the blocks' matrix parameters × tokens (the "6·N·T" rule after the
+×3); 4·T²·d is QKᵀ plus attention × V. GPT-2's token embedding is a lookup (no FLOPs) and the
+model has no LM head. Text FLOPs count only real tokens, so padding shows up as lost MFU.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from levl_model.config import ModelConfig, TextConfig, VisionConfig
+
+TRAIN_OVER_FORWARD = 3
+
+# Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, matched in order against
+# torch.cuda.get_device_name(); more specific names first ("H100 PCIe" before "H100").
+PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
+    (r"H100.*NVL", 835.5e12),
+    (r"H100.*PCIe", 756.0e12),
+    (r"H100", 989.4e12),  # SXM5 ("NVIDIA H100 80GB HBM3")
+    (r"GH200", 989.4e12),
+    (r"H200.*NVL", 835.5e12),
+    (r"H200", 989.4e12),
+    (r"B200", 2250.0e12),
+    (r"A100|A800", 312.0e12),  # SXM4 and PCIe alike
+    (r"L40S", 362.05e12),
+    (r"L40\b", 181.05e12),
+    (r"\bL4\b", 121.0e12),
+    (r"\bA10\b", 125.0e12),
+)
+
+
+def vision_forward_flops(cfg: VisionConfig, image_size: int) -> float:
+    """Forward FLOPs of the ViT on one image of `image_size` pixels (the input, not the stored
+    position grid: the tower takes any multiple of the patch)."""
+    patches = (image_size // cfg.patch_size) ** 2
+    tokens = patches + 1  # CLS
+    width = cfg.width
+    patch_embed = 2 * patches * 3 * cfg.patch_size**2 * width
+    per_block = 2 * tokens * (4 + 2 * cfg.mlp_ratio) * width**2 + 4 * tokens**2 * width
+    return float(patch_embed + cfg.depth * per_block)
+
+
+def text_forward_flops(cfg: TextConfig, tokens):
+    """Forward FLOPs of GPT-2 on a caption of `tokens` real tokens; a float or a tensor of
+    per-sample lengths (the arithmetic is elementwise)."""
+    width = cfg.width
+    per_block = 2 * tokens * 12 * width**2 + 4 * tokens**2 * width
+    return cfg.depth * per_block
+
+
+def heads_forward_flops(cfg: ModelConfig) -> float:
+    """Both projections and both predictors, once per sample."""
+    heads = cfg.heads
+    embed, proj, pred = heads.embed_dim, heads.proj_hidden, heads.pred_hidden
+    projections = 2 * (cfg.vision.width * proj + proj * embed) \
+        + 2 * (cfg.text.width * proj + proj * embed)
+    predictor = 2 * (embed * pred + (heads.pred_depth - 1) * pred**2 + pred * embed)
+    return float(projections + 2 * predictor)
+
+
+def train_flops_per_sample(cfg: ModelConfig, image_size: int, text_tokens):
+    """Forward + backward FLOPs of one image–caption pair (`text_tokens`: float or tensor)."""
+    forward = vision_forward_flops(cfg.vision, image_size) + heads_forward_flops(cfg) \
+        + text_forward_flops(cfg.text, text_tokens)
+    return TRAIN_OVER_FORWARD * forward
+
+
+def peak_flops_for(device_name: str) -> float | None:
+    """The device's dense bf16 peak FLOP/s from the table, or None for a device not in it."""
+    for pattern, peak in PEAK_BF16_FLOPS:
+        if re.search(pattern, device_name, flags=re.IGNORECASE):
+            return peak
+    return None
+
+
+def device_peak_flops(device: torch.device, override_tflops: float | None) -> float | None:
+    """Peak FLOP/s for MFU: the configured override, else the table for a CUDA device; None on
+    the CPU (no meaningful tensor-core peak) and on a GPU the table does not know."""
+    if device.type != "cuda":
+        return None
+    if override_tflops is not None:
+        return override_tflops * 1e12
+    return peak_flops_for(torch.cuda.get_device_name(device))
