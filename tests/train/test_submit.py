@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import submitit
 from cli_asserts import one_error_line
 
 from levl_data.testing import make_tiny_shards
 from levl_model.checkpoint import load_checkpoint
+from levl_train.errors import TrainError
+from levl_train.recipes import get_recipe
+from levl_train.resume import resume_mode
+from levl_train.rundir import RunDir
+from levl_train.submit import TrainJob, set_aside_unstarted
 
 ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +32,11 @@ def slurm():
     """Bring the local cluster up (idempotent); stop it afterwards only if we started it."""
     was_up = shutil.which("sinfo") is not None and subprocess.run(
         ["sinfo", "-h"], capture_output=True, timeout=30).returncode == 0
-    subprocess.run([ROOT / "cluster/local/start"], check=True, capture_output=True, timeout=600)
+    started = subprocess.run([ROOT / "cluster/local/start"], capture_output=True, text=True,
+                             timeout=600)
+    if started.returncode != 0:
+        pytest.fail(f"cluster/local/start failed (exit {started.returncode}):\n"
+                    f"{started.stdout}{started.stderr}", pytrace=False)
     yield
     if not was_up:
         subprocess.run([ROOT / "cluster/local/stop"], check=True, timeout=120)
@@ -46,6 +61,134 @@ def test_submit_trains_on_the_cluster_and_status_reports_it(cli, slurm, shards, 
     assert status.returncode == 0, status.stderr
     assert f"job        {job['job_id']}" in status.stdout
     assert "step       6  samples seen 48" in status.stdout
+
+
+def task_lines(run_dir: Path, job_id: str) -> list[str]:
+    """The `levl: rank R of W on NODE ...` line each task printed into its SLURM log."""
+    logs = sorted((run_dir / "slurm").glob(f"{job_id}_*_log.out"))
+    return [line for log in logs for line in log.read_text().splitlines()
+            if line.startswith("levl: rank")]
+
+
+def test_two_nodes_train_one_rank_each_under_deepspeed(cli, slurm, shards, tmp_path):
+    """tiny_synthetic's engine is torch (one process): on 2 nodes submit runs it under
+    DeepSpeed ZeRO-0, says so once, and records it."""
+    out = tmp_path / "run"
+    result = cli("levl-train", "submit", "tiny_synthetic", "--nodes", "2", "--smoke", "--wait",
+                 "--data", shards, "--out", out, "--set", "steps=3", "--set", "threads=1",
+                 cwd=ROOT)
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert result.stdout.count("engine: deepspeed, ZeRO-0") == 1, result.stdout
+    job = json.loads((out / "job.json").read_text())
+    assert (job["engine"], job["world_size"], job["nodes"]) == ("deepspeed", 2, 2)
+    assert json.loads((out / "config.json").read_text())["engine"] == "deepspeed"
+    assert (out / "code/cluster/deepspeed/zero0.json").is_file(), "ZeRO file not snapshotted"
+    ranks = [re.match(r"levl: rank (\d) of 2 on (\S+),", line).groups()
+             for line in task_lines(out, job["job_id"])]
+    assert sorted(rank for rank, _ in ranks) == ["0", "1"], ranks
+    assert len({node for _, node in ranks}) == 2, f"both ranks on one node: {ranks}"
+    checkpoint = load_checkpoint(out)
+    assert (checkpoint.metadata["step"], checkpoint.metadata["samples_seen"]) == (3, 3 * 16)
+    state = checkpoint.path / "train_state"
+    assert json.loads((state / "position.json").read_text())["world_size"] == 2
+    assert (state / "rng_rank1.json").is_file()
+    status = cli("levl-train", "status", out)
+    assert "COMPLETED" in status.stdout and "step       3  samples seen 48" in status.stdout
+
+
+def test_explicit_torch_engine_on_two_nodes_is_refused(cli, shards, tmp_path):
+    result = cli("levl-train", "submit", "tiny_synthetic", "--nodes", "2", "--data", shards,
+                 "--out", tmp_path / "run", "--set", "engine=torch", cwd=ROOT)
+    assert "--set engine=torch runs one process but --nodes 2" in one_error_line(result)
+    assert not (tmp_path / "run").exists()
+
+
+REQUEUE_STEPS = 10
+
+
+def wait_for_checkpoint(out: Path, process: subprocess.Popen, timeout: float = 180) -> int:
+    """Poll until the run's `latest` names a checkpoint; returns its step."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (out / "latest").is_file():
+            return int((out / "latest").read_text().strip().removeprefix("checkpoints/step_"))
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"no checkpoint within {timeout}s")
+
+
+@pytest.mark.parametrize(("recipe", "nodes", "batch"), [
+    ("micro_synthetic", 1, 8),
+    # DeepSpeed on 2 nodes: rank 1 is inside a collective when rank 0 leaves for the requeue.
+    pytest.param("tiny_synthetic", 2, 16, marks=pytest.mark.slow),
+])
+def test_usr2_requeues_the_job_and_it_resumes_from_its_checkpoint(
+        slurm, shards, tmp_path, recipe, nodes, batch):
+    """USR2 (what SLURM sends before preemption or the time limit) → submitit's checkpoint()
+    → requeue; the second attempt continues from the last checkpoint, not from step 0."""
+    out = tmp_path / "run"
+    command = [BIN / "levl-train", "submit", recipe, "--nodes", nodes, "--wait",
+               "--data", shards, "--out", out, "--set", f"steps={REQUEUE_STEPS}",
+               "--set", "ckpt_every=2", "--set", "log_every=1",
+               "--set", f"data.batch_size={batch}", "--set", "threads=1"]
+    process = subprocess.Popen(list(map(str, command)), cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    first = wait_for_checkpoint(out, process)
+    job_id = json.loads((out / "job.json").read_text())["job_id"]
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr + stdout
+    assert f"last checkpoint {out}/checkpoints/step_{REQUEUE_STEPS:07d}" in stdout
+    attempts = [line for line in task_lines(out, job_id) if line.startswith("levl: rank 0 ")]
+    assert len(attempts) == 2 and "attempt 1, from step 0" in attempts[0], attempts
+    resumed_from = int(re.search(r"attempt 2, resuming from checkpoints/step_(\d+)",
+                                 attempts[1]).group(1))
+    assert first <= resumed_from < REQUEUE_STEPS, (first, resumed_from)
+    # Attempt 1 logged steps 1..k (k >= resumed_from: steps after the checkpoint are redone),
+    # attempt 2 resumed_from+1..end.
+    steps = [json.loads(line)["step"] for line in
+             (out / "metrics.jsonl").read_text().splitlines()]
+    k = len(steps) - (REQUEUE_STEPS - resumed_from)
+    assert k >= resumed_from, steps
+    assert steps == [*range(1, k + 1), *range(resumed_from + 1, REQUEUE_STEPS + 1)], steps
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.metadata["step"] == REQUEUE_STEPS
+    assert checkpoint.metadata["samples_seen"] == REQUEUE_STEPS * batch
+    status = subprocess.run([BIN / "levl-train", "status", out], capture_output=True, text=True)
+    assert f"job        {job_id}  COMPLETED  (requeued 1×)" in status.stdout, status.stdout
+    assert (f"step       {REQUEUE_STEPS}  samples seen {REQUEUE_STEPS * batch}"
+            in status.stdout), status.stdout
+
+
+def test_signal_before_the_first_checkpoint_lets_the_requeued_job_start_anew(tmp_path):
+    """submitit calls checkpoint() on USR2; with no checkpoint yet, the partial run moves to
+    slurm/ so the requeued job's `train` sees a new run dir instead of refusing it."""
+    cfg = get_recipe("micro_synthetic").to_dict()
+    run = tmp_path / "run"
+    (run / "slurm").mkdir(parents=True)
+    (run / "job.json").write_text("{}")
+    RunDir(run).create(cfg)
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    with pytest.raises(TrainError, match="no checkpoint to resume"):
+        resume_mode(run, cfg)  # what the requeued job would hit without the set-aside
+    requeued = TrainJob(cfg, str(run), threads=1).checkpoint()
+    assert isinstance(requeued, submitit.helpers.DelayedSubmission)
+    assert requeued.function.run_dir == str(run)
+    assert sorted(p.name for p in run.iterdir()) == ["job.json", "slurm"]
+    kept = run / "slurm" / f"unfinished-{os.environ.get('SLURM_JOB_ID', 'job')}-1"
+    assert (kept / "config.json").is_file() and (kept / "metrics.jsonl").is_file()
+    assert resume_mode(run, cfg) == "new"
+    RunDir(run).create(cfg)
+
+
+def test_signal_after_a_checkpoint_leaves_the_run_to_resume(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "latest").write_text("checkpoints/step_0000002\n")
+    assert set_aside_unstarted(run, "7") is None
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "latest"]
 
 
 def test_unknown_profile_is_one_line(cli, shards, tmp_path):

@@ -95,7 +95,7 @@ def submit(
 ) -> None:
     """Queue RECIPE on SLURM through submitit: one task per GPU, requeued on preemption."""
     from levl_train.profiles import load_profile
-    from levl_train.submit import Placement, wait_for_result
+    from levl_train.submit import Placement, resolve_engine, wait_for_result
     from levl_train.submit import submit as submit_job
 
     cfg = _resolved(recipe, data, set_, smoke)
@@ -103,8 +103,12 @@ def submit(
     site = dataclasses.replace(site, **{k: v for k, v in (("partition", partition),
                                                          ("time_min", time)) if v is not None})
     placement = Placement(nodes, site.gpus_per_node if gpus_per_node is None else gpus_per_node)
+    explicit_engine = any(item.partition("=")[0].strip() == "engine" for item in set_ or [])
+    cfg, engine_note = resolve_engine(cfg, placement, explicit=explicit_engine)
     out = out or _default_out(recipe)
     job = submit_job(cfg, out, site, placement)
+    if engine_note:
+        typer.echo(engine_note)
     typer.echo(f"submitted job {job.job_id}: {recipe} on {placement.nodes} node(s) × "
                f"{placement.tasks_per_node} task(s), run dir {out}")
     if wait:

@@ -8,7 +8,9 @@ of 1 and never touches torch.distributed.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,8 +67,11 @@ def dist_env(environ: Mapping[str, str] | None = None) -> DistEnv:
 
 def use_extensions_cache() -> None:
     """DeepSpeed JIT-compiles its shared-memory comm op (~45 s on 2 cores) on first use; a
-    persistent TORCH_EXTENSIONS_DIR makes that a once-per-machine cost, not a per-run one."""
-    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(EXTENSIONS_CACHE))
+    persistent TORCH_EXTENSIONS_DIR makes that a once-per-environment cost, not a per-run one.
+    One dir per Python environment: the build flags name the venv's torch include paths, so two
+    venvs sharing a dir (a checkout and a CI clone) rebuild each other's op on every launch."""
+    venv = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(EXTENSIONS_CACHE / venv))
     Path(os.environ["TORCH_EXTENSIONS_DIR"]).mkdir(parents=True, exist_ok=True)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,26 @@ from levl_train.submit import JOB_FILE
 LOSS_KEYS = ("loss", "pred", "sigreg_v", "sigreg_t", "contrastive")
 
 
-def job_state(job_id: str) -> str:
-    """SLURM's state of the job (the allocation, not its steps); UNKNOWN when sacct can't say."""
+def job_states(job_id: str, since: str | None = None) -> list[str]:
+    """SLURM's state of each attempt of the job (the allocation, not its steps), oldest first:
+    a requeued job shows REQUEUED, then its later attempts. `since` (the submission time)
+    leaves out older jobs that had the same id before the controller's state was reset.
+    ["UNKNOWN"] when sacct can't say, ["PENDING"] before accounting has the job."""
+    command = ["sacct", "-n", "-X", "-P", "--duplicates", "-j", job_id, "-o", "State"]
+    if since:
+        command += ["-S", sacct_time(since)]
     try:
-        out = subprocess.run(
-            ["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"],
-            capture_output=True, text=True, timeout=30, check=True,
-        ).stdout
+        out = subprocess.run(command, capture_output=True, text=True, timeout=30,
+                             check=True).stdout
     except (OSError, subprocess.SubprocessError):
-        return "UNKNOWN"
+        return ["UNKNOWN"]
     states = [line.split()[0] for line in out.splitlines() if line.strip()]
-    return states[-1] if states else "PENDING"
+    return states or ["PENDING"]
+
+
+def sacct_time(iso: str) -> str:
+    """An ISO timestamp with a zone as sacct's local `YYYY-MM-DDTHH:MM:SS`."""
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def last_metrics(run_dir: Path) -> dict[str, Any] | None:
@@ -49,10 +59,12 @@ def run_status(run_dir: Path) -> dict[str, Any]:
     job = json.loads(job_path.read_text()) if job_path.is_file() else None
     metrics = last_metrics(run_dir) or {}
     latest = run_dir / "latest"
+    states = job_states(job["job_id"], job.get("submitted_at")) if job else ["LOCAL"]
     return {
         "run_dir": str(run_dir),
         "job_id": job and job["job_id"],
-        "state": job_state(job["job_id"]) if job else "LOCAL",
+        "state": states[-1],
+        "requeued": states.count("REQUEUED"),
         "step": metrics.get("step"),
         "samples_seen": metrics.get("samples_seen"),
         "losses": {k: metrics[k] for k in LOSS_KEYS if k in metrics},
@@ -66,7 +78,8 @@ def format_status(status: dict[str, Any]) -> str:
     rate = status["samples_per_s"]
     lines = [
         f"run        {status['run_dir']}",
-        f"job        {status['job_id'] or '-'}  {status['state']}",
+        f"job        {status['job_id'] or '-'}  {status['state']}"
+        + (f"  (requeued {status['requeued']}×)" if status["requeued"] else ""),
         f"step       {status['step'] if status['step'] is not None else '-'}"
         f"  samples seen {status['samples_seen'] if status['samples_seen'] is not None else '-'}",
         f"losses     {losses}",

@@ -6,15 +6,21 @@ ranks) and calls the same `train` a local run uses. On preemption or timeout SLU
 submitit then calls `TrainJob.checkpoint`, which requeues the same job: `train` finds the run
 dir's last checkpoint and resumes from it.
 
+A recipe whose engine is `torch` (one process) submitted on more than one rank runs under
+DeepSpeed with the recipe's ZeRO stage instead (at stage 0: plain data parallelism, the same
+AdamW on the same global batch), which is what asking for N nodes means (`resolve_engine`).
+
 The code that runs is a snapshot copied into the run dir at submission, so editing the tree
 while the job waits in the queue cannot change what it trains.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,9 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from levl_model.checkpoint import LATEST_FILE
 from levl_train.config import TrainConfig, config_from_dict
 from levl_train.errors import TrainError
 from levl_train.profiles import ClusterProfile
+from levl_train.rundir import SUBMISSION_ENTRIES
 
 SNAPSHOT_PACKAGES = ("levl_data", "levl_model", "levl_train")
 JOB_FILE = "job.json"
@@ -57,28 +65,105 @@ class TrainJob:
     def __call__(self) -> str:
         import submitit
 
-        submitit.helpers.TorchDistributedEnvironment().export(
+        env = submitit.helpers.TorchDistributedEnvironment().export(
             set_cuda_visible_devices=False, overwrite=True
         )
         os.environ.setdefault("OMP_NUM_THREADS", str(self.threads))
+        print(describe_task(env.rank, env.world_size, Path(self.run_dir)), flush=True)
         from levl_train.loop import train
 
         return str(train(config_from_dict(self.config), Path(self.run_dir)))
 
     def checkpoint(self, *args: Any, **kwargs: Any):
+        """Requeue from the run's last periodic checkpoint; no checkpoint is written here.
+
+        submitit calls this from its USR2 handler on global rank 0 only, between two arbitrary
+        bytecodes of the training step (mid-backward, mid-optimizer update, or just after a
+        collective the other ranks are still inside), then exits. A checkpoint is a collective
+        save of a consistent step on every rank, which this point cannot give: what the job
+        loses is at most `ckpt_every` steps, so size `ckpt_every` to the site's preemption
+        notice. A job signalled before its first checkpoint has nothing to resume: its partial
+        run is set aside (`set_aside_unstarted`) so the requeued job starts the run anew
+        instead of refusing a run dir that holds a run without a checkpoint.
+        """
         import submitit
 
+        set_aside_unstarted(Path(self.run_dir), os.environ.get("SLURM_JOB_ID", "job"))
         return submitit.helpers.DelayedSubmission(TrainJob(self.config, self.run_dir, self.threads))
 
 
-def snapshot_code(run_dir: Path) -> Path:
-    """Copy the levl packages the job imports into RUN/code/ (read from there by the job)."""
+def describe_task(rank: int, world_size: int, run_dir: Path) -> str:
+    """One line per task in its SLURM log: which rank runs where, which attempt, from where."""
+    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+    attempt = int(os.environ.get("SLURM_RESTART_COUNT", "0")) + 1
+    latest = run_dir / LATEST_FILE
+    start = f"resuming from {latest.read_text().strip()}" if latest.is_file() else "from step 0"
+    return (f"levl: rank {rank} of {world_size} on {node}, job "
+            f"{os.environ.get('SLURM_JOB_ID', '?')} attempt {attempt}, {start}")
+
+
+def set_aside_unstarted(run_dir: Path, job_id: str) -> Path | None:
+    """Move a run that has no checkpoint yet (config, metrics, unfinished checkpoint dirs) to
+    RUN/slurm/unfinished-JOBID-N/, leaving only what `submit` wrote; None when there is a
+    checkpoint to resume from or nothing to move."""
+    if (run_dir / LATEST_FILE).exists():
+        return None
+    moved = [p for p in run_dir.iterdir() if p.name not in SUBMISSION_ENTRIES] \
+        if run_dir.is_dir() else []
+    if not moved:
+        return None
+    n = 1
+    while (run_dir / "slurm" / f"unfinished-{job_id}-{n}").exists():
+        n += 1
+    target = run_dir / "slurm" / f"unfinished-{job_id}-{n}"
+    target.mkdir(parents=True)
+    for path in moved:
+        path.rename(target / path.name)
+    return target
+
+
+def resolve_engine(cfg: TrainConfig, placement: Placement,
+                   explicit: bool) -> tuple[TrainConfig, str | None]:
+    """engine=torch trains in one process; on more than one rank the run becomes DeepSpeed with
+    the recipe's ZeRO stage (at stage 0: the same AdamW update on the same global batch, data
+    parallel). Returns the config and a note saying so, recorded in config.json and job.json;
+    an explicit `--set engine=torch` with several ranks is refused."""
+    if cfg.engine != "torch" or placement.world_size <= 1:
+        return cfg, None
+    ranks = (f"--nodes {placement.nodes} × {placement.tasks_per_node} task(s) gives "
+             f"{placement.world_size} ranks")
+    if explicit:
+        raise TrainError(f"--set engine=torch runs one process but {ranks}; drop the override "
+                         "(submit then uses engine=deepspeed) or use --nodes 1")
+    return dataclasses.replace(cfg, engine="deepspeed"), (
+        f"engine: deepspeed, ZeRO-{cfg.dist.zero_stage} (the recipe's engine=torch runs one "
+        f"process; {ranks})")
+
+
+def snapshot_code(run_dir: Path, deepspeed_dir: Path | None = None) -> Path:
+    """Copy the levl packages the job imports into RUN/code/ (read from there by the job), and
+    the ZeRO config files into RUN/code/cluster/deepspeed/, where `ds_config` looks first."""
     code = run_dir / "code"
     for name in SNAPSHOT_PACKAGES:
         source = Path(__import__(name).__file__).parent
         shutil.copytree(source, code / name, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if deepspeed_dir is not None:
+        from levl_train.ds_config import CONFIG_DIR
+
+        shutil.copytree(deepspeed_dir, code / CONFIG_DIR, dirs_exist_ok=True)
     return code
+
+
+def deepspeed_files(cfg: TrainConfig) -> Path | None:
+    """The checkout's cluster/deepspeed/ a DeepSpeed job reads its ZeRO file from (found now, so
+    a missing one is refused before anything is queued or written); None for engine=torch or
+    an explicit dist.deepspeed_config, which the job reads from its own path."""
+    if cfg.engine != "deepspeed" or cfg.dist.deepspeed_config:
+        return None
+    from levl_train.ds_config import default_config_path
+
+    return default_config_path(cfg.dist.zero_stage).parent
 
 
 def build_executor(folder: Path, profile: ClusterProfile, placement: Placement, code: Path):
@@ -134,9 +219,10 @@ def check_controller() -> None:
 def submit(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placement: Placement):
     """Queue the run; returns the submitit job. RUN/job.json records what was submitted."""
     check_placement(cfg, placement)
+    deepspeed_dir = deepspeed_files(cfg)
     check_controller()
     run_dir.mkdir(parents=True, exist_ok=True)
-    code = snapshot_code(run_dir)
+    code = snapshot_code(run_dir, deepspeed_dir)
     executor = build_executor(run_dir / "slurm", profile, placement, code)
     from submitit.core.utils import FailedJobError
 
@@ -147,6 +233,7 @@ def submit(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placement: 
                          "check `sinfo` and the profile") from None
     record = {"job_id": job.job_id, "recipe": cfg.recipe, "profile": profile.name,
               "nodes": placement.nodes, "tasks_per_node": placement.tasks_per_node,
+              "world_size": placement.world_size, "engine": cfg.engine,
               "submitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "command": sys.argv}
     (run_dir / JOB_FILE).write_text(json.dumps(record, indent=2) + "\n")
@@ -162,11 +249,16 @@ def _first_line(err: BaseException) -> str:
 
 
 def wait_for_result(job, run_dir: Path) -> str:
-    """Block until the job ends; a failed job is one line pointing at its logs."""
+    """Block until the job ends; a failed job is one line pointing at its logs.
+
+    Only rank 0's outcome is read: after a requeue, another rank's result file can still hold
+    the error that rank hit when rank 0 left for the requeue (a broken collective) until its
+    next attempt overwrites it, while rank 0 writes one only when the whole run ends (the
+    ranks finish together: the last checkpoint is a collective)."""
     from submitit.core.utils import UncompletedJobError
 
     try:
-        return job.result()
+        return job.task(0).result()
     except UncompletedJobError as err:
         raise TrainError(f"job {job.job_id} failed ({_first_line(err)}); its logs are in "
                          f"{run_dir / 'slurm'}") from None
