@@ -9,6 +9,12 @@ import pytest
 from levl_eval.testing import save_micro_checkpoint, write_eval_world, write_synth_eval_world
 
 
+@pytest.fixture(autouse=True)
+def private_feature_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """levl-eval's default feature cache lives in ~/.cache: each test gets its own instead."""
+    monkeypatch.setenv("LEVL_FEATURE_CACHE", str(tmp_path_factory.mktemp("feature-cache")))
+
+
 @pytest.fixture(scope="session")
 def eval_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_eval_world(tmp_path_factory.mktemp("world") / "synth")

@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from levl_eval.cli import app
+from levl_eval.datasets import CLASSIFICATION
 from levl_eval.testing import (
     karpathy_coco_document,
     write_ade20k_layout,
@@ -132,7 +133,10 @@ def test_all_runs_the_dense_robustness_and_retrieval_protocols(
     assert report["protocols"] == ["zeroshot", "linear", "segmentation", "background", "retrieval"]
     skipped = {item["task"]: item["reason"] for item in report["skipped"]}
     assert skipped["segmentation:ade20k"] == f"not found at {tmp_path / 'ADEChallengeData2016'}"
-    assert set(skipped) == {"segmentation:ade20k", "background:in9", "retrieval:coco", "retrieval:flickr30k"}
+    classification = {f"{protocol}:{name}" for protocol in ("zeroshot", "linear") for name in CLASSIFICATION}
+    assert set(skipped) == {"segmentation:ade20k", "segmentation:cocostuff", "depth", "depth:nyu",
+                            "background:in9", "retrieval:coco", "retrieval:flickr30k"} | classification
+    assert "the synthetic world has no depth maps" in skipped["depth"]
     assert f"skipped segmentation:ade20k: not found at {tmp_path}" in result.stdout
     for encoder in report["encoders"]:
         seg, bg, ret = (encoder["protocols"][p] for p in ("segmentation", "background", "retrieval"))
@@ -164,8 +168,8 @@ def test_a_world_without_masks_or_variants_skips_those_protocols(
 
 def test_missing_datasets_root_is_one_line(eval_world: Path, micro_run: Path, tmp_path: Path) -> None:
     result = _invoke("all", "--ckpt", micro_run, "--data", eval_world, "--out", tmp_path / "o",
-                     "--device", "cpu", "--datasets", tmp_path / "nowhere")
-    _assert_one_line_error(result, "--datasets", "nowhere", "no such directory")
+                     "--device", "cpu", "--data-root", tmp_path / "nowhere")
+    _assert_one_line_error(result, "--data-root", "nowhere", "no such directory")
 
 
 def test_real_layouts_under_datasets_are_evaluated(

@@ -9,6 +9,7 @@ from levl_eval.protocols import (
     OPT_IN,
     PROTOCOLS,
     BackgroundRobustness,
+    LinearDepth,
     LinearProbe,
     LinearSegmentation,
     Retrieval,
@@ -20,7 +21,7 @@ from levl_eval.protocols import (
 
 def test_registry_maps_names_to_classes() -> None:
     assert {"zeroshot": ZeroShot, "linear": LinearProbe, "segmentation": LinearSegmentation,
-            "background": BackgroundRobustness, "retrieval": Retrieval,
+            "depth": LinearDepth, "background": BackgroundRobustness, "retrieval": Retrieval,
             "vlm": VLMBackbone} == PROTOCOLS
     for name, cls in PROTOCOLS.items():
         assert cls.name == name
@@ -28,7 +29,7 @@ def test_registry_maps_names_to_classes() -> None:
 
 
 def test_unknown_protocol_is_a_one_line_error() -> None:
-    with pytest.raises(EvalError, match="unknown protocol 'knn'.*zeroshot, linear, segmentation, background, retrieval, vlm"):
+    with pytest.raises(EvalError, match="unknown protocol 'knn'.*zeroshot, linear, segmentation, depth, background, retrieval, vlm"):
         build_protocol("knn")
 
 

@@ -67,7 +67,7 @@ def test_publish_writes_strict_json_and_replaces_an_old_report(tmp_path: Path) -
     publish_report(out, _report())
     (out / "stale.txt").write_text("from the previous run")
     publish_report(out, _report())
-    assert sorted(p.name for p in out.iterdir()) == [REPORT_JSON, REPORT_MD]
+    assert sorted(p.name for p in out.iterdir()) == ["plots", REPORT_JSON, REPORT_MD]
     data = json.loads((out / REPORT_JSON).read_text(), parse_constant=pytest.fail)
     assert data["encoders"][1]["protocols"]["linear"]["top1"] is None  # NaN -> null
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temp dirs left behind

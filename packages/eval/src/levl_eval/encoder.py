@@ -8,12 +8,15 @@ it, not one each.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 from levl_eval.errors import EvalError
+from levl_eval.feature_cache import FeatureCache, entry_key, weights_identity
 from levl_eval.features import (
     encode_class_texts,
     encode_texts,
@@ -28,12 +31,14 @@ from levl_eval.featureset import (
     SplitFeatures,
     TextFeatures,
 )
-from levl_eval.samples import mask_transform
+from levl_eval.samples import target_transform
 from levl_model.checkpoint import load_checkpoint
 from levl_model.config import ModelConfig
 from levl_model.model import build_model
 from levl_model.preprocess import Preprocess, eval_transform
 from levl_model.tokenizer import CaptionTokenizer, load_tokenizer
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,6 +53,8 @@ class FrozenEncoder:
     batch_size: int = 256
     num_workers: int = 0
     info: dict = field(default_factory=dict)
+    feature_cache: FeatureCache | None = None  # features on disk across runs (levl_eval.feature_cache)
+    _identity: dict | None = field(default=None, repr=False)
     _images: dict[str, SplitFeatures] = field(default_factory=dict, repr=False)
     _texts: dict[tuple, ClassTextFeatures] = field(default_factory=dict, repr=False)
     _patches: dict[str, PatchFeatures] = field(default_factory=dict, repr=False)
@@ -55,21 +62,35 @@ class FrozenEncoder:
 
     def image_features(self, split: EvalSplit) -> SplitFeatures:
         if split.name not in self._images:
-            self._images[split.name] = extract_split_features(
+            self._images[split.name] = self.cached("image", split, SplitFeatures, lambda: extract_split_features(
                 self.model, split, eval_transform(self.preprocess), batch_size=self.batch_size,
                 device=self.device, num_workers=self.num_workers, desc=f"{self.name} {split.name}",
-            )
+            ))
         return self._images[split.name]
 
     def patch_features(self, split: EvalSplit) -> PatchFeatures:
         if split.name not in self._patches:
-            masks = mask_transform(self.preprocess) if split_has_masks(split) else None
-            self._patches[split.name] = extract_patch_features(
+            masks = target_transform(split, self.preprocess) if split_has_masks(split) else None
+            kind = "patches+targets" if masks else "patches"
+            self._patches[split.name] = self.cached(kind, split, PatchFeatures, lambda: extract_patch_features(
                 self.model, split, eval_transform(self.preprocess), masks,
                 batch_size=self.batch_size, device=self.device, num_workers=self.num_workers,
                 desc=f"{self.name} {split.name} patches",
-            )
+            ))
         return self._patches[split.name]
+
+    def cached(self, kind: str, split: EvalSplit, layout: type[T], extract: Callable[[], T]) -> T:
+        """`extract()`, or its result from the on-disk feature cache when one is set."""
+        if self.feature_cache is None:
+            return extract()
+        if self._identity is None:  # hashing the weights costs a read of the file: once
+            self._identity = {
+                "weights": weights_identity(self.model, self.info.get("path")),
+                "model_config": self.model.config.to_dict(),
+                "preprocess": self.preprocess.to_dict(),
+            }
+        key = entry_key(kind, self._identity, split, layout)
+        return self.feature_cache.get_or_extract(key, layout, extract)
 
     def text_features(self, texts: tuple[str, ...]) -> TextFeatures:
         key = tuple(texts)

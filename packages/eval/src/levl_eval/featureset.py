@@ -35,7 +35,11 @@ class EvalSplit:
     `name` keys the encoder's feature cache, so two splits with different pixels (a manifest
     read through another `image_member`) must have different names. `mask_member` names the
     manifest member holding per-pixel labels; `reduce_zero_label` maps mask value 0 to void
-    (255) and shifts the others down by one (ADE20K's convention).
+    (255) and shifts the others down by one (ADE20K's convention); `label_map`, a 256-entry
+    lookup table, maps stored ids to contiguous ones (COCO-Stuff's 182 ids to 171 classes).
+    `mask_kind` says what the per-pixel maps hold: `labels` (8-bit class ids), `depth_mm`
+    (16-bit millimetres, read as float metres, 0 = invalid) or `depth_mm_eigen` (the same with
+    pixels outside Eigen's NYUv2 evaluation crop made invalid; `levl_eval.depthmaps`).
     """
 
     name: str
@@ -44,6 +48,8 @@ class EvalSplit:
     mask_member: str | None = None
     files: tuple[FileSample, ...] = ()
     reduce_zero_label: bool = False
+    label_map: tuple[int, ...] | None = None
+    mask_kind: str = "labels"
 
     def describe(self) -> dict:
         """The split's identity for a report: where it came from and which version it is."""
@@ -109,8 +115,9 @@ class SplitFeatures:
 class PatchFeatures:
     """Per-image patch tokens on the (h, w) grid, row-major, with the per-pixel labels.
 
-    masks_NHW are at label resolution (the model's input crop), uint8 with 255 = void; a split
-    without masks gives an [N, 0, 0] tensor. `qa` holds each image's question/answer dicts.
+    masks_NHW are at label resolution (the model's input crop), uint8 with 255 = void (float32
+    metres with 0 = invalid for a depth split); a split without masks gives an [N, 0, 0] tensor.
+    `qa` holds each image's question/answer dicts.
     """
 
     tokens_NLD: torch.Tensor
@@ -122,6 +129,11 @@ class PatchFeatures:
     @property
     def num_samples(self) -> int:
         return int(self.tokens_NLD.shape[0])
+
+    def sizes(self) -> dict:
+        """What a dense protocol's report records about the split it trained or tested on."""
+        return {"samples": self.num_samples, "skipped": dict(self.skipped),
+                "grid": list(self.grid_hw), "label_size": list(self.masks_NHW.shape[-2:])}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """report.json (everything, machine-readable) and report.md (the headline table for people).
 
-report.md is always rendered from report.json, so `levl-eval report DIR` can re-render it after
-the layout changes without re-running any evaluation. Both are written atomically; a fresh
+report.md and the figures under plots/ (levl_eval.plots) are always rendered from report.json,
+so `levl-eval report DIR` can re-render them after the layout changes without re-running any
+evaluation. Both are written atomically; a fresh
 output directory replaces the old one only once every file in it is complete.
 """
 
@@ -12,10 +13,12 @@ import math
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from levl_eval.errors import EvalError, OutputError
+from levl_eval.plots import plot_lines, write_plots
 from levl_eval.protocols.zeroshot import READOUT_DESCRIPTIONS, READOUT_LABELS
 
 REPORT_SCHEMA = "levl.eval-report/v1"
@@ -29,6 +32,8 @@ PROTOCOL_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "linear": (("linear top-1", ("top1",)), ("linear top-5", ("top5",)),
                ("linear mean recall", ("mean_per_class_recall",))),
     "segmentation": (("seg mIoU", ("miou",)), ("seg pixel acc", ("pixel_accuracy",))),
+    # percent() scales by 100: RMSE in metres shows as centimetres
+    "depth": (("depth RMSE cm", ("rmse",)), ("depth AbsRel", ("abs_rel",)), ("depth δ<1.25", ("delta1",))),
     "background": (("bg original", ("original_top1",)), ("bg drop same", ("drop_mixed_same",)),
                    ("bg drop rand", ("drop_mixed_rand",))),
     "retrieval": (("i2t R@1", ("i2t_r1",)), ("t2i R@1", ("t2i_r1",)),
@@ -36,6 +41,27 @@ PROTOCOL_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     "vlm": (("VQA acc", ("vqa_accuracy",)), ("POPE F1", ("pope_f1",)),
             ("VQA gain vs random", ("gain_over_random", "vqa_accuracy"))),
 }
+
+
+# Columns shown only when some encoder has a value (probes run on request, `--probe`).
+OPTIONAL_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "linear": (("MLP probe top-1", ("probes", "mlp", "top1")),
+               ("attentive probe top-1", ("probes", "attentive", "top1"))),
+}
+
+
+def present_columns(report: dict, task: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """The task's headline columns plus its optional columns that hold a value."""
+    protocol, _, dataset = task.partition(":")
+    suffix = f" ({dataset})" if dataset else ""
+    optional = [(title + suffix, task, path) for title, path in OPTIONAL_COLUMNS.get(protocol, ())
+                if any(metric_at(enc, task, path) is not None for enc in report["encoders"])]
+    return task_columns(task) + optional
+
+
+def plot_columns(report: dict) -> Callable[[str], list[tuple[str, tuple[str, ...]]]]:
+    """(title, path) of each task's bar-chart columns: the headline table's."""
+    return lambda task: [(title, path) for title, _, path in present_columns(report, task)]
 
 
 def task_columns(task: str) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -83,7 +109,7 @@ def percent(value: float | None) -> str:
 
 def headline_table(report: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the headline table: encoders × the columns of the protocols run."""
-    columns = [c for task in report.get("protocols", []) for c in task_columns(task)]
+    columns = [c for task in report.get("protocols", []) for c in present_columns(report, task)]
     header = ["encoder", "kind", *(title for title, _, _ in columns)]
     rows = [
         [enc["name"], enc["kind"], *(percent(metric_at(enc, p, path)) for _, p, path in columns)]
@@ -141,9 +167,10 @@ def settings_lines(report: dict) -> list[str]:
                        if protocol in e.get("protocols", {})), None)
         if result is None:
             continue
-        lines += [f"### {protocol}", "", "```json",
-                  json.dumps({"settings": result["settings"], "data": result["data"]}, indent=2),
-                  "```", ""]
+        shown = {"settings": result["settings"], "data": result["data"]}
+        if "probes" in result:  # each probe's own settings (linear: mlp, attentive)
+            shown["probe_settings"] = {name: probe["settings"] for name, probe in result["probes"].items()}
+        lines += [f"### {protocol}", "", "```json", json.dumps(shown, indent=2), "```", ""]
     return lines
 
 
@@ -162,6 +189,7 @@ def render_markdown(report: dict) -> str:
     ]
     if "zeroshot" in report.get("protocols", []):
         lines += zeroshot_readout_table(report)
+    lines += plot_lines(report, plot_columns(report))
     return "\n".join(lines + skipped_lines(report) + encoder_lines(report) + settings_lines(report))
 
 
@@ -204,6 +232,7 @@ def json_safe(value: object) -> object:
 def write_report_files(out_dir: Path, report: dict) -> None:
     text = json.dumps(json_safe(report), indent=2, allow_nan=False) + "\n"
     atomic_write_text(out_dir / REPORT_JSON, text)
+    write_plots(out_dir, report, plot_columns(report))
     atomic_write_text(out_dir / REPORT_MD, render_markdown(report))
 
 
@@ -255,8 +284,10 @@ def read_report(out_dir: Path) -> dict:
 
 
 def rerender_markdown(out_dir: Path) -> Path:
-    """Re-render report.md from report.json (after a layout change; no re-evaluation)."""
+    """Re-render report.md and its plots from report.json (after a layout change; no
+    re-evaluation)."""
     report = read_report(out_dir)
     path = Path(out_dir) / REPORT_MD
+    write_plots(Path(out_dir), report, plot_columns(report))
     atomic_write_text(path, render_markdown(report))
     return path

@@ -18,6 +18,7 @@ from levl_eval import __version__
 from levl_eval.data import load_eval_data
 from levl_eval.encoder import BaselineSpec, FrozenEncoder, load_frozen_checkpoint, random_encoder
 from levl_eval.errors import DeviceError, EvalDataError, EvalError
+from levl_eval.feature_cache import FeatureCache
 from levl_eval.gains import add_gains_over_random
 from levl_eval.llm import load_llm
 from levl_eval.protocols import OPT_IN, PROTOCOLS, build_protocol
@@ -37,10 +38,17 @@ class EvalOptions:
     random_seed: int = 0
     datasets: str | None = None  # root of the real datasets (levl_eval.datasets); None: synth only
     vlm: dict = field(default_factory=dict)  # VLMSettings fields to override (--llm, ...)
+    probes: tuple[str, ...] = ("linear",)  # probes the `linear` protocol trains (--probe)
+    cache_dir: str | None = None  # on-disk feature cache (levl_eval.feature_cache); None: off
 
     def protocol_options(self, protocol: str) -> dict:
-        """Constructor options of one protocol (only `vlm` takes any)."""
+        """Constructor options of one protocol (`vlm` and `linear` take some)."""
+        if protocol == "linear":
+            return {"probes": self.probes}
         return {"settings": VLMSettings(**self.vlm)} if protocol == "vlm" and self.vlm else {}
+
+    def feature_cache(self) -> FeatureCache | None:
+        return None if self.cache_dir is None else FeatureCache(Path(self.cache_dir))
 
 
 def resolve_device(requested: str) -> str:
@@ -88,8 +96,9 @@ def datasets_root(options: EvalOptions) -> Path | None:
         return None
     root = Path(options.datasets).expanduser().absolute()
     if not root.is_dir():
-        raise EvalDataError(f"--datasets {root}: no such directory (pass the directory holding "
-                            "ADEChallengeData2016/, bg_challenge/, coco/, flickr30k/)")
+        raise EvalDataError(f"--data-root {root}: no such directory (pass the directory holding "
+                            "imagenet/, ADEChallengeData2016/, nyu/, bg_challenge/, coco/, gqa/, "
+                            "...; the README lists every layout)")
     return root
 
 
@@ -109,30 +118,33 @@ def run_evaluation(ckpt_paths: list[Path], data_dir: Path, options: EvalOptions)
     tasks, skipped = plan_tasks(options.protocols, data, datasets_root(options))
     if any(task.protocol == "vlm" for task in tasks):  # an unloadable --llm fails before extraction
         load_llm(VLMSettings(**options.vlm).llm, options.device)
-    entries, baselines, taken = [], {}, set()
+    entries, baselines, taken, cache = [], {}, set(), options.feature_cache()
     for path in ckpt_paths:
         encoder, spec = load_frozen_checkpoint(
             path, device=options.device, batch_size=options.batch_size,
             num_workers=options.num_workers,
         )
-        encoder.name = unique_name(encoder.name, taken)
+        encoder.name, encoder.feature_cache = unique_name(encoder.name, taken), cache
         entries.append(evaluate_encoder(encoder, tasks, options))
         baselines.setdefault(spec.key(), (spec, []))[1].append(encoder.name)
         del encoder
-    entries += evaluate_baselines(list(baselines.values()), tasks, options, taken)
+    entries += evaluate_baselines(list(baselines.values()), tasks, options, taken, cache)
     add_gains_over_random(entries)
-    return build_report(
+    report = build_report(
         encoders=entries, data=data.describe(), protocols=[task.key for task in tasks],
         tasks={task.key: task.describe() for task in tasks},
         skipped=[task.describe() for task in skipped],
         device=options.device, options=asdict(options),
         producer={"package": "levl-eval", "version": __version__, "command": sys.argv},
     )
+    if cache is not None:
+        report["feature_cache"] = {"dir": str(cache.root), "hits": cache.hits, "misses": cache.misses}
+    return report
 
 
 def evaluate_baselines(
     baselines: list[tuple[BaselineSpec, list[str]]], tasks: list[EvalTask], options: EvalOptions,
-    taken: set[str],
+    taken: set[str], cache: FeatureCache | None = None,
 ) -> list[dict]:
     """One random-init encoder per distinct (config, preprocessing, tokenizer)."""
     entries = []
@@ -144,6 +156,7 @@ def evaluate_baselines(
             spec, seed=options.random_seed, name=unique_name(label, taken),
             device=options.device, batch_size=options.batch_size, num_workers=options.num_workers,
         )
+        encoder.feature_cache = cache
         entry = evaluate_encoder(encoder, tasks, options)
         entries.append({**entry, "baseline_for": checkpoints})
     return entries

@@ -1,6 +1,7 @@
 """Batches of one evaluation split, the same shape whether it is a shard manifest or files.
 
-Every batch is `{"image": [B,3,H,W], "labels": [B], "masks": [B,H,W] uint8 or None,
+Every batch is `{"image": [B,3,H,W], "labels": [B], "masks": [B,H,W] uint8 (float32 metres for
+a depth split) or None,
 "captions": [tuple[str, ...]] * B, "qa": [tuple[dict, ...]] * B, "skipped": {reason: count}}`, in the split's stored order. A
 sample that cannot be decoded is skipped and counted (as the shard loader does), never a crash.
 Masks go through the image's geometry (resize shorter side, centre crop) with nearest
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from levl_data.loader import batch_name, build_loader
+from levl_eval.depthmaps import depth_transform
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
 from levl_model.preprocess import Preprocess
@@ -26,11 +28,16 @@ from levl_model.preprocess import Preprocess
 VOID = 255
 
 
+def nearest_geometry(preprocess: Preprocess) -> Callable[[PIL.Image.Image], PIL.Image.Image]:
+    """The eval crop's geometry (resize shorter side, centre crop) with nearest interpolation."""
+    nearest = T.InterpolationMode.NEAREST
+    return T.Compose([T.Resize(preprocess.resize_shorter or preprocess.size, interpolation=nearest),
+                      T.CenterCrop(preprocess.size)])
+
+
 def mask_transform(preprocess: Preprocess) -> Callable[[PIL.Image.Image], torch.Tensor]:
     """PIL label map -> uint8 [H, W] through the eval crop's geometry (nearest, no blending)."""
-    nearest = T.InterpolationMode.NEAREST
-    geometry = T.Compose([T.Resize(preprocess.resize_shorter or preprocess.size, interpolation=nearest),
-                          T.CenterCrop(preprocess.size)])
+    geometry = nearest_geometry(preprocess)
 
     def transform(mask: PIL.Image.Image) -> torch.Tensor:
         values = np.asarray(geometry(mask))
@@ -39,6 +46,24 @@ def mask_transform(preprocess: Preprocess) -> Callable[[PIL.Image.Image], torch.
         return torch.from_numpy(values.astype(np.uint8))
 
     return transform
+
+
+def target_transform(split: EvalSplit, preprocess: Preprocess) -> Callable[[PIL.Image.Image], torch.Tensor]:
+    """The reader of the split's per-pixel maps: class labels, or depth (levl_eval.depthmaps)."""
+    if split.mask_kind == "labels":
+        return mask_transform(preprocess)
+    if split.mask_kind in ("depth_mm", "depth_mm_eigen"):
+        return depth_transform(nearest_geometry(preprocess), eigen_crop=split.mask_kind == "depth_mm_eigen")
+    raise EvalDataError(f"split {split.name}: unknown mask_kind {split.mask_kind!r}")
+
+
+def remap_labels(mask_HW: torch.Tensor, split: EvalSplit) -> torch.Tensor:
+    """The split's stored label ids -> class ids (reduce_zero_label, then its label_map)."""
+    if split.reduce_zero_label:
+        mask_HW = reduce_zero_label(mask_HW)
+    if split.label_map is not None:
+        mask_HW = torch.tensor(split.label_map, dtype=torch.uint8)[mask_HW.long()]
+    return mask_HW
 
 
 def reduce_zero_label(mask_HW: torch.Tensor) -> torch.Tensor:
@@ -107,7 +132,7 @@ class FileSamples(Dataset):
                 mask_HW = self.masks(open_image(sample.mask, None))
             except (ValueError, TypeError):
                 return "undecodable_mask"
-            item["mask"] = reduce_zero_label(mask_HW) if self.split.reduce_zero_label else mask_HW
+            item["mask"] = remap_labels(mask_HW, self.split)
         return item
 
 

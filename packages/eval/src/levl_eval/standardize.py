@@ -1,12 +1,13 @@
-"""Per-dimension standardisation of patch tokens, fitted on a train split's tokens (used by the
-segmentation head and the vlm bridge; kept outside `protocols` so helpers can import it without
-importing every protocol)."""
+"""Standardisation fitted on a train split: per-dimension over patch tokens (segmentation head,
+vlm bridge, attentive probe) and L2-normalise-then-standardise over CLS features (linear and MLP
+probes). Kept outside `protocols` so helpers can import it without importing every protocol."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
@@ -32,3 +33,19 @@ class TokenStandardizer:
 
     def __call__(self, tokens_BLD: torch.Tensor) -> torch.Tensor:
         return (tokens_BLD.float() - self.mean_D.to(tokens_BLD.device)) / self.std_D.to(tokens_BLD.device)
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """L2-normalise then standardise with statistics fitted on the train features only."""
+
+    mean_D: torch.Tensor
+    std_D: torch.Tensor
+
+    @classmethod
+    def fit(cls, train_ND: torch.Tensor, std_clamp: float) -> Standardizer:
+        unit_ND = F.normalize(train_ND.float(), dim=-1)
+        return cls(unit_ND.mean(dim=0), unit_ND.std(dim=0, correction=0).clamp_min(std_clamp))
+
+    def __call__(self, features_ND: torch.Tensor) -> torch.Tensor:
+        return (F.normalize(features_ND.float(), dim=-1) - self.mean_D) / self.std_D

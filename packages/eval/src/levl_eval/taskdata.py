@@ -10,13 +10,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from levl_eval.featureset import EvalSplit
+from levl_eval.featureset import EvalData, EvalSplit
 
 VARIANTS: tuple[str, ...] = ("original", "mixed_same", "mixed_rand")
 
 
 def _root(root: Path | None) -> str | None:
     return None if root is None else str(root)
+
+
+@dataclass(frozen=True)
+class ClassificationData(EvalData):
+    """A real dataset's EvalData (zeroshot, linear) that also names itself and says how its probe
+    training split was chosen (`train_rule`, e.g. a per-class cap), for the report."""
+
+    dataset: str = ""
+    train_rule: str = ""
+    notes: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        return {"dataset": self.dataset, **super().describe(), "train_rule": self.train_rule,
+                **self.notes}
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,28 @@ class SegmentationData:
     def describe(self) -> dict:
         return {"dataset": self.dataset, "root": _root(self.root), "train": self.train.describe(),
                 "test": self.test.describe(), "num_classes": self.num_classes}
+
+
+@dataclass(frozen=True)
+class DepthData:
+    """Train and test splits whose per-pixel maps are depth in metres (0 = no measurement).
+
+    Pixels count in training and scoring only where `min_depth < depth <= max_depth`; `notes`
+    says which split list and crop the reader used (reported verbatim).
+    """
+
+    dataset: str
+    train: EvalSplit
+    test: EvalSplit
+    min_depth: float = 1e-3
+    max_depth: float = 10.0
+    root: Path | None = None
+    notes: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        return {"dataset": self.dataset, "root": _root(self.root), "train": self.train.describe(),
+                "test": self.test.describe(), "depth_range_m": [self.min_depth, self.max_depth],
+                **self.notes}
 
 
 @dataclass(frozen=True)

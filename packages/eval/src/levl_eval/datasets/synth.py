@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from levl_eval.errors import DatasetNotFound
 from levl_eval.featureset import EvalData, EvalSplit
-from levl_eval.taskdata import BackgroundData, RetrievalData, SegmentationData, VQAData
+from levl_eval.taskdata import BackgroundData, DepthData, RetrievalData, SegmentationData, VQAData
 
 MASK_MEMBER = "mask.png"
 VARIANT_MEMBERS = {"mixed_same": "mixed_same.jpg", "mixed_rand": "mixed_rand.jpg"}
@@ -39,6 +39,12 @@ def synth_segmentation(data: EvalData) -> SegmentationData:
 
     return SegmentationData("synth", with_masks(data.train), with_masks(data.test),
                             tuple(classes), root=data.root)
+
+
+def synth_depth(data: EvalData) -> DepthData:
+    """Never: the synthetic world draws flat scenes without depth, so depth is always skipped."""
+    raise DatasetNotFound(f"{data.root} (the synthetic world has no depth maps: depth runs on "
+                          "NYU Depth v2, pass --datasets ROOT holding nyu/)")
 
 
 def synth_background(data: EvalData) -> BackgroundData:

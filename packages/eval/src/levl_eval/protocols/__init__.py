@@ -5,6 +5,7 @@ from __future__ import annotations
 from levl_eval.errors import EvalError
 from levl_eval.protocols.background import BackgroundRobustness
 from levl_eval.protocols.base import EvalProtocol
+from levl_eval.protocols.depth import DepthSettings, LinearDepth
 from levl_eval.protocols.linear import LinearProbe, LinearProbeSettings
 from levl_eval.protocols.retrieval import Retrieval
 from levl_eval.protocols.segmentation import LinearSegmentation, SegmentationSettings
@@ -15,6 +16,7 @@ PROTOCOLS: dict[str, type[EvalProtocol]] = {
     "zeroshot": ZeroShot,
     "linear": LinearProbe,
     "segmentation": LinearSegmentation,
+    "depth": LinearDepth,
     "background": BackgroundRobustness,
     "retrieval": Retrieval,
     "vlm": VLMBackbone,
@@ -34,7 +36,9 @@ def build_protocol(name: str, *, device: str = "cpu", **options: object) -> Eval
 __all__ = [
     "PROTOCOLS",
     "BackgroundRobustness",
+    "DepthSettings",
     "EvalProtocol",
+    "LinearDepth",
     "LinearProbe",
     "LinearProbeSettings",
     "LinearSegmentation",

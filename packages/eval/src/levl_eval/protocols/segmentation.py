@@ -20,6 +20,7 @@ from torch import nn
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FeatureSource, PatchFeatures
 from levl_eval.protocols.base import EvalProtocol
+from levl_eval.segexamples import EXAMPLE_COUNT, segmentation_examples
 from levl_eval.segmetrics import VOID, confusion_matrix, segmentation_metrics
 from levl_eval.standardize import TokenStandardizer
 from levl_eval.taskdata import SegmentationData
@@ -86,17 +87,24 @@ def train_segmentation_head(
 
 
 @torch.no_grad()
+def predict_labels(head: nn.Linear, test: PatchFeatures, batch_B: torch.Tensor,
+                   standardize: TokenStandardizer, device: str) -> torch.Tensor:
+    """Argmax of the logits upsampled bilinearly to label resolution, [B, H, W] on the CPU."""
+    label_hw = tuple(test.masks_NHW.shape[-2:])
+    logits_BChw = token_grid_logits(head, standardize(test.tokens_NLD[batch_B].to(device)), test.grid_hw)
+    logits_BCHW = F.interpolate(logits_BChw, size=label_hw, mode="bilinear", align_corners=False)
+    return logits_BCHW.argmax(dim=1).cpu()
+
+
+@torch.no_grad()
 def confusion_on_test(
     head: nn.Linear, test: PatchFeatures, standardize: TokenStandardizer, num_classes: int,
     eval_batch_size: int, device: str,
 ) -> torch.Tensor:
     """Confusion matrix of the bilinearly upsampled argmax against full-resolution labels."""
     confusion_CC = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    label_hw = tuple(test.masks_NHW.shape[-2:])
     for batch_B in torch.arange(test.num_samples).split(eval_batch_size):
-        logits_BChw = token_grid_logits(head, standardize(test.tokens_NLD[batch_B].to(device)), test.grid_hw)
-        logits_BCHW = F.interpolate(logits_BChw, size=label_hw, mode="bilinear", align_corners=False)
-        pred_BHW = logits_BCHW.argmax(dim=1).cpu()
+        pred_BHW = predict_labels(head, test, batch_B, standardize, device)
         confusion_CC += confusion_matrix(pred_BHW, test.masks_NHW[batch_B], num_classes)
     return confusion_CC
 
@@ -111,11 +119,6 @@ def checked_patches(encoder: FeatureSource, split: EvalSplit, num_classes: int) 
             f"lists {num_classes} classes; fix the class list or the masks"
         )
     return patches
-
-
-def patch_sizes(patches: PatchFeatures) -> dict:
-    return {"samples": patches.num_samples, "skipped": dict(patches.skipped),
-            "grid": list(patches.grid_hw), "label_size": list(patches.masks_NHW.shape[-2:])}
 
 
 class LinearSegmentation(EvalProtocol):
@@ -139,6 +142,16 @@ class LinearSegmentation(EvalProtocol):
             "miou": "mean IoU over classes present in the test ground truth",
         }
 
+    def examples(self, head: nn.Linear, test: PatchFeatures, standardize: TokenStandardizer,
+                 data: SegmentationData) -> dict:
+        """The first test images with labels and predictions, for the report's figure
+        (synthetic world only: small images, and no dataset licence to think about)."""
+        if data.dataset != "synth" or (data.test.manifest is None and not data.test.files):
+            return {}
+        batch_K = torch.arange(min(EXAMPLE_COUNT, test.num_samples))
+        pred_KHW = predict_labels(head, test, batch_K, standardize, self.device)
+        return {"examples": segmentation_examples(data.test, test.masks_NHW[batch_K], pred_KHW)}
+
     def run(self, encoder: FeatureSource, data: SegmentationData) -> dict:
         train = checked_patches(encoder, data.train, data.num_classes)
         test = checked_patches(encoder, data.test, data.num_classes)
@@ -150,8 +163,9 @@ class LinearSegmentation(EvalProtocol):
                                       self.head_settings.eval_batch_size, self.device)
         return {
             **segmentation_metrics(confusion_CC),
+            **self.examples(head, test, standardize, data),
             "classes": list(data.classes),
             "settings": self.settings(),
-            "data": {"dataset": data.dataset, "train": patch_sizes(train),
-                     "test": patch_sizes(test), "num_classes": data.num_classes},
+            "data": {"dataset": data.dataset, "train": train.sizes(),
+                     "test": test.sizes(), "num_classes": data.num_classes},
         }

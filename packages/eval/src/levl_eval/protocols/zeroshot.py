@@ -16,11 +16,13 @@ import torch.nn.functional as F
 
 from levl_eval.errors import EvalError
 from levl_eval.featureset import ClassTextFeatures, EvalData, FeatureSource, SplitFeatures
-from levl_eval.metrics import classification_metrics
+from levl_eval.metrics import classification_metrics, ranked_classes
 from levl_eval.protocols.base import EvalProtocol, checked_image_features, split_sizes
+from levl_eval.segmetrics import confusion_matrix
 
 READOUTS = ("zv_zt", "predv_zt", "zv_predt", "average")
 HEADLINE_READOUT = "average"
+CONFUSION_MAX_CLASSES = 20  # a larger matrix is unreadable in a report and large in its JSON
 READOUT_LABELS = {
     "zv_zt": "z_v·z_t", "predv_zt": "pred_v·z_t", "zv_predt": "z_v·pred_t", "average": "average",
 }
@@ -55,6 +57,16 @@ def zeroshot_logits(image: SplitFeatures, text: ClassTextFeatures) -> dict[str, 
     return logits
 
 
+def small_confusion(logits_NC: torch.Tensor, labels_N: torch.Tensor, classes: tuple[str, ...]) -> dict:
+    """The headline readout's confusion counts (rows = true class, columns = top-1 prediction,
+    ties to the lower index as in top-1) when there are few enough classes to plot them."""
+    if len(classes) > CONFUSION_MAX_CLASSES:
+        return {}
+    pred_N = ranked_classes(logits_NC)[:, 0]
+    return {"confusion": confusion_matrix(pred_N, labels_N, len(classes)).tolist(),
+            "confusion_classes": list(classes)}
+
+
 class ZeroShot(EvalProtocol):
     """Zero-shot classification of the test split against the class prompts."""
 
@@ -78,14 +90,14 @@ class ZeroShot(EvalProtocol):
                 f"encoder {encoder.name}: class-text features have shape "
                 f"{tuple(text.z_CPE.shape)}, expected {expected} + (E,)"
             )
-        readouts = {
-            readout: classification_metrics(logits_NC, image.labels_N)
-            for readout, logits_NC in zeroshot_logits(image, text).items()
-        }
+        logits = zeroshot_logits(image, text)
+        readouts = {readout: classification_metrics(logits_NC, image.labels_N)
+                    for readout, logits_NC in logits.items()}
         return {
             **readouts[HEADLINE_READOUT],
             "readout": HEADLINE_READOUT,
             "readouts": readouts,
+            **small_confusion(logits[HEADLINE_READOUT], image.labels_N, data.classes),
             "settings": self.settings(),
             "data": {
                 "test": split_sizes(data.test, image),

@@ -1,0 +1,133 @@
+"""Any ImageFolder classification dataset, for zeroshot and linear; ImageNet and Places365 reuse it.
+
+Expected tree under the --datasets root (the generic one lives in `imagefolder/`):
+
+    imagefolder/
+        train/<class>/*.{jpg,jpeg,png}     the probe's training images
+        val/<class>/*.{jpg,jpeg,png}       scored by zero-shot and the probe (the same classes)
+        classnames.txt                     optional: one class name per line, in sorted-directory
+                                           order (default: the directory name, `_` -> space)
+        prompts.txt                        optional: zero-shot templates, one per line, each with
+                                           `{}` (default: levl_eval.datasets.prompts)
+
+Label = position of the class directory in sorted order. The probe trains on at most
+TRAIN_PER_CLASS_CAP images per class (evenly spaced over the class's sorted files), so
+ImageNet's 1.28M or Places365's 1.8M training images cost a bounded extraction and feature
+cache; val is never subsampled. The rule used is recorded in the report.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from levl_eval.datasets import prompts as default_prompts
+from levl_eval.datasets.files import IMAGE_SUFFIXES, evenly_spaced, read_lines
+from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.featureset import EvalSplit, FileSample
+from levl_eval.taskdata import ClassificationData
+
+TRAIN_PER_CLASS_CAP = 500
+CLASSNAMES = "classnames.txt"
+PROMPTS = "prompts.txt"
+
+
+def readable(split_dir: Path, dirs: list[str]) -> list[str]:
+    """Directory names as class names: `golden_retriever` -> `golden retriever`."""
+    return [name.replace("_", " ") for name in dirs]
+
+
+@dataclass(frozen=True)
+class FolderLayout:
+    """Where one ImageFolder dataset lives and how its classes are named and prompted."""
+
+    dataset: str
+    dirname: str
+    prompts: tuple[str, ...] = default_prompts.GENERIC
+    train: str = "train"
+    test: str = "val"
+    train_cap: int | None = TRAIN_PER_CLASS_CAP
+    names: Callable[[Path, list[str]], list[str]] = readable  # when there is no classnames.txt
+
+
+IMAGEFOLDER = FolderLayout("imagefolder", "imagefolder")
+
+
+def class_dirs(split_dir: Path) -> list[str]:
+    if not split_dir.is_dir():
+        raise EvalDataError(f"{split_dir}: missing; an ImageFolder dataset needs "
+                            f"{split_dir.parent.name}/{{train,val}}/<class>/<images>")
+    names = sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
+    if not names:
+        raise EvalDataError(f"{split_dir}: holds no class directories (expected <class>/<images>)")
+    return names
+
+
+def class_images(class_dir: Path) -> list[Path]:
+    """The class's image files, sorted (os.scandir: ImageNet's train lists 1.28M files)."""
+    names = sorted(entry.name for entry in os.scandir(class_dir)
+                   if os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES)
+    if not names:
+        raise EvalDataError(f"{class_dir}: holds no images (.jpg, .jpeg, .png)")
+    return [class_dir / name for name in names]
+
+
+def class_names(root: Path, split_dir: Path, dirs: list[str], layout: FolderLayout) -> tuple[str, ...]:
+    """classnames.txt when present (one line per class directory), else the layout's rule."""
+    path = root / CLASSNAMES
+    if not path.is_file():
+        return tuple(layout.names(split_dir, dirs))
+    names = read_lines(path, "one class name per line, in sorted class-directory order")
+    if len(names) != len(dirs):
+        raise EvalDataError(f"{path}: {len(names)} names for {len(dirs)} class directories in "
+                            f"{split_dir}; write one name per class, in sorted directory order")
+    return tuple(names)
+
+
+def prompt_templates(root: Path, default: tuple[str, ...]) -> tuple[str, ...]:
+    """prompts.txt when present (every line a template with `{}`), else the layout's default."""
+    path = root / PROMPTS
+    if not path.is_file():
+        return default
+    templates = read_lines(path, "one zero-shot template per line, each with {}")
+    bad = [t for t in templates if "{}" not in t]
+    if bad or not templates:
+        raise EvalDataError(f"{path}: template {bad[0] if bad else ''!r} has no {{}} placeholder; "
+                            "write templates such as `a photo of a {}.`")
+    return tuple(templates)
+
+
+def folder_split(name: str, split_dir: Path, dirs: list[str], cap: int | None) -> EvalSplit:
+    """Samples of every class directory in label order, each class capped at `cap`."""
+    files = tuple(FileSample(image=path, label=label)
+                  for label, directory in enumerate(dirs)
+                  for path in evenly_spaced(class_images(split_dir / directory), cap))
+    return EvalSplit(name, files=files)
+
+
+def read_folder(datasets_root: Path, layout: FolderLayout) -> ClassificationData:
+    """The layout's train/val splits, class names and prompts; both splits list the same classes."""
+    root = Path(datasets_root) / layout.dirname
+    if not root.is_dir():
+        raise DatasetNotFound(root)
+    train_dir, test_dir = root / layout.train, root / layout.test
+    dirs, test_dirs = class_dirs(train_dir), class_dirs(test_dir)
+    if test_dirs != dirs:
+        missing = sorted(set(dirs) ^ set(test_dirs))
+        raise EvalDataError(f"{test_dir}: class directories differ from {train_dir}'s "
+                            f"(first difference: {missing[0]!r}); both splits need the same classes")
+    train = folder_split(f"{layout.dataset}/{layout.train}", train_dir, dirs, layout.train_cap)
+    test = folder_split(f"{layout.dataset}/{layout.test}", test_dir, dirs, None)
+    rule = (f"{layout.train}/: at most {layout.train_cap} images per class, evenly spaced over each "
+            "class's sorted files" if layout.train_cap is not None else f"{layout.train}/: every image")
+    return ClassificationData(
+        train=train, test=test, classes=class_names(root, train_dir, dirs, layout),
+        prompts=prompt_templates(root, layout.prompts), root=root, dataset=layout.dataset,
+        train_rule=rule, notes={"train_per_class_cap": layout.train_cap},
+    )
+
+
+def read_imagefolder(datasets_root: Path) -> ClassificationData:
+    return read_folder(datasets_root, IMAGEFOLDER)

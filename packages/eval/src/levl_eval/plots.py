@@ -1,0 +1,195 @@
+"""The report's figures (PNG under OUT/plots/), drawn from report.json alone so `levl-eval report
+DIR` re-renders them: a bar chart per task comparing the encoders, the zero-shot confusion matrix
+of each encoder (label sets of at most 20 classes), and segmentation examples (image / ground
+truth / each encoder's prediction) on the synthetic world.
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global figure state, no
+display needed) and each file is written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from levl_eval.segexamples import decode_uint8
+
+PLOTS_DIR = "plots"
+VOID = 255
+# (title, path into a task's result) of the columns a task's bar chart shows
+ColumnsOf = Callable[[str], list[tuple[str, tuple[str, ...]]]]
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure: its title in report.md, its file under plots/, and how to draw it."""
+
+    title: str
+    filename: str
+    draw: Callable[[Figure], None]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
+
+
+def value_at(result: dict | None, path: tuple[str, ...]) -> float | None:
+    for key in path:
+        if not isinstance(result, dict) or key not in result:
+            return None
+        result = result[key]
+    return result if isinstance(result, int | float) else None
+
+
+def draw_bars(figure: Figure, title: str, columns: list[str], series: dict[str, list]) -> None:
+    """Grouped bars: one group per metric, one bar per encoder (a missing value: no bar)."""
+    axes = figure.subplots()
+    width = 0.8 / max(len(series), 1)
+    for index, (name, values) in enumerate(series.items()):
+        heights = [np.nan if value is None else 100 * value for value in values]
+        axes.bar(np.arange(len(columns)) + index * width, heights, width, label=name)
+    axes.set_xticks(np.arange(len(columns)) + 0.4 - width / 2, columns, rotation=15, ha="right")
+    axes.set_ylabel("value (as in the headline table)")
+    axes.set_title(title)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+
+
+def draw_confusion(figure: Figure, title: str, counts: list[list[int]], classes: list[str]) -> None:
+    """Counts with rows = true class, columns = predicted class, each cell annotated."""
+    matrix = np.asarray(counts)
+    axes = figure.subplots()
+    image = axes.imshow(matrix, cmap="Blues")
+    ticks = np.arange(len(classes))
+    axes.set_xticks(ticks, classes, rotation=45, ha="right", fontsize="small")
+    axes.set_yticks(ticks, classes, fontsize="small")
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    for (row, col), count in np.ndenumerate(matrix):
+        axes.text(col, row, str(count), ha="center", va="center", fontsize="x-small",
+                  color="white" if count > matrix.max() / 2 else "black")
+    figure.colorbar(image, ax=axes)
+    axes.set_title(title)
+    figure.tight_layout()
+
+
+def draw_segmentation(figure: Figure, title: str, examples: dict, predictions: dict[str, list],
+                      num_classes: int) -> None:
+    """One row per example: image, ground truth, then each encoder's prediction."""
+    rows, names = len(examples["images"]), list(predictions)
+    grid = figure.subplots(rows, 2 + len(names), squeeze=False)
+    for row in range(rows):
+        panels = [("image", decode_uint8(examples["images"][row])),
+                  ("ground truth", decode_uint8(examples["ground_truth"][row])),
+                  *((name, decode_uint8(predictions[name][row])) for name in names)]
+        for axes, (label, array) in zip(grid[row], panels, strict=True):
+            if array.ndim == 3:
+                axes.imshow(array)
+            else:
+                axes.imshow(np.ma.masked_equal(array, VOID), cmap="tab20", vmin=0,
+                            vmax=max(num_classes - 1, 1), interpolation="nearest")
+            axes.set_axis_off()
+            if row == 0:
+                axes.set_title(label, fontsize="small")
+    figure.suptitle(title)
+
+
+def tasks_of(report: dict, protocol: str) -> list[str]:
+    """The report's task keys of one protocol (`protocol` or `protocol:dataset`)."""
+    return [task for task in report.get("protocols", []) if task.partition(":")[0] == protocol]
+
+
+def bar_plots(report: dict, columns_of: ColumnsOf) -> list[Plot]:
+    """One bar chart per task with at least one value."""
+    plots = []
+    for task in report.get("protocols", []):
+        columns = columns_of(task)
+        series = {enc["name"]: [value_at(enc.get("protocols", {}).get(task), path) for _, path in columns]
+                  for enc in report["encoders"]}
+        if not columns or all(v is None for values in series.values() for v in values):
+            continue
+        titles = [title for title, _ in columns]
+        plots.append(Plot(f"{task}: encoders compared", f"bars-{slug(task)}.png",
+                          lambda fig, t=task, c=titles, s=series: draw_bars(fig, t, c, s)))
+    return plots
+
+
+def confusion_plots(report: dict) -> list[Plot]:
+    """Each encoder's zero-shot confusion matrix, where the protocol stored one."""
+    plots = []
+    for task in tasks_of(report, "zeroshot"):
+        for index, enc in enumerate(report["encoders"]):
+            result = enc.get("protocols", {}).get(task) or {}
+            if "confusion" not in result or "confusion_classes" not in result:
+                continue
+            title = f"{task} confusion: {enc['name']}"
+            plots.append(Plot(title, f"confusion-{slug(task)}-{index}.png",
+                              lambda fig, t=title, r=result: draw_confusion(
+                                  fig, t, r["confusion"], r["confusion_classes"])))
+    return plots
+
+
+def segmentation_plots(report: dict) -> list[Plot]:
+    """Examples of each segmentation task whose results carry them, all encoders side by side."""
+    plots = []
+    for task in tasks_of(report, "segmentation"):
+        results = {enc["name"]: enc.get("protocols", {}).get(task) or {} for enc in report["encoders"]}
+        results = {name: result for name, result in results.items()
+                   if isinstance(result.get("examples"), dict)}
+        if not results:
+            continue
+        first = next(iter(results.values()))
+        predictions = {name: result["examples"]["prediction"] for name, result in results.items()}
+        plots.append(Plot(f"{task}: examples", f"segmentation-{slug(task)}.png",
+                          lambda fig, t=task, e=first["examples"], p=predictions,
+                          c=len(first.get("classes", [])): draw_segmentation(fig, t, e, p, c)))
+    return plots
+
+
+def plan_plots(report: dict, columns_of: ColumnsOf) -> list[Plot]:
+    """Every figure the report gets, in the order report.md shows them."""
+    return bar_plots(report, columns_of) + confusion_plots(report) + segmentation_plots(report)
+
+
+def figure_size(plot: Plot, report: dict) -> tuple[float, float]:
+    if plot.filename.startswith("segmentation-"):
+        return (2.0 * (2 + len(report["encoders"])), 6.5)
+    return (7.0, 5.5) if plot.filename.startswith("confusion-") else (8.0, 4.5)
+
+
+def write_plots(out_dir: Path, report: dict, columns_of: ColumnsOf) -> list[Plot]:
+    """Draw every planned figure into out_dir/plots/ (atomically) and drop PNGs no longer planned."""
+    plots = plan_plots(report, columns_of)
+    plots_dir = Path(out_dir) / PLOTS_DIR
+    plots_dir.mkdir(exist_ok=True)
+    for plot in plots:
+        figure = Figure(figsize=figure_size(plot, report))
+        FigureCanvasAgg(figure)
+        plot.draw(figure)
+        tmp = plots_dir / f".{plot.filename}.{uuid.uuid4().hex[:12]}.tmp.png"
+        try:
+            figure.savefig(tmp, dpi=100)
+            os.replace(tmp, plots_dir / plot.filename)
+        finally:
+            tmp.unlink(missing_ok=True)
+    planned = {plot.filename for plot in plots}
+    for stale in plots_dir.glob("*.png"):
+        if stale.name not in planned:
+            stale.unlink()
+    return plots
+
+
+def plot_lines(report: dict, columns_of: ColumnsOf) -> list[str]:
+    """report.md's Plots section: one linked image per figure."""
+    plots = plan_plots(report, columns_of)
+    if not plots:
+        return []
+    return ["## Plots", "", *(f"![{plot.title}]({PLOTS_DIR}/{plot.filename})\n" for plot in plots)]

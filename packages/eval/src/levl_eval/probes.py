@@ -1,0 +1,189 @@
+"""The MLP and attentive probes (METHOD.md, "MLP and attentive probes"): the reference code's
+readouts beyond the linear probe, run by the `linear` protocol when asked (`--probe`).
+
+- MLP probe: the linear probe's CLS preprocessing (L2-normalise, standardise with train
+  statistics), then Linear → GELU → Linear. It reads what a linear layer cannot (an XOR of
+  feature signs, a class carved out by a curve).
+- Attentive probe: patch tokens standardised per dimension, one cross-attention block whose
+  single learned query attends over them (pre-norm attention and MLP, both residual), then a
+  linear classifier. It reads what the CLS token does not summarise (an object in one patch).
+
+Both train with AdamW and a cosine schedule from seeded initial weights and a seeded shuffle, so
+a rerun gives the same numbers. Patch tokens stay in their float16 cache and are standardised a
+batch at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from levl_eval.metrics import classification_metrics
+from levl_eval.standardize import Standardizer, TokenStandardizer
+
+PROBE_NAMES: tuple[str, ...] = ("linear", "mlp", "attentive")
+
+
+@dataclass(frozen=True)
+class MLPProbeSettings:
+    """A 2-layer MLP on the CLS feature; every field lands in the report."""
+
+    hidden: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    epochs: int = 50
+    seed: int = 0
+    std_clamp: float = 1e-8
+
+
+@dataclass(frozen=True)
+class AttentiveProbeSettings:
+    """One cross-attention block with a learned query over the patch tokens.
+
+    num_heads 0 means width // 64 (at least 1; ViT-B: 12), the usual 64-dim heads.
+    """
+
+    num_heads: int = 0
+    mlp_ratio: float = 4.0
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    batch_size: int = 256
+    epochs: int = 20
+    seed: int = 0
+    std_clamp: float = 1e-8
+    eval_batch_size: int = 256
+
+
+def attention_heads(width: int, requested: int) -> int:
+    """The head count used: the requested one, or 64-dim heads, falling back to one head."""
+    heads = requested or max(1, width // 64)
+    return heads if width % heads == 0 else 1
+
+
+class MLPProbe(nn.Module):
+    """Linear → GELU → Linear on a standardised CLS feature."""
+
+    def __init__(self, width: int, hidden: int, num_classes: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, cls_BD: torch.Tensor) -> torch.Tensor:
+        return self.layers(cls_BD)
+
+
+class AttentiveProbe(nn.Module):
+    """A learned query cross-attends over the tokens (pre-norm block), then a linear classifier."""
+
+    def __init__(self, width: int, num_classes: int, num_heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        hidden = int(width * mlp_ratio)
+        self.query_11D = nn.Parameter(0.02 * torch.randn(1, 1, width))
+        self.token_norm = nn.LayerNorm(width)
+        self.attention = nn.MultiheadAttention(width, num_heads, batch_first=True)
+        self.mlp_norm = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
+        self.out_norm = nn.LayerNorm(width)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, tokens_BLD: torch.Tensor) -> torch.Tensor:
+        keys_BLD = self.token_norm(tokens_BLD)
+        query_B1D = self.query_11D.expand(tokens_BLD.shape[0], -1, -1)
+        pooled_B1D = query_B1D + self.attention(query_B1D, keys_BLD, keys_BLD, need_weights=False)[0]
+        pooled_B1D = pooled_B1D + self.mlp(self.mlp_norm(pooled_B1D))
+        return self.classifier(self.out_norm(pooled_B1D[:, 0]))
+
+
+def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
+    """Build a module with its initial weights drawn from `seed`, leaving the global RNG as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def train_classifier(
+    module: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor], labels_N: torch.Tensor, *,
+    lr: float, weight_decay: float, batch_size: int, epochs: int, seed: int, device: str,
+) -> nn.Module:
+    """Minibatch cross-entropy with AdamW and a per-step cosine decay to zero.
+
+    `inputs(indices_B)` gives the batch's (standardised) inputs on `device`, so a large float16
+    token cache is converted one batch at a time.
+    """
+    module = module.to(device).train()
+    optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * -(-labels_N.shape[0] // batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.enable_grad():
+        for _ in range(epochs):
+            for batch_B in torch.randperm(labels_N.shape[0], generator=generator).split(batch_size):
+                loss = F.cross_entropy(module(inputs(batch_B)), labels_N[batch_B].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+    return module.eval()
+
+
+@torch.no_grad()
+def batched_logits(module: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor], count: int,
+                   batch_size: int) -> torch.Tensor:
+    """The module's [N, C] logits, computed a batch at a time, on the CPU."""
+    return torch.cat([module(inputs(batch_B)).float().cpu()
+                      for batch_B in torch.arange(count).split(batch_size)])
+
+
+def scored(module: nn.Module, train_inputs: Callable, train_labels_N: torch.Tensor,
+           test_inputs: Callable, test_labels_N: torch.Tensor, batch_size: int) -> dict:
+    """Test metrics plus train top-1 (train accuracy shows under- or over-fitting)."""
+    metrics = classification_metrics(
+        batched_logits(module, test_inputs, test_labels_N.shape[0], batch_size), test_labels_N)
+    train_logits = batched_logits(module, train_inputs, train_labels_N.shape[0], batch_size)
+    metrics["train_top1"] = classification_metrics(train_logits, train_labels_N)["top1"]
+    return metrics
+
+
+def mlp_probe_metrics(
+    train_ND: torch.Tensor, train_labels_N: torch.Tensor, test_ND: torch.Tensor,
+    test_labels_N: torch.Tensor, num_classes: int, settings: MLPProbeSettings, device: str = "cpu",
+) -> dict:
+    """Train the MLP probe on standardised train CLS features; score test and train."""
+    standardize = Standardizer.fit(train_ND, settings.std_clamp)
+    train_x, test_x = standardize(train_ND).to(device), standardize(test_ND).to(device)
+    probe = seeded(settings.seed, lambda: MLPProbe(train_ND.shape[1], settings.hidden, num_classes))
+    probe = train_classifier(
+        probe, lambda b: train_x[b], train_labels_N, lr=settings.lr,
+        weight_decay=settings.weight_decay, batch_size=settings.batch_size, epochs=settings.epochs,
+        seed=settings.seed, device=device,
+    )
+    return scored(probe, lambda b: train_x[b], train_labels_N, lambda b: test_x[b],
+                  test_labels_N, settings.batch_size)
+
+
+def attentive_probe_metrics(
+    train_NLD: torch.Tensor, train_labels_N: torch.Tensor, test_NLD: torch.Tensor,
+    test_labels_N: torch.Tensor, num_classes: int, settings: AttentiveProbeSettings,
+    device: str = "cpu",
+) -> dict:
+    """Train the attentive probe on standardised train patch tokens; score test and train."""
+    standardize = TokenStandardizer.fit(train_NLD, settings.std_clamp)
+    width = train_NLD.shape[-1]
+    heads = attention_heads(width, settings.num_heads)
+    probe = seeded(settings.seed, lambda: AttentiveProbe(width, num_classes, heads, settings.mlp_ratio))
+
+    def reader(tokens_NLD: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda batch_B: standardize(tokens_NLD[batch_B].to(device))
+
+    probe = train_classifier(
+        probe, reader(train_NLD), train_labels_N, lr=settings.lr,
+        weight_decay=settings.weight_decay, batch_size=settings.batch_size, epochs=settings.epochs,
+        seed=settings.seed, device=device,
+    )
+    metrics = scored(probe, reader(train_NLD), train_labels_N, reader(test_NLD), test_labels_N,
+                     settings.eval_batch_size)
+    return {**metrics, "num_heads": heads}

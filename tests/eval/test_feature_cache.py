@@ -1,0 +1,134 @@
+"""The on-disk feature cache: a second run on the same inputs extracts nothing; a changed
+checkpoint, transform or dataset misses; --no-cache reads and writes nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import levl_eval.encoder as encoder_module
+from levl_eval.cli import app
+from levl_eval.feature_cache import FeatureCache, default_cache_dir, entry_key, split_identity
+from levl_eval.featureset import EvalSplit, FileSample, SplitFeatures
+from levl_eval.runner import EvalOptions, run_evaluation
+from levl_eval.testing import save_micro_checkpoint, write_image
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Micro models: a second OpenMP thread on the shared 2 cores only adds contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def extractions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every CLS-feature extraction (one forward pass over a split), by split name."""
+    calls: list[str] = []
+    real = encoder_module.extract_split_features
+
+    def counting(model, split, *args, **kwargs):
+        calls.append(split.name)
+        return real(model, split, *args, **kwargs)
+
+    monkeypatch.setattr(encoder_module, "extract_split_features", counting)
+    return calls
+
+
+def _linear_top1(report: dict) -> list[float]:
+    return [enc["protocols"]["linear"]["top1"] for enc in report["encoders"]]
+
+
+def test_second_run_reuses_features_and_changed_inputs_miss(
+    eval_world: Path, micro_run: Path, tmp_path: Path, extractions: list[str]
+) -> None:
+    options = EvalOptions(protocols=("linear",), batch_size=12, cache_dir=str(tmp_path / "cache"))
+    first = run_evaluation([micro_run], eval_world, options)
+    assert len(extractions) == 4  # (checkpoint, random) x (eval-train, eval-test)
+    assert first["feature_cache"]["misses"] == 4 and first["feature_cache"]["hits"] == 0
+
+    extractions.clear()
+    second = run_evaluation([micro_run], eval_world, options)
+    assert extractions == []  # no forward pass at all
+    assert second["feature_cache"] == {**first["feature_cache"], "hits": 4, "misses": 0}
+    assert _linear_top1(second) == _linear_top1(first)
+
+    other = save_micro_checkpoint(tmp_path / "other-weights", seed=2)  # same config: same baseline
+    run_evaluation([other], eval_world, options)
+    assert len(extractions) == 2  # only the new checkpoint's two splits
+
+    extractions.clear()
+    moved = shutil.copytree(micro_run / "checkpoints" / "step_0000007", tmp_path / "other-transform")
+    metadata = json.loads((moved / "metadata.json").read_text())
+    metadata["preprocess"]["mean"] = [0.5, 0.5, 0.5]
+    (moved / "metadata.json").write_text(json.dumps(metadata))
+    run_evaluation([moved], eval_world, options)
+    assert len(extractions) == 4  # same weights, other normalisation: checkpoint and baseline miss
+
+
+def test_no_cache_extracts_every_time_and_writes_nothing(
+    eval_world: Path, micro_run: Path, tmp_path: Path, extractions: list[str]
+) -> None:
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        result = CliRunner().invoke(app, ["linear", "--ckpt", str(micro_run), "--data", str(eval_world),
+                                          "--out", str(tmp_path / "out"), "--device", "cpu", "--no-cache"])
+        assert result.exit_code == 0, result.output
+    assert len(extractions) == 8 and not cache.exists()
+    assert "feature cache" not in result.stdout
+
+
+def test_cli_cache_flag_reports_hits(
+    eval_world: Path, micro_run: Path, tmp_path: Path, extractions: list[str]
+) -> None:
+    args = ["linear", "--ckpt", str(micro_run), "--data", str(eval_world), "--out", str(tmp_path / "out"),
+            "--device", "cpu", "--cache", str(tmp_path / "cache")]
+    CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"feature cache {tmp_path / 'cache'}: 4 hit(s), 0 miss(es)" in result.stdout
+    assert len(extractions) == 4
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["options"]["cache_dir"] == str(tmp_path / "cache")
+    clash = CliRunner().invoke(app, [*args, "--no-cache"])
+    assert clash.exit_code == 2 and clash.stderr.startswith("error: --cache and --no-cache")
+
+
+def test_default_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LEVL_FEATURE_CACHE", str(tmp_path / "explicit"))
+    assert default_cache_dir() == tmp_path / "explicit"
+    monkeypatch.delenv("LEVL_FEATURE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "levl" / "features"
+
+
+def test_a_changed_image_file_or_label_changes_the_key(tmp_path: Path) -> None:
+    image = write_image(tmp_path / "a.png", value=10)
+    split = EvalSplit("files", files=(FileSample(image, label=0),))
+    identity = {"weights": "w"}
+    key = entry_key("image", identity, split, SplitFeatures)
+    assert entry_key("image", identity, split, SplitFeatures) == key
+    assert entry_key("image", identity, EvalSplit("files", files=(FileSample(image, label=1),)),
+                     SplitFeatures) != key
+    assert entry_key("patches", identity, split, SplitFeatures) != key
+    write_image(image, size=(17, 16), value=10)  # new bytes on disk: other size
+    assert entry_key("image", identity, split, SplitFeatures) != key
+    assert split_identity(split)["name"] == "'files'"
+
+
+def test_an_unreadable_entry_is_a_miss_and_is_rewritten(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+    features = SplitFeatures(torch.ones(2, 3), torch.ones(2, 4), torch.ones(2, 4), torch.tensor([0, 1]),
+                             captions=(("a",), ("b",)))
+    cache.path("ab12").parent.mkdir(parents=True)
+    cache.path("ab12").write_bytes(b"truncated")
+    got = cache.get_or_extract("ab12", SplitFeatures, lambda: features)
+    again = cache.get_or_extract("ab12", SplitFeatures, lambda: pytest.fail("extracted twice"))
+    assert (cache.hits, cache.misses) == (1, 1) and got is features
+    assert torch.equal(again.cls_ND, features.cls_ND) and again.captions == (("a",), ("b",))

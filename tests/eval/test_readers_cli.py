@@ -1,0 +1,116 @@
+"""levl-eval on the real-dataset layouts through `--data-root` (alias of --datasets): a micro
+checkpoint and its random baseline on tiny ImageNet / Pets trees (linear, zeroshot) and tiny
+GQA / POPE trees (vlm, under a tiny Llama saved to disk)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from levl_eval.cli import app
+from levl_eval.datasets import prompts
+from levl_eval.datasets.fixtures import (
+    write_gqa_layout,
+    write_imagenet_layout,
+    write_pets_layout,
+    write_pope_layout,
+)
+from levl_eval.testing_llm import tiny_llm
+from levl_eval.vlm_items import PROMPT
+
+runner = CliRunner()
+FIXTURE_WORDS = ("Is the object red? What color is the object? red blue yes no "
+                 "Is there a person giraffe chair fork in the image?")
+
+
+def _invoke(*args: str | Path):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def classification_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("datasets")
+    write_imagenet_layout(root, train=4, val=2)
+    write_pets_layout(root, trainval=3, test=2)
+    return root
+
+
+def test_linear_runs_on_every_classification_dataset_under_data_root(
+    eval_world: Path, micro_run: Path, classification_root: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "eval"
+    result = _invoke("linear", "--ckpt", micro_run, "--data", eval_world, "--out", out,
+                     "--device", "cpu", "--data-root", classification_root)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["protocols"] == ["linear", "linear:imagenet", "linear:pets"]
+    skipped = {item["task"]: item["reason"] for item in report["skipped"]}
+    assert skipped["linear:places365"] == f"not found at {classification_root / 'places365_standard'}"
+    imagenet = report["tasks"]["linear:imagenet"]["data"]
+    assert imagenet["classes"][:2] == ["tench", "goldfish"] and "at most 500" in imagenet["train_rule"]
+    assert report["options"]["datasets"] == str(classification_root)
+    for encoder in report["encoders"]:
+        linear = encoder["protocols"]["linear:imagenet"]
+        assert linear["data"]["train"]["samples"] == 16 and linear["data"]["test"]["samples"] == 8
+        assert linear["data"]["num_classes"] == 4 and 0.0 <= linear["top1"] <= 1.0
+        assert encoder["protocols"]["linear:pets"]["data"]["test"]["samples"] == 6
+    # class-coloured images: even frozen random features separate them linearly
+    assert report["encoders"][1]["protocols"]["linear:pets"]["top1"] >= 0.8
+
+
+def test_zeroshot_uses_each_dataset_s_prompts(
+    eval_world: Path, micro_run: Path, classification_root: Path, tmp_path: Path
+) -> None:
+    result = _invoke("zeroshot", "--ckpt", micro_run, "--data", eval_world, "--out", tmp_path / "z",
+                     "--device", "cpu", "--datasets", classification_root)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "z" / "report.json").read_text())
+    assert report["tasks"]["zeroshot:pets"]["data"]["prompts"] == list(prompts.PETS)
+    scores = report["encoders"][0]["protocols"]["zeroshot:imagenet"]
+    assert scores["data"]["num_prompts"] == len(prompts.IMAGENET) and scores["data"]["num_classes"] == 4
+
+
+def test_malformed_classification_layout_is_one_line_before_any_checkpoint_loads(
+    eval_world: Path, tmp_path: Path
+) -> None:
+    write_pets_layout(tmp_path)
+    (tmp_path / "oxford-iiit-pet" / "annotations" / "test.txt").write_text("Bengal_1\n")
+    result = _invoke("linear", "--ckpt", tmp_path / "no-such-ckpt", "--data", eval_world,
+                     "--out", tmp_path / "o", "--device", "cpu", "--data-root", tmp_path)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "test.txt:1: expected" in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_vlm_scores_gqa_by_exact_match_and_pope_per_split(
+    eval_world: Path, micro_run: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "datasets"
+    write_gqa_layout(root, train=4, test=2)
+    write_pope_layout(root, images=4)
+    llm = tiny_llm([PROMPT, FIXTURE_WORDS])
+    llm_dir = tmp_path / "tiny-llama"
+    llm.model.save_pretrained(llm_dir)
+    llm.tokenizer.save_pretrained(llm_dir)
+    result = _invoke("vlm", "--ckpt", micro_run, "--data", eval_world, "--out", tmp_path / "v",
+                     "--device", "cpu", "--data-root", root, "--llm", llm_dir, "--vlm-max-steps", "2")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert report["protocols"] == ["vlm:gqa", "vlm:pope"]
+    skipped = {item["task"]: item["reason"] for item in report["skipped"]}
+    assert "labels.answers" in skipped["vlm"] and skipped["vlm:vqav2"].startswith("not found at")
+    for encoder in report["encoders"]:
+        gqa, pope = encoder["protocols"]["vlm:gqa"], encoder["protocols"]["vlm:pope"]
+        assert set(gqa["by_type"]) == {"verify", "query"} and 0 <= gqa["exact_match"] <= 1
+        assert gqa["data"]["test"] == {"images": 2, "questions": 4, "by_type": {"verify": 2, "query": 2},
+                                       "skipped": {}}
+        assert set(pope["pope"]) == {"random", "popular", "adversarial"} and "vqa_accuracy" not in pope
+        assert pope["pope"]["random"]["num_questions"] == 4
+        # one epoch of 8 (GQA) and 12 (POPE) train questions in batches of 16
+        assert gqa["train_steps"] == 1 and pope["train_steps"] == 1
+        assert pope["data"]["train"]["questions"] == 12 and pope["data"]["test"]["images"] == 2
+    assert report["tasks"]["vlm:pope"]["data"]["train_rule"].startswith("questions on the 2 images")
