@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -191,6 +196,45 @@ def test_fetch_resume_redoes_only_broken_shards_and_matches_an_uninterrupted_fet
     a, b = (json.loads((d / "manifest.json").read_text()) for d in (out, complete))
     assert a["stats"] == b["stats"] and a["num_samples"] == b["num_samples"]
     assert read_manifest(out).num_samples == 12
+
+
+def kill_fetch_mid_shard(command: list[str], out: Path, shard: str) -> None:
+    """Run a fetch in its own process group and SIGKILL the whole group (levl-data and its
+    img2dataset workers) while `shard`'s tar is open and its stats not yet written."""
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / f"{shard}.tar").exists():
+            assert process.poll() is None, "the fetch ended before the shard was opened"
+            assert time.monotonic() < deadline, f"{shard}.tar never appeared"
+            time.sleep(0.01)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
+    assert not (out / f"{shard}_stats.json").exists(), "killed too late: the shard finished"
+
+
+def test_fetch_killed_with_sigkill_mid_shard_finishes_on_rerun_like_an_uninterrupted_one(
+    cc12m_fetch, tmp_path
+):
+    """Shard 1 holds the row the server answers after the client's timeout, so the shard is
+    open for over a second: the kill lands inside it. The rerun keeps shard 0 and ends with the
+    same samples and stats as the uninterrupted fetch."""
+    out = tmp_path / "out"
+    command = [str(Path(sys.executable).parent / "levl-data"), "fetch", "cc12m", "--metadata",
+               str(cc12m_fetch["tsv"]), "--out", str(out), *FAST, *SMALL, *ONE_PROCESS]
+    kill_fetch_mid_shard(command, out, "00001")
+    assert not (out / "manifest.json").exists()
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resumed with 1 shards kept" in rerun.stdout, rerun.stdout
+    complete = cc12m_fetch["out"]
+    resumed, uninterrupted = samples(out / "manifest.json"), samples(complete / "manifest.json")
+    assert {k: v["txt"] for k, v in resumed.items()} == {
+        k: v["txt"] for k, v in uninterrupted.items()}
+    a, b = (json.loads((d / "manifest.json").read_text()) for d in (out, complete))
+    assert a["stats"] == b["stats"] and a["num_samples"] == b["num_samples"] == 12
 
 
 def test_fetch_refuses_an_out_dir_holding_another_dataset(cc12m_fetch, tmp_path):
