@@ -86,14 +86,38 @@ def test_wsd_schedule_is_flat_then_decays_linearly():
     assert lr_at(75, 100, optim) == pytest.approx(0.5)
 
 
+def test_wsd_schedule_warms_up_holds_then_falls_in_equal_steps_to_min_lr():
+    optim = dataclasses.replace(get_recipe("micro_synthetic").optim, lr=1.0, min_lr=0.1,
+                                warmup_steps=10, schedule="wsd", decay_fraction=0.2)
+    lrs = [lr_at(s, 100, optim) for s in range(101)]
+    assert lrs[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])  # warmup
+    assert set(lrs[9:81]) == {1.0}  # stable until the last 20 steps
+    drops = [a - b for a, b in zip(lrs[80:], lrs[81:], strict=False)]
+    assert drops == pytest.approx([0.9 / 20] * 20)  # linear decay...
+    assert lrs[100] == pytest.approx(0.1)  # ...reaching min_lr at the end of the run
+
+
+def test_wsd_with_warmup_running_into_the_decay_is_refused():
+    cfg = apply_overrides(get_recipe("micro_synthetic"), [
+        "optim.schedule=wsd", "steps=20", "optim.warmup_steps=10", "optim.decay_fraction=0.6"])
+    with pytest.raises(TrainError, match=r"warmup \(10 steps\) and decay \(12 = 0.6 x 20"):
+        check_config(cfg)
+
+
 @pytest.mark.parametrize("override, message", [
     ("optim.schedule=linear", "optim.schedule='linear' is unknown"),
     ("precision=fp8", "precision='fp8' is unknown"),
     ("steps=0", "steps=0 must be positive"),
     ("data.batch_size=-1", "data.batch_size=-1 must be positive"),
+    ("keep_last=0", "keep_last=0 must be positive"),
+    ("optim.grad_clip=-1", r"optim.grad_clip=-1.0 must be >= 0 \(0 turns clipping off\)"),
+    ("optim.schedule=wsd,optim.decay_fraction=0",
+     r"optim.decay_fraction=0.0 must be in \(0, 1\]"),
+    ("precision=fp32,cpu_bf16=true", "cpu_bf16=true asks for bf16 on the CPU but "
+                                     "precision='fp32'"),
 ])
 def test_values_no_run_could_use_are_refused_up_front(override, message):
-    cfg = apply_overrides(get_recipe("micro_synthetic"), [override])
+    cfg = apply_overrides(get_recipe("micro_synthetic"), override.split(","))
     with pytest.raises(TrainError, match=message):
         check_config(cfg)
 

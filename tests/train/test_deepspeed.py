@@ -114,3 +114,22 @@ def test_run_killed_after_a_checkpoint_resumes_to_bitwise_the_same_weights(
     assert resumed.keys() == reference.keys()
     different = [key for key in reference if not torch.equal(resumed[key], reference[key])]
     assert not different, f"resumed from {killed_at}; differ: {different[:5]}"
+
+
+@pytest.mark.slow
+def test_two_rank_zero3_run_writes_whole_consolidated_weights(shards, tmp_path):
+    """ZeRO-3 shards every parameter over the ranks; the checkpoint must still hold each one
+    whole (gathered before rank 0 writes), in the shapes a fresh model has. Slow: ~1-2 min."""
+    from levl_model.model import build_model
+    from levl_train.recipes import micro_synthetic
+
+    out = tmp_path / "run"
+    command = torchrun_command(shards, out, port=29633) + [
+        "--set", "dist.zero_stage=3", "--set", "steps=2", "--set", "ckpt_every=2"]
+    finish(launch(command))
+    weights = load_file(out / "checkpoints/step_0000002/model.safetensors")
+    fresh = build_model(micro_synthetic().model).state_dict()
+    shapes = {key: tuple(value.shape) for key, value in weights.items()
+              if not key.startswith("objective.")}
+    assert shapes == {key: tuple(value.shape) for key, value in fresh.items()}
+    assert all(value.abs().sum() > 0 for key, value in weights.items() if key.endswith("weight"))

@@ -52,11 +52,13 @@ def test_resume_from_an_earlier_checkpoint_reaches_bitwise_the_same_weights(
     assert steps == [1, 2, 3, 4, 5, 3, 4, 5]
 
 
-def test_a_run_dir_of_another_recipe_is_refused(tmp_path, shards):
+def test_a_run_dir_of_another_recipe_is_refused_and_left_as_it_was(tmp_path, shards):
     (tmp_path / "config.json").write_text(json.dumps({"recipe": "tiny_synthetic"}))
     with pytest.raises(TrainError, match="holds a run of recipe tiny_synthetic, not "
                                          "micro_synthetic; pass another --out"):
-        resume_mode(tmp_path, short_config(shards).to_dict())
+        train(short_config(shards), tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["config.json"]
+    assert json.loads((tmp_path / "config.json").read_text()) == {"recipe": "tiny_synthetic"}
 
 
 def test_a_run_dir_with_another_config_is_refused_naming_the_key(

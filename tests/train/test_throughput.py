@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -107,3 +108,30 @@ def test_cpu_meter_splits_time_and_counts_tokens_and_flops():
     assert figures["data_wait_s"] + figures["compute_s"] <= figures["step_time_s"]
     assert figures["mfu"] is None and figures["peak_mem_gib"] > 0.05
     assert meter.interval()["samples_per_s"] == 0.0  # the interval starts anew
+
+
+@pytest.mark.parametrize(("precision", "float32_matmul", "tflops"), [
+    ("bf16", "highest", 989.4),  # autocast: bf16 tensor cores
+    ("fp32", "highest", 67.0),  # torch's default fp32 matmul: CUDA cores, no TF32
+    ("fp32", "high", 494.7),  # TF32 allowed: half the bf16 tensor-core rate
+])
+def test_mfu_peak_follows_the_runs_matmul_precision(monkeypatch, precision, float32_matmul,
+                                                    tflops):
+    """An fp32 run on an H100 SXM measured against the bf16 peak would under-report its MFU
+    by 15x (or 2x with TF32)."""
+    monkeypatch.setattr(torch.cuda, "get_device_name",
+                        lambda device=None: "NVIDIA H100 80GB HBM3")
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(float32_matmul)
+    try:
+        cfg = dataclasses.replace(micro_synthetic(), precision=precision)
+        meter = ThroughputMeter(cfg, torch.device("cuda", 0))
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    assert meter.peak_flops == pytest.approx(tflops * 1e12)
+
+
+def test_fp32_peaks_are_known_where_bf16_ones_are_except_b200():
+    for name in ("NVIDIA H100 PCIe", "NVIDIA A100-SXM4-80GB", "NVIDIA L4", "NVIDIA H200"):
+        assert peak_flops_for(name, "fp32") < peak_flops_for(name, "tf32") < peak_flops_for(name)
+    assert peak_flops_for("NVIDIA B200", "fp32") is None  # MFU null: set log.peak_tflops

@@ -34,7 +34,16 @@ def _resolved(recipe: str, data: Path | None, set_: list[str] | None, smoke: boo
     cfg = get_recipe(recipe, smoke=smoke)
     if data is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=str(data)))
-    return apply_overrides(cfg, set_ or [])
+    return absolute_manifest(apply_overrides(cfg, set_ or []))
+
+
+def absolute_manifest(cfg):
+    """The manifest as an absolute path: the run dir's config.json must name its data whatever
+    the working directory of a later `levl-train resume RUN_DIR` (or of a SLURM job) is."""
+    if cfg.data.manifest is None:
+        return cfg
+    manifest = str(Path(cfg.data.manifest).expanduser().absolute())
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=manifest))
 
 
 def _default_out(recipe: str) -> Path:

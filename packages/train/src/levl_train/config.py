@@ -41,14 +41,15 @@ class OptimConfig:
     warmup_steps: int = 1000
     schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay)
     decay_fraction: float = 0.2  # wsd: the last fraction of steps decays linearly to min_lr
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off (as in DeepSpeed)
 
 
 @dataclass(frozen=True)
 class DistConfig:
     """How the global batch (`data.batch_size`) is spread: over ranks, then over `grad_accum`
-    micro-batches per rank. ZeRO, SyncBatchNorm and checkpointing act only under DeepSpeed
-    (ZeRO) or with more than one rank (SyncBatchNorm)."""
+    micro-batches per rank (both engines accumulate). ZeRO acts only under DeepSpeed,
+    SyncBatchNorm only with more than one rank; activation checkpointing (recompute the ViT and
+    GPT-2 blocks in backward) works under both engines."""
 
     zero_stage: int = 0
     grad_accum: int = 1
@@ -68,7 +69,8 @@ class LogConfig:
     tensorboard: bool = True  # RUN/tensorboard/ event files
     wandb_project: str | None = None  # set to log to W&B too (WANDB_MODE=offline: RUN/wandb/)
     wandb_entity: str | None = None
-    # The device's dense bf16 peak for MFU; None: levl_train.flops' table of known GPUs.
+    # The device's dense peak for the run's matmul precision (bf16, or tf32/fp32 for an fp32
+    # run), for MFU; None: levl_train.flops' tables of known GPUs.
     peak_tflops: float | None = None
 
 
@@ -88,7 +90,10 @@ class TrainConfig:
     seed: int = 0
     tokenizer: str = "offline"
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "bf16"  # bf16 autocast on CUDA; the CPU always trains in fp32
+    precision: str = "bf16"  # bf16 autocast on CUDA (weights fp32); fp32: no autocast
+    # The CPU trains in fp32 even with precision=bf16 unless this asks for bf16 autocast there
+    # too: CPU bf16 is slow on most CPUs and would move the CPU tests off their fp32 numbers.
+    cpu_bf16: bool = False
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     log_every: int = 10
     ckpt_every: int = 500
@@ -142,7 +147,7 @@ _CHOICES = {
     ("dist", "backend"): ("auto", "gloo", "nccl"),
 }
 _POSITIVE = (("", "steps"), ("", "log_every"), ("", "ckpt_every"), ("data", "batch_size"),
-             ("optim", "lr"), ("dist", "grad_accum"), ("dist", "timeout_s"))
+             ("optim", "lr"), ("dist", "grad_accum"), ("dist", "timeout_s"), ("", "keep_last"))
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -161,9 +166,29 @@ def check_config(cfg: TrainConfig) -> None:
                          f"batch ({cfg.data.batch_size}); raise it or set it to none")
     if cfg.log.peak_tflops is not None and cfg.log.peak_tflops <= 0:
         raise TrainError(f"log.peak_tflops={cfg.log.peak_tflops} must be positive (or none)")
-    if cfg.engine == "torch" and cfg.dist.grad_accum != 1:
-        raise TrainError("dist.grad_accum > 1 needs the DeepSpeed engine; "
-                         "add --set engine=deepspeed")
+    check_schedule(cfg)
+    if cfg.optim.grad_clip < 0:
+        raise TrainError(f"optim.grad_clip={cfg.optim.grad_clip} must be >= 0 (0 turns "
+                         "clipping off)")
+    if cfg.cpu_bf16 and cfg.precision != "bf16":
+        raise TrainError(f"cpu_bf16=true asks for bf16 on the CPU but precision="
+                         f"{cfg.precision!r}; set precision=bf16 or cpu_bf16=false")
+
+
+def check_schedule(cfg: TrainConfig) -> None:
+    """A wsd decay that starts inside the warmup would jump from the warmup's ramp into the
+    middle of the decay: refuse it rather than train on a schedule nobody drew."""
+    optim = cfg.optim
+    if optim.schedule != "wsd":
+        return
+    if not 0 < optim.decay_fraction <= 1:
+        raise TrainError(f"optim.decay_fraction={optim.decay_fraction} must be in (0, 1]")
+    decay_steps = max(1, round(cfg.steps * optim.decay_fraction))
+    if optim.warmup_steps + decay_steps > cfg.steps:
+        raise TrainError(
+            f"optim.schedule=wsd: warmup ({optim.warmup_steps} steps) and decay ({decay_steps} "
+            f"= {optim.decay_fraction} x {cfg.steps} steps) overlap; lower optim.warmup_steps or "
+            "optim.decay_fraction")
 
 
 def micro_batch_size(cfg: TrainConfig, world_size: int) -> int:

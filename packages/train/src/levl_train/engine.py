@@ -1,10 +1,11 @@
 """Training engines: one optimizer step over a step's micro-batches, and their train state.
 
-`TorchEngine` is the single-process loop (the CPU demo's default: no launcher, no JIT).
-`DeepSpeedEngine` runs 1..N ranks with ZeRO 0-3, gradient accumulation and clipping done by
-DeepSpeed. Both use the same AdamW (a torch optimizer, so DeepSpeed skips its ~45 s fused_adam
-build), the same stateless LR schedule (a function of the step) and the same bf16 autocast on
-CUDA, so switching engines does not change the math.
+`TorchEngine` is the single-process loop (the CPU demo's default: no launcher, no JIT); it
+accumulates `dist.grad_accum` micro-batches itself. `DeepSpeedEngine` runs 1..N ranks with
+ZeRO 0-3, gradient accumulation and clipping done by DeepSpeed. Both use the same AdamW (a torch
+optimizer, so DeepSpeed skips its ~45 s fused_adam build), the same stateless LR schedule (a
+function of the step) and the same bf16 autocast rule (`uses_bf16`), so switching engines does
+not change the math.
 """
 
 from __future__ import annotations
@@ -44,9 +45,17 @@ class TrainModule(nn.Module):
 
 
 def _autocast(device: torch.device, bf16: bool):
-    if device.type == "cuda" and bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    """bf16 autocast on CUDA when precision=bf16; on the CPU only when also asked for with
+    cpu_bf16 (slow on most CPUs, and it would move CPU runs off their fp32 numbers)."""
+    if cfg.precision != "bf16":
+        return False
+    return device.type == "cuda" or cfg.cpu_bf16
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
@@ -66,10 +75,15 @@ def build_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 def enable_activation_checkpointing(model: LevlModel) -> None:
-    """Recompute encoder blocks in backward: memory for compute, numerically a no-op."""
+    """Recompute every ViT and GPT-2 block in backward: memory for compute, numerically a
+    no-op. Non-reentrant checkpoints (timm's default too), which need no input to require grad.
+    transformers 5 renamed `gradient_checkpointing_enable` (deprecated, gone in v6)."""
     model.vision.set_grad_checkpointing(True)
-    model.text.transformer.gradient_checkpointing_enable(
-        gradient_checkpointing_kwargs={"use_reentrant": False})
+    text, non_reentrant = model.text.transformer, {"use_reentrant": False}
+    if hasattr(text, "activation_checkpointing_enable"):
+        text.activation_checkpointing_enable(activation_checkpointing_kwargs=non_reentrant)
+    else:
+        text.gradient_checkpointing_enable(gradient_checkpointing_kwargs=non_reentrant)
 
 
 def set_lr(optimizer, lr: float) -> None:
@@ -86,23 +100,30 @@ class StepOutput:
 
 
 class TorchEngine:
-    """One process, one optimizer step per micro-batch (grad_accum is refused in config)."""
+    """One process; one optimizer step over the step's `grad_accum` micro-batches."""
 
     def __init__(self, module: TrainModule, cfg: TrainConfig) -> None:
         self.module, self.cfg = module, cfg
         self.optimizer = build_optimizer(module, cfg)
 
     def step(self, micro_batches: list[MicroBatch], step: int) -> StepOutput:
-        (batch,) = micro_batches
+        """Each micro-batch's loss is scaled by 1/len(micro_batches) before its backward (what
+        DeepSpeed does), so the summed gradient is their mean: for a per-sample loss exactly
+        the gradient of one batch holding them all. Batch statistics (BatchNorm, SIGReg's
+        characteristic function) stay per micro-batch, as under DeepSpeed."""
         lr = lr_at(step, self.cfg.steps, self.cfg.optim)
         set_lr(self.optimizer, lr)
-        terms, embeddings = self.module(*batch, step)
         self.optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        summed: dict[str, torch.Tensor] = {}
+        for batch in micro_batches:
+            terms, embeddings = self.module(*batch, step)
+            (terms["loss"] / len(micro_batches)).backward()
+            for name, value in _detached(terms).items():
+                summed[name] = summed.get(name, 0) + value / len(micro_batches)
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
+        grad_norm = clip_gradients(params, self.cfg.optim.grad_clip)
         self.optimizer.step()
-        return StepOutput(_detached(terms), embeddings, lr, float(grad_norm))
+        return StepOutput(summed, embeddings, lr, grad_norm)
 
     def save_state(self, state_dir: Path, is_main: bool) -> None:
         if is_main:
@@ -117,6 +138,14 @@ class TorchEngine:
     @contextlib.contextmanager
     def full_weights(self):
         yield
+
+
+def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:
+    """Clip to `max_norm` and return the norm before clipping; 0 means no clipping (DeepSpeed's
+    convention), where torch's clip_grad_norm_ would instead scale every gradient to zero."""
+    if max_norm > 0:
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    return float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
 
 
 def _detached(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -43,6 +43,22 @@ PEAK_BF16_FLOPS: tuple[tuple[str, float], ...] = (
     (r"\bA10\b", 125.0e12),
 )
 
+# Dense fp32 (CUDA cores, no tensor cores: torch's default for fp32 matmuls) from the same
+# datasheets; B200's is left out (not published per GPU when this was written).
+PEAK_FP32_FLOPS: tuple[tuple[str, float], ...] = (
+    (r"H100.*NVL", 60.0e12),
+    (r"H100.*PCIe", 51.0e12),
+    (r"H100", 67.0e12),
+    (r"GH200", 67.0e12),
+    (r"H200.*NVL", 60.0e12),
+    (r"H200", 67.0e12),
+    (r"A100|A800", 19.5e12),
+    (r"L40S", 91.6e12),
+    (r"L40\b", 90.5e12),
+    (r"\bL4\b", 30.3e12),
+    (r"\bA10\b", 31.2e12),
+)
+
 
 def vision_forward_flops(cfg: VisionConfig, image_size: int) -> float:
     """Forward FLOPs of the ViT on one image of `image_size` pixels (the input, not the stored
@@ -80,19 +96,35 @@ def train_flops_per_sample(cfg: ModelConfig, image_size: int, text_tokens):
     return TRAIN_OVER_FORWARD * forward
 
 
-def peak_flops_for(device_name: str) -> float | None:
-    """The device's dense bf16 peak FLOP/s from the table, or None for a device not in it."""
-    for pattern, peak in PEAK_BF16_FLOPS:
+def peak_flops_for(device_name: str, matmul: str = "bf16") -> float | None:
+    """The device's dense peak FLOP/s for `matmul` (bf16 | tf32 | fp32), or None for a device
+    the tables do not know.
+
+    TF32 tensor cores run at half the dense bf16 rate on every GPU in the table, to within 1%
+    (A100 156/312, H100 SXM 494.7/989.4, L40S 183/362, L4 60/121), so tf32 is derived."""
+    table = PEAK_FP32_FLOPS if matmul == "fp32" else PEAK_BF16_FLOPS
+    for pattern, peak in table:
         if re.search(pattern, device_name, flags=re.IGNORECASE):
-            return peak
+            return peak / 2 if matmul == "tf32" else peak
     return None
 
 
-def device_peak_flops(device: torch.device, override_tflops: float | None) -> float | None:
-    """Peak FLOP/s for MFU: the configured override, else the table for a CUDA device; None on
-    the CPU (no meaningful tensor-core peak) and on a GPU the table does not know."""
+def matmul_precision(bf16: bool) -> str:
+    """What an autocast-free fp32 matmul runs as on CUDA: plain fp32 unless torch was told to
+    allow TF32 (`torch.set_float32_matmul_precision("high")`); bf16 under autocast."""
+    if bf16:
+        return "bf16"
+    return "fp32" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+
+
+def device_peak_flops(device: torch.device, override_tflops: float | None,
+                      matmul: str = "bf16") -> float | None:
+    """Peak FLOP/s for MFU at the run's matmul precision: the configured override, else the
+    tables for a CUDA device. An fp32 run measured against the bf16 peak would report an MFU
+    up to 15x too low. None on the CPU (no meaningful tensor-core peak) and on a GPU the tables
+    do not know."""
     if device.type != "cuda":
         return None
     if override_tflops is not None:
         return override_tflops * 1e12
-    return peak_flops_for(torch.cuda.get_device_name(device))
+    return peak_flops_for(torch.cuda.get_device_name(device), matmul)

@@ -37,7 +37,7 @@ from levl_train.resume import (
 from levl_train.rundir import write_json_atomic
 from levl_train.setup import Run, build_run
 from levl_train.sinks import MetricSinks
-from levl_train.throughput import ThroughputMeter
+from levl_train.throughput import ThroughputMeter, reduce_over_ranks
 
 
 def micro_batches(run: Run, skipped: Counter, meter: ThroughputMeter) -> list[MicroBatch]:
@@ -85,7 +85,7 @@ def train(cfg: TrainConfig, out_dir: Path) -> Path:
     checkpoint directory."""
     run = build_run(cfg, out_dir)
     start = restore(run) if run.resuming else 0
-    sinks = open_sinks(run, start) if run.env.is_main else None
+    sinks = open_sinks(run, start)
     try:
         return train_steps(run, start, sinks)
     finally:
@@ -126,12 +126,28 @@ def log_record(run: Run, done: int, result: StepOutput, losses: dict, perf: dict
             **perf, "skipped": dict(skipped)}
 
 
-def open_sinks(run: Run, start: int) -> MetricSinks:
-    """Rank 0's metric sinks; a DeepSpeed run also records the exact config it was given."""
-    ds_config = getattr(run.engine, "ds_config", None)
-    if ds_config is not None:
-        write_json_atomic(run.run_dir.path / "deepspeed.json", ds_config)
-    return MetricSinks(run.run_dir, run.cfg.log, run.cfg.to_dict(), start)
+def open_sinks(run: Run, start: int) -> MetricSinks | None:
+    """Rank 0's metric sinks (None on the other ranks), opened before the first step; a
+    DeepSpeed run also records the exact config it was given. A collective: every rank learns
+    whether rank 0 managed (alone, the others would wait out the timeout in their first
+    collective), and a new run that cannot log (W&B refused to start, say) is taken back out of
+    its run dir, so a failed start leaves nothing half written."""
+    sinks, error = None, None
+    if run.env.is_main:
+        try:
+            ds_config = getattr(run.engine, "ds_config", None)
+            if ds_config is not None:
+                write_json_atomic(run.run_dir.path / "deepspeed.json", ds_config)
+            sinks = MetricSinks(run.run_dir, run.cfg.log, run.cfg.to_dict(), start)
+        except Exception as exc:  # re-raised below, on every rank, once the dir is clean
+            error = exc
+    (opened,) = reduce_over_ranks([float(error is None)], dist.ReduceOp.MIN, run.device)
+    if opened:
+        return sinks
+    if run.env.is_main and not run.resuming:
+        run.run_dir.discard_new_run()
+    barrier()
+    raise error or TrainError("rank 0 could not open the metric sinks (see its error)")
 
 
 def resume(run_dir: Path) -> Path:

@@ -20,6 +20,7 @@ SUBMISSION_ENTRIES = frozenset({"slurm", "code", "job.json"})
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.made_dir = False  # set by `create`: whether this run made the directory itself
 
     @property
     def checkpoints(self) -> Path:
@@ -35,8 +36,23 @@ class RunDir:
             p.name not in SUBMISSION_ENTRIES for p in self.path.iterdir()
         ):
             raise TrainError(f"run dir {self.path} is not empty; pass an empty or new --out")
+        self.made_dir = not self.path.exists()
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.path / "config.json", config)
+
+    def discard_new_run(self) -> None:
+        """Undo `create` for a run that failed before its first step, so the dir is as it was
+        (absent, empty, or holding only a submission's entries) and the same command can be
+        rerun; a half-made run dir would instead be refused as 'already holds a run'."""
+        for entry in self.path.iterdir():
+            if entry.name in SUBMISSION_ENTRIES:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        if self.made_dir and not any(self.path.iterdir()):
+            self.path.rmdir()
 
     def checkpoint_dir(self, step: int) -> Path:
         return self.checkpoints / f"step_{step:07d}"

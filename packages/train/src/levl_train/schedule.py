@@ -16,7 +16,7 @@ def lr_at(step: int, total_steps: int, optim: OptimConfig) -> float:
         span = max(1, total_steps - optim.warmup_steps)
         progress = min(1.0, (step - optim.warmup_steps) / span)
         return optim.min_lr + 0.5 * (optim.lr - optim.min_lr) * (1 + math.cos(math.pi * progress))
-    if optim.schedule == "wsd":
+    if optim.schedule == "wsd":  # flat at lr, then linear to min_lr over the last steps
         decay_steps = max(1, round(total_steps * optim.decay_fraction))
         decay_start = total_steps - decay_steps
         if step < decay_start:

@@ -25,7 +25,12 @@ from levl_train.distributed import (
     dist_env,
     init_process_group,
 )
-from levl_train.engine import TorchEngine, TrainModule, enable_activation_checkpointing
+from levl_train.engine import (
+    TorchEngine,
+    TrainModule,
+    enable_activation_checkpointing,
+    uses_bf16,
+)
 from levl_train.errors import TrainError
 from levl_train.resume import resume_mode
 from levl_train.rundir import RunDir
@@ -87,8 +92,7 @@ def build_module(cfg: TrainConfig, env: DistEnv, device: torch.device) -> TrainM
     if env.multi and cfg.dist.sync_batchnorm:
         sync_batchnorm(model, device)
     objective = build_objective(cfg.objective)
-    bf16 = cfg.precision == "bf16"
-    return TrainModule(model, objective, autocast_bf16=bf16).to(device).train()
+    return TrainModule(model, objective, uses_bf16(cfg, device)).to(device).train()
 
 
 def build_engine(cfg: TrainConfig, module: TrainModule, micro_batch: int, env: DistEnv):

@@ -48,9 +48,15 @@ class MetricSinks:
     def __init__(self, run_dir: RunDir, cfg: LogConfig, config: dict[str, Any],
                  start_step: int) -> None:
         self.run_dir = run_dir
-        self.tensorboard = _open_tensorboard(run_dir.path, start_step) if cfg.tensorboard \
-            else None
-        self.wandb = _open_wandb(run_dir.path, cfg, config) if cfg.wandb_project else None
+        self.tensorboard = self.wandb = None
+        try:
+            if cfg.tensorboard:
+                self.tensorboard = _open_tensorboard(run_dir.path, start_step)
+            if cfg.wandb_project:
+                self.wandb = _open_wandb(run_dir.path, cfg, config)
+        except BaseException:
+            self.close()  # no TensorBoard writer thread left behind by a failed W&B start
+            raise
 
     def log(self, record: dict[str, Any]) -> None:
         self.run_dir.log(record)

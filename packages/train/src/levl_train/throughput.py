@@ -16,7 +16,8 @@ import torch
 import torch.distributed as dist
 
 from levl_train.config import TrainConfig
-from levl_train.flops import device_peak_flops, train_flops_per_sample
+from levl_train.engine import uses_bf16
+from levl_train.flops import device_peak_flops, matmul_precision, train_flops_per_sample
 
 GIB = 1024**3
 # The fields `interval` adds to a metrics.jsonl record (TensorBoard files them under perf/).
@@ -47,7 +48,8 @@ class ThroughputMeter:
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         self.model_cfg, self.image_size = cfg.model, cfg.preprocess.size
         self.device = device
-        self.peak_flops = device_peak_flops(device, cfg.log.peak_tflops)
+        self.matmul = matmul_precision(uses_bf16(cfg, device))
+        self.peak_flops = device_peak_flops(device, cfg.log.peak_tflops, self.matmul)
         self._reset()
 
     def _reset(self) -> None:

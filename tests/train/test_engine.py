@@ -1,0 +1,196 @@
+"""The engines' step on the micro model: activation checkpointing, gradient accumulation under
+both engines, the CPU precision rule and clipping switched off.
+
+Gradient accumulation is exactly comparable with one big batch only where the loss is a mean of
+per-sample terms: BatchNorm's batch statistics and SIGReg's characteristic function are per
+micro-batch (as under DeepSpeed). So the accumulation tests train the prediction loss alone
+(use_sigreg=false) with the heads' BatchNorms in eval mode; there accum=2 of B must match one
+batch of 2B up to float rounding, in the loss, the gradient norm and the updated weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from levl_train.distributed import DistEnv, backend_for
+from levl_train.engine import TorchEngine, uses_bf16
+from levl_train.errors import TrainError
+from levl_train.recipes import micro_synthetic
+from levl_train.setup import build_module
+
+MICRO, CAPTION = 4, 6
+CPU = torch.device("cpu")
+
+
+def micro_cfg(**changes):
+    """The prediction loss alone, clipped low enough (its gradient norm is ~0.04) that the
+    clipping acts on the accumulated gradient."""
+    cfg = micro_synthetic()
+    objective = dataclasses.replace(cfg.objective, use_sigreg=False)
+    optim = dataclasses.replace(cfg.optim, grad_clip=0.01)
+    return dataclasses.replace(cfg, **{"objective": objective, "optim": optim, **changes})
+
+
+def micro_batch(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(MICRO, 3, 64, 64, generator=generator),
+            torch.randint(0, 50_000, (MICRO, CAPTION), generator=generator),
+            torch.ones(MICRO, CAPTION, dtype=torch.long))
+
+
+def concatenated(*batches):
+    return tuple(torch.cat(parts) for parts in zip(*batches, strict=True))
+
+
+def flat_params(module) -> torch.Tensor:
+    return torch.cat([p.detach().ravel() for p in module.parameters()])
+
+
+def per_sample_module(cfg):
+    """The micro TrainModule with its BatchNorms on running statistics: a per-sample loss."""
+    return build_module(cfg, DistEnv(), CPU).eval()
+
+
+def count_block_starts(module) -> list[int]:
+    """Live counts of how often each ViT and GPT-2 block's forward starts (its first layer)."""
+    first_layers = [*(block.norm1 for block in module.model.vision.blocks),
+                    *(block.ln_1 for block in module.model.text.transformer.h)]
+    calls = [0] * len(first_layers)
+
+    def counter(index: int):
+        def count(*_):
+            calls[index] += 1
+        return count
+
+    for index, layer in enumerate(first_layers):
+        layer.register_forward_pre_hook(counter(index))
+    return calls
+
+
+def test_activation_checkpointing_recomputes_every_block_and_keeps_loss_and_grads():
+    """The switch reaches both towers (each block's forward starts again in backward) and is
+    numerically a no-op. Counted on each block's first layer: transformers checkpoints a GPT-2
+    block's `forward` inside its hooks, and the recompute stops as soon as it has what backward
+    needs, before the block returns, so hooks on the block itself see one call either way."""
+    results = {}
+    for checkpointing in (False, True):
+        cfg = micro_synthetic()
+        cfg = dataclasses.replace(cfg, dist=dataclasses.replace(
+            cfg.dist, activation_checkpointing=checkpointing))
+        module = build_module(cfg, DistEnv(), CPU)
+        calls = count_block_starts(module)
+        terms, _ = module(*micro_batch(0), step=3)
+        terms["loss"].backward()
+        grads = torch.cat([p.grad.ravel() for p in module.parameters() if p.grad is not None])
+        results[checkpointing] = (terms["loss"].detach(), grads, calls)
+    (loss, grads, calls), (ckpt_loss, ckpt_grads, ckpt_calls) = results[False], results[True]
+    assert calls == [1] * len(calls) and ckpt_calls == [2] * len(calls)
+    torch.testing.assert_close(ckpt_loss, loss, rtol=1e-6, atol=0)
+    torch.testing.assert_close(ckpt_grads, grads, rtol=1e-5, atol=1e-8)
+
+
+def full_batch_reference(cfg):
+    """The torch engine's step on one batch of 2 x MICRO: (loss, grad norm, weights after)."""
+    engine = TorchEngine(per_sample_module(cfg), cfg)
+    out = engine.step([concatenated(micro_batch(1), micro_batch(2))], step=0)
+    return float(out.terms["loss"]), out.grad_norm, flat_params(engine.module)
+
+
+def assert_same_step(loss, grad_norm, weights, reference):
+    ref_loss, ref_norm, ref_weights = reference
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    assert grad_norm == pytest.approx(ref_norm, rel=1e-5)  # a sum instead of a mean doubles it
+    assert grad_norm > micro_cfg().optim.grad_clip  # so clipping acted on the accumulated grad
+    torch.testing.assert_close(weights, ref_weights, rtol=1e-5, atol=1e-7)
+
+
+def test_torch_engine_accumulating_two_micro_batches_equals_one_batch_of_both():
+    cfg = micro_cfg(dist=dataclasses.replace(micro_cfg().dist, grad_accum=2))
+    engine = TorchEngine(per_sample_module(cfg), cfg)
+    out = engine.step([micro_batch(1), micro_batch(2)], step=0)
+    assert_same_step(float(out.terms["loss"]), out.grad_norm, flat_params(engine.module),
+                     full_batch_reference(micro_cfg()))
+
+
+def _deepspeed_rank(rank: int, port: int, out_dir: str) -> None:
+    """One DeepSpeed rank (gloo): ZeRO 0 and 2 with grad_accum=2 over the two micro-batches."""
+    from levl_train.distributed import init_process_group, shutdown
+    from levl_train.ds_engine import DeepSpeedEngine
+
+    torch.set_num_threads(1)
+    init_process_group(DistEnv(master_port=port), "gloo", 60)
+    results = {}
+    try:
+        for stage in (0, 2):
+            base = micro_cfg()
+            cfg = micro_cfg(engine="deepspeed", dist=dataclasses.replace(
+                base.dist, zero_stage=stage, grad_accum=2))
+            engine = DeepSpeedEngine(per_sample_module(cfg), cfg, micro_batch=MICRO,
+                                     world_size=1)
+            out = engine.step([micro_batch(1), micro_batch(2)], step=0)
+            torch.save(flat_params(engine.module), f"{out_dir}/weights_zero{stage}.pt")
+            results[stage] = [float(out.terms["loss"]), out.grad_norm]
+    finally:
+        shutdown()
+    with open(f"{out_dir}/results.json", "w") as f:
+        json.dump(results, f)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_deepspeed_accumulating_two_micro_batches_equals_one_batch_of_both(tmp_path):
+    """DeepSpeed scales each micro-batch's loss by 1/grad_accum and steps at the boundary: the
+    same step as the torch engine on the whole batch, under ZeRO 0 and ZeRO 2."""
+    mp.start_processes(_deepspeed_rank, args=(free_port(), str(tmp_path)), nprocs=1,
+                       start_method="fork")
+    results = json.loads((tmp_path / "results.json").read_text())
+    reference = full_batch_reference(micro_cfg())
+    for stage in (0, 2):
+        loss, grad_norm = results[str(stage)]
+        weights = torch.load(tmp_path / f"weights_zero{stage}.pt", weights_only=True)
+        assert_same_step(loss, grad_norm, weights, reference)
+
+
+def test_the_cpu_trains_in_fp32_unless_bf16_is_asked_for():
+    cfg = micro_synthetic()
+    assert cfg.precision == "bf16" and not uses_bf16(cfg, CPU)
+    assert uses_bf16(cfg, torch.device("cuda", 0))
+    asked = dataclasses.replace(cfg, cpu_bf16=True)
+    assert uses_bf16(asked, CPU)
+    assert not uses_bf16(dataclasses.replace(cfg, precision="fp32"), torch.device("cuda", 0))
+    dtypes = {}
+    for name, run_cfg in (("default", cfg), ("asked", asked)):
+        engine = TorchEngine(build_module(run_cfg, DistEnv(), CPU), run_cfg)
+        out = engine.step([micro_batch(0)], step=0)
+        dtypes[name] = out.embeddings["pred_v"].dtype  # a Linear's output: autocast's dtype
+        assert torch.isfinite(out.terms["loss"]) and out.grad_norm > 0
+        assert {p.dtype for p in engine.module.parameters()} == {torch.float32}  # fp32 master
+    assert dtypes == {"default": torch.float32, "asked": torch.bfloat16}
+
+
+def test_grad_clip_zero_turns_clipping_off_instead_of_zeroing_the_update():
+    cfg = micro_cfg(optim=dataclasses.replace(micro_cfg().optim, grad_clip=0.0))
+    engine = TorchEngine(per_sample_module(cfg), cfg)
+    before = flat_params(engine.module)
+    out = engine.step([micro_batch(1)], step=0)
+    assert out.grad_norm > 0.0
+    moved = (flat_params(engine.module) - before).abs()
+    assert moved.max() > 0.5 * engine.optimizer.param_groups[0]["lr"]
+
+
+def test_backend_is_nccl_on_gpus_and_gloo_on_the_cpu():
+    assert backend_for(torch.device("cuda", 0), "auto") == "nccl"
+    assert backend_for(CPU, "auto") == "gloo"
+    assert backend_for(torch.device("cuda", 0), "gloo") == "gloo"
+    with pytest.raises(TrainError, match="dist.backend=nccl needs CUDA"):
+        backend_for(CPU, "nccl")
