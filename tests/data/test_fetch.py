@@ -237,6 +237,63 @@ def test_fetch_killed_with_sigkill_mid_shard_finishes_on_rerun_like_an_uninterru
     assert a["stats"] == b["stats"] and a["num_samples"] == b["num_samples"] == 12
 
 
+@pytest.mark.parametrize("distributor", ["pyspark", "ray"])
+def test_fetch_on_a_local_spark_or_ray_instance_matches_the_multiprocessing_fetch(
+    cc12m_fetch, server, tmp_path, distributor
+):
+    """`--distributor pyspark` (Spark local mode) and `ray` (a local Ray instance), started by
+    levl-data as a user on one machine gets them, write the same samples and stats."""
+    out = tmp_path / "out"
+    before = Counter(server.hits)
+    result = fetch_cc12m(cc12m_fetch["tsv"], out, *ONE_PROCESS, "--distributor", distributor)
+    log = out / ".levl-fetch" / "img2dataset.log"
+    assert result.exit_code == 0, result.output + (log.read_text() if log.exists() else "")
+    hits = Counter(server.hits)
+    hits.subtract(before)
+    assert +hits == cc12m_fetch["hits"]  # every URL requested as often as by multiprocessing
+    complete = cc12m_fetch["out"]
+    got, want = samples(out / "manifest.json"), samples(complete / "manifest.json")
+    assert {k: v["txt"] for k, v in got.items()} == {k: v["txt"] for k, v in want.items()}
+    a, b = (json.loads((d / "manifest.json").read_text()) for d in (out, complete))
+    assert a["stats"] == b["stats"] and a["num_samples"] == b["num_samples"] == 12
+    assert [s["path"] for s in a["shards"]] == [s["path"] for s in b["shards"]]
+    assert a["source"]["params"]["distributor"] == distributor
+    assert a["source"]["params"]["processes"] == 1
+
+
+@pytest.mark.parametrize(
+    ("distributor", "module", "extra"), [("pyspark", "pyspark", "spark"), ("ray", "ray", "ray")]
+)
+def test_fetch_with_a_distributor_whose_extra_is_missing_says_what_to_install(
+    monkeypatch, tmp_path, distributor, module, extra
+):
+    import levl_data.fetch.distributors as distributors
+
+    real = distributors.find_spec
+    monkeypatch.setattr(
+        distributors, "find_spec", lambda name: None if name == module else real(name)
+    )
+    tsv = write_tsv(tmp_path / "cc12m.tsv", [("http://127.0.0.1:9/a.jpg", "a")])
+    result = fetch_cc12m(tsv, tmp_path / "out", "--distributor", distributor)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: --distributor {distributor} needs {module}: pip install 'levl-data[{extra}]'\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_fetch_with_pyspark_and_no_java_says_so(monkeypatch, tmp_path):
+    import levl_data.fetch.distributors as distributors
+
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setattr(distributors.shutil, "which", lambda name: None)
+    tsv = write_tsv(tmp_path / "cc12m.tsv", [("http://127.0.0.1:9/a.jpg", "a")])
+    result = fetch_cc12m(tsv, tmp_path / "out", "--distributor", "pyspark")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --distributor pyspark needs Java 17 or newer")
+    assert not (tmp_path / "out").exists()
+
+
 def test_fetch_refuses_an_out_dir_holding_another_dataset(cc12m_fetch, tmp_path):
     other = make_tiny_shards(tmp_path / "other", n=4).parent
     listing = {p.name: p.read_bytes() for p in other.iterdir()}

@@ -34,7 +34,10 @@ Threads = Annotated[int, typer.Option(help="download threads per process")]
 Retries = Annotated[int, typer.Option(help="retries per URL")]
 Timeout = Annotated[float, typer.Option(help="seconds per URL request")]
 PerShard = Annotated[int, typer.Option(help="metadata rows per shard")]
-Distributor = Annotated[str, typer.Option(help="multiprocessing | pyspark | ray")]
+Distributor = Annotated[
+    str,
+    typer.Option(help="multiprocessing | pyspark | ray (extras levl-data[spark], levl-data[ray])"),
+]
 MaxSamples = Annotated[int | None, typer.Option(help="attempt only the first N selected rows")]
 Name = Annotated[str | None, typer.Option(help="dataset name in the manifest (default: kind)")]
 

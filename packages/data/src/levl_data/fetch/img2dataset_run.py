@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from levl_data.errors import DataError
+from levl_data.fetch.distributors import check_distributor, distributor_running, worker_env
 
 RESIZE_MODES = ("keep_ratio", "center_crop", "border", "keep_ratio_largest", "no")
 DISTRIBUTORS = ("multiprocessing", "pyspark", "ray")
@@ -49,6 +50,7 @@ class FetchOptions:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
         if self.retries < 0 or self.timeout <= 0:
             raise ValueError("--retries must be >= 0 and --timeout > 0")
+        check_distributor(self.distributor)
 
     def image_identity(self) -> dict:
         """The options that change stored bytes (a resume must not mix two of these)."""
@@ -66,7 +68,13 @@ def run_img2dataset(
 ) -> None:
     """Fetch every not-yet-done shard of `input_dir/*.parquet` into `out_dir` (incremental)."""
     columns = _input_columns(input_dir)
-    with _environment(options), _output_to(log_file), _sigint_restored():
+    env = _worker_env(options)
+    with (
+        _environment(env),
+        _output_to(log_file),
+        _sigint_restored(),
+        distributor_running(options.distributor, options.processes, env),
+    ):
         from img2dataset import download  # heavy (cv2, albumentations): imported only here
 
         download(
@@ -117,14 +125,19 @@ def _sigint_restored() -> Iterator[None]:
         signal.signal(signal.SIGINT, handler)
 
 
-@contextmanager
-def _environment(options: FetchOptions) -> Iterator[None]:
-    """Env for img2dataset and its spawned workers; restored afterwards."""
-    values = {
+def _worker_env(options: FetchOptions) -> dict[str, str]:
+    """Env for img2dataset and its workers (processes, Spark or Ray workers)."""
+    return {
         "WANDB_MODE": "disabled",
         "NO_ALBUMENTATIONS_UPDATE": "1",
         "OPENCV_IO_MAX_IMAGE_PIXELS": str(options.max_pixels),
+        **worker_env(options.distributor),
     }
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set `values` in os.environ (inherited by spawned workers); restored afterwards."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -139,20 +152,30 @@ def _environment(options: FetchOptions) -> Iterator[None]:
 
 @contextmanager
 def _output_to(log_file: Path) -> Iterator[None]:
-    """Point fds 1 and 2 (inherited by spawned workers) at `log_file` for the duration."""
+    """Point fds 1 and 2 (inherited by spawned workers) at `log_file` for the duration.
+
+    sys.stdout/sys.stderr become streams on those fds rather than on the log file itself: a
+    logging handler made meanwhile (Ray makes one when img2dataset imports it) keeps the stream,
+    and one on the log file would be writing to a closed file after this fetch.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     with open(log_file, "a", encoding="utf-8") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-        try:
-            with redirect_stdout(log), redirect_stderr(log):
-                yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+    # left open on purpose (a handler may hold one); closefd=False: the fds stay ours to restore
+    out, err = (
+        open(fd, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
+        for fd in (1, 2)
+    )
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            yield
+    finally:
+        out.flush()
+        err.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
