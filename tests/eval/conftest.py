@@ -5,8 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from levl_eval.testing import save_micro_checkpoint, write_eval_world, write_synth_eval_world
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Micro models: a second intra-op thread buys little and collapses when another job shares
+    the 2 cores. `pytest tests/eval` measured (2026-11-23): idle machine 40-48 s with one thread
+    vs 38-41 s with two; beside two busy processes 88 s vs 190 s; under another suite's load the bridge test alone took
+    10 s vs 89 s."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,13 @@ from levl_eval.cli import app
 from levl_eval.datasets import CLASSIFICATION
 from levl_eval.testing import (
     karpathy_coco_document,
+    save_micro_checkpoint,
     write_ade20k_layout,
+    write_image,
     write_in9_layout,
     write_karpathy_json,
 )
+from levl_eval.testing_dense import write_cocostuff_layout
 
 runner = CliRunner()
 
@@ -59,8 +63,9 @@ def test_all_reports_the_checkpoint_and_its_random_baseline(
         # colour-coded classes: even frozen random features separate them linearly
         assert linear["top1"] >= 0.9
     markdown = (out / "report.md").read_text()
-    assert "| micro-run/step_0000007 | checkpoint |" in markdown
-    assert "| random (seed 0) | random |" in markdown
+    assert "| metric | micro-run/step_0000007 | random (seed 0) |" in markdown  # side by side
+    assert f"| linear top-1 | {100 * checkpoint['protocols']['linear']['top1']:.2f} | " in markdown
+    assert "- **random (seed 0)** (random)" in markdown
     assert "zero-shot top-1" in result.stdout and "wrote" in result.stdout
 
     rerender = _invoke("report", out)
@@ -95,6 +100,18 @@ def test_bad_checkpoint_path_is_one_line(eval_world: Path, tmp_path: Path) -> No
     result = _invoke("all", "--ckpt", tmp_path / "missing", "--data", eval_world,
                      "--out", tmp_path / "o", "--device", "cpu")
     _assert_one_line_error(result, "missing")
+    assert not (tmp_path / "o").exists()
+
+
+def test_checkpoint_of_another_schema_is_one_line(eval_world: Path, micro_run: Path, tmp_path: Path) -> None:
+    ckpt = tmp_path / "old-ckpt"
+    shutil.copytree(micro_run / "checkpoints" / "step_0000007", ckpt)
+    metadata = json.loads((ckpt / "metadata.json").read_text())
+    (ckpt / "metadata.json").write_text(json.dumps({**metadata, "schema": "levl.checkpoint/v0"}))
+    result = _invoke("zeroshot", "--ckpt", ckpt, "--data", eval_world, "--out", tmp_path / "o",
+                     "--device", "cpu")
+    _assert_one_line_error(result, "metadata.json", "unknown schema 'levl.checkpoint/v0'",
+                           "levl.checkpoint/v1")
     assert not (tmp_path / "o").exists()
 
 
@@ -177,21 +194,29 @@ def test_real_layouts_under_datasets_are_evaluated(
 ) -> None:
     root = tmp_path / "datasets"
     write_ade20k_layout(root)
+    write_cocostuff_layout(root)
     write_in9_layout(root)
     write_karpathy_json(root, karpathy_coco_document(root))
+    write_image(root / "flickr30k" / "flickr30k-images" / "1.jpg")
+    write_karpathy_json(root, {"images": [{"filename": "1.jpg", "split": "test", "sentences": [{"raw": "a dog"}]}]},
+                        "flickr30k", "dataset_flickr30k.json")
     result = _invoke("all", "--ckpt", micro_run, "--data", eval_world, "--out", tmp_path / "o",
                      "--device", "cpu", "--datasets", root, "--protocol", "segmentation",
                      "--protocol", "background", "--protocol", "retrieval")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "o" / "report.json").read_text())
-    assert report["protocols"] == ["segmentation:ade20k", "background:in9", "retrieval", "retrieval:coco"]
+    assert report["protocols"] == ["segmentation:ade20k", "segmentation:cocostuff", "background:in9",
+                                   "retrieval", "retrieval:coco", "retrieval:flickr30k"]
     assert report["tasks"]["background:in9"]["data"]["train_rule"].startswith("no original/train")
     checkpoint = report["encoders"][0]["protocols"]
     assert checkpoint["segmentation:ade20k"]["data"]["test"]["samples"] == 2
     assert checkpoint["segmentation:ade20k"]["classes_present"] == 2  # classes 0 and 1; void ignored
     assert checkpoint["background:in9"]["data"]["original"]["samples"] == 4
     assert checkpoint["retrieval:coco"]["data"] == {"dataset": "coco", "images": 2, "captions": 4, "skipped": {}}
-    assert "seg mIoU (ade20k)" in result.stdout and "skipped retrieval:flickr30k: not found" in result.stdout
+    assert checkpoint["retrieval:flickr30k"]["i2t_r1"] == 1.0  # one image, one caption
+    cocostuff = checkpoint["segmentation:cocostuff"]
+    assert cocostuff["data"]["num_classes"] == 171 and cocostuff["classes_present"] == 3  # person, 2 stuff
+    assert "seg mIoU (ade20k)" in result.stdout and "seg mIoU (cocostuff)" in result.stdout
 
 
 def test_malformed_dataset_is_one_line_before_any_checkpoint_loads(
@@ -201,3 +226,23 @@ def test_malformed_dataset_is_one_line_before_any_checkpoint_loads(
     result = _invoke("retrieval", "--ckpt", tmp_path / "no-such-ckpt", "--data", eval_world,
                      "--out", tmp_path / "o", "--device", "cpu", "--datasets", tmp_path)
     _assert_one_line_error(result, "dataset_coco.json: no `images` list")
+
+
+def test_several_checkpoints_are_reported_side_by_side_with_one_baseline_per_config(
+    eval_world: Path, micro_run: Path, tmp_path: Path
+) -> None:
+    same_config = save_micro_checkpoint(tmp_path / "seed2", seed=2)
+    other_config = save_micro_checkpoint(tmp_path / "px48", image_size=48)
+    result = _invoke("zeroshot", "--ckpt", micro_run, "--ckpt", same_config, "--ckpt", other_config,
+                     "--data", eval_world, "--out", tmp_path / "abc", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    encoders = json.loads((tmp_path / "abc" / "report.json").read_text())["encoders"]
+    names = ["micro-run/step_0000007", "seed2", "px48", "random (seed 0, config of micro-run/step_0000007)",
+             "random (seed 0, config of px48)"]
+    assert [enc["name"] for enc in encoders] == names
+    assert encoders[3]["baseline_for"] == names[:2] and encoders[4]["baseline_for"] == ["px48"]
+    lines = result.stdout.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("metric  "))  # after `skipped`
+    header, top1 = lines[first], lines[first + 1]
+    assert [name for name in names if name in header] == names
+    assert top1.split()[2:] == [f"{100 * enc['protocols']['zeroshot']['top1']:.2f}" for enc in encoders]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from levl_eval.datasets import read_ade20k, read_coco, read_flickr30k, read_in9
+from levl_eval.datasets import read_ade20k, read_coco, read_cocostuff, read_flickr30k, read_in9
 from levl_eval.errors import DatasetNotFound, EvalDataError
 from levl_eval.samples import mask_transform, split_batches
 from levl_eval.testing import (
@@ -18,6 +18,7 @@ from levl_eval.testing import (
     write_in9_layout,
     write_karpathy_json,
 )
+from levl_eval.testing_dense import write_cocostuff_layout
 from levl_model.preprocess import Preprocess, eval_transform
 
 PREPROCESS = Preprocess(size=16)
@@ -117,3 +118,25 @@ def test_absent_dataset_is_not_found_at_its_path(tmp_path: Path, reader, expecte
     with pytest.raises(DatasetNotFound) as raised:
         reader(tmp_path)
     assert str(raised.value) == f"not found at {tmp_path / expected}"
+
+
+@pytest.mark.parametrize(("write", "read", "image_dir", "hint"), [
+    (write_ade20k_layout, read_ade20k, "ADEChallengeData2016/images/validation",
+     "re-extract ADEChallengeData2016.zip"),
+    (write_cocostuff_layout, read_cocostuff, "coco_stuff164k/images/val2017", "re-extract val2017.zip"),
+])
+def test_segmentation_tree_without_images_names_the_dataset_s_own_archive(
+    tmp_path: Path, write, read, image_dir: str, hint: str
+) -> None:
+    write(tmp_path)
+    for image in (tmp_path / image_dir).iterdir():
+        image.unlink()
+    with pytest.raises(EvalDataError, match=f"{image_dir}: holds no images; {hint}$"):
+        read(tmp_path)
+
+
+def test_ade20k_rgb_annotation_is_an_error(tmp_path: Path) -> None:
+    write_ade20k_layout(tmp_path)
+    write_image(tmp_path / "ADEChallengeData2016" / "annotations" / "training" / "ADE_train_00000001.png")
+    with pytest.raises(EvalDataError, match=r"ADE_train_00000001\.png: PIL mode RGB, not an 8-bit label map"):
+        read_ade20k(tmp_path)

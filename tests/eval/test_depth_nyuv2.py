@@ -124,7 +124,14 @@ def test_levl_eval_depth_on_the_nyu_layout(eval_world: Path, micro_run: Path, tm
         assert depth["images_scored"] == 3 and depth["data"]["test"]["label_size"] == [32, 32]
         assert depth["rmse"] > 0 and 0 <= depth["delta1"] <= 1 and depth["abs_rel"] > 0
         assert depth["mean_depth_baseline"]["images_scored"] == 3
-    assert "depth RMSE cm (nyu)" in result.stdout and "depth δ<1.25 (nyu)" in (out / "report.md").read_text()
+    # RMSE in metres (3 decimals), AbsRel as a ratio, δ<1.25 in percent: one row each
+    rows = {line.split("  ")[0]: line.split()[-2:] for line in result.stdout.splitlines()
+            if line.startswith("depth ")}
+    checkpoint, random = (e["protocols"]["depth:nyu"] for e in report["encoders"])
+    assert rows["depth RMSE [m] (nyu)"] == [f"{checkpoint['rmse']:.3f}", f"{random['rmse']:.3f}"]
+    assert rows["depth AbsRel [ratio] (nyu)"][0] == f"{checkpoint['abs_rel']:.3f}"
+    assert rows["depth δ<1.25 (nyu)"][0] == f"{100 * checkpoint['delta1']:.2f}"
+    assert "| depth RMSE [m] (nyu) |" in (out / "report.md").read_text()
 
 
 def test_malformed_nyu_is_one_line_before_any_checkpoint_loads(eval_world: Path, tmp_path: Path) -> None:

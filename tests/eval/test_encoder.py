@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -59,3 +61,24 @@ def test_class_texts_are_class_major(eval_world: Path, micro_run: Path) -> None:
     with torch.no_grad():
         z_1E = encoder.model.encode_text(ids_BL, mask_BL).z_BE
     torch.testing.assert_close(text.z_CPE[1, 0], z_1E[0], rtol=1e-4, atol=1e-5)
+
+
+def test_each_checkpoint_and_its_baseline_are_fed_with_its_own_preprocessing(
+    eval_world: Path, micro_run: Path, tmp_path: Path
+) -> None:
+    ckpt = shutil.copytree(micro_run / "checkpoints" / "step_0000007", tmp_path / "own-stats")
+    metadata = json.loads((ckpt / "metadata.json").read_text())
+    metadata["preprocess"] |= {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    (ckpt / "metadata.json").write_text(json.dumps(metadata))
+    data = load_eval_data(eval_world)
+    own, spec = load_frozen_checkpoint(ckpt, device="cpu", batch_size=24)
+    clip, _ = load_frozen_checkpoint(micro_run, device="cpu", batch_size=24)  # same weights
+    baseline = random_encoder(spec, seed=0, name="random", device="cpu", batch_size=24)
+    assert spec.preprocess.mean == (0.5, 0.5, 0.5) and baseline.preprocess == spec.preprocess
+
+    loader = build_loader(data.test.manifest, batch_size=3, image_transform=eval_transform(spec.preprocess),
+                          shuffle_buffer=0, drop_last=False)
+    images_BCHW = next(iter(loader))["image"]
+    z_NE = own.image_features(data.test).z_NE
+    torch.testing.assert_close(z_NE[:3], _reference_z(1, own, images_BCHW), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(z_NE, clip.image_features(data.test).z_NE, atol=1e-3)

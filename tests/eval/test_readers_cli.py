@@ -1,6 +1,7 @@
 """levl-eval on the real-dataset layouts through `--data-root` (alias of --datasets): a micro
-checkpoint and its random baseline on tiny ImageNet / Pets trees (linear, zeroshot) and tiny
-GQA / POPE trees (vlm, under a tiny Llama saved to disk)."""
+checkpoint and its random baseline on tiny ImageNet / Places365 / Aircraft / Pets / ImageFolder
+trees (linear, zeroshot) and tiny GQA / VQAv2 / POPE trees (vlm, under a tiny Llama saved to
+disk)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,22 @@ import pytest
 from typer.testing import CliRunner
 
 from levl_eval.cli import app
-from levl_eval.datasets import prompts
+from levl_eval.datasets import CLASSIFICATION, prompts
 from levl_eval.datasets.fixtures import (
+    write_aircraft_layout,
     write_gqa_layout,
+    write_imagefolder_layout,
     write_imagenet_layout,
     write_pets_layout,
+    write_places365_layout,
     write_pope_layout,
+    write_vqav2_layout,
 )
 from levl_eval.testing_llm import tiny_llm
 from levl_eval.vlm_items import PROMPT
 
 runner = CliRunner()
-FIXTURE_WORDS = ("Is the object red? What color is the object? red blue yes no "
+FIXTURE_WORDS = ("Is the object red? What color is the object? What color is it? red blue yes no "
                  "Is there a person giraffe chair fork in the image?")
 
 
@@ -34,7 +39,10 @@ def _invoke(*args: str | Path):
 def classification_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("datasets")
     write_imagenet_layout(root, train=4, val=2)
+    write_places365_layout(root)
+    write_aircraft_layout(root)
     write_pets_layout(root, trainval=3, test=2)
+    write_imagefolder_layout(root)
     return root
 
 
@@ -46,9 +54,8 @@ def test_linear_runs_on_every_classification_dataset_under_data_root(
                      "--device", "cpu", "--data-root", classification_root)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
-    assert report["protocols"] == ["linear", "linear:imagenet", "linear:pets"]
-    skipped = {item["task"]: item["reason"] for item in report["skipped"]}
-    assert skipped["linear:places365"] == f"not found at {classification_root / 'places365_standard'}"
+    assert report["protocols"] == ["linear", *(f"linear:{name}" for name in CLASSIFICATION)]
+    assert report["skipped"] == []
     imagenet = report["tasks"]["linear:imagenet"]["data"]
     assert imagenet["classes"][:2] == ["tench", "goldfish"] and "at most 500" in imagenet["train_rule"]
     assert report["options"]["datasets"] == str(classification_root)
@@ -86,11 +93,36 @@ def test_malformed_classification_layout_is_one_line_before_any_checkpoint_loads
     assert not (tmp_path / "o").exists()
 
 
+def _without_variants(root: Path) -> str:
+    (write_aircraft_layout(root) / "fgvc-aircraft-2013b" / "data" / "variants.txt").unlink()
+    return "fgvc-aircraft-2013b/data/variants.txt: missing; the official variant list"
+
+
+def _imagenet_without_wnids(root: Path) -> str:
+    write_imagenet_layout(root)
+    for split in ("train", "val"):
+        (root / "imagenet" / split / "n01440764").rename(root / "imagenet" / split / "fish")
+    return "imagenet/train/fish: not an ImageNet-1k wnid; add"
+
+
+@pytest.mark.parametrize("break_layout", [_without_variants, _imagenet_without_wnids])
+def test_missing_class_names_file_is_one_line_naming_it(
+    eval_world: Path, tmp_path: Path, break_layout
+) -> None:
+    expected = break_layout(tmp_path)
+    result = _invoke("zeroshot", "--ckpt", tmp_path / "no-such-ckpt", "--data", eval_world,
+                     "--out", tmp_path / "o", "--device", "cpu", "--data-root", tmp_path)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+
+
 def test_vlm_scores_gqa_by_exact_match_and_pope_per_split(
     eval_world: Path, micro_run: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "datasets"
     write_gqa_layout(root, train=4, test=2)
+    write_vqav2_layout(root, train=3, test=2)
     write_pope_layout(root, images=4)
     llm = tiny_llm([PROMPT, FIXTURE_WORDS])
     llm_dir = tmp_path / "tiny-llama"
@@ -100,9 +132,9 @@ def test_vlm_scores_gqa_by_exact_match_and_pope_per_split(
                      "--device", "cpu", "--data-root", root, "--llm", llm_dir, "--vlm-max-steps", "2")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "v" / "report.json").read_text())
-    assert report["protocols"] == ["vlm:gqa", "vlm:pope"]
+    assert report["protocols"] == ["vlm:gqa", "vlm:vqav2", "vlm:pope"]
     skipped = {item["task"]: item["reason"] for item in report["skipped"]}
-    assert "labels.answers" in skipped["vlm"] and skipped["vlm:vqav2"].startswith("not found at")
+    assert "labels.answers" in skipped["vlm"]
     for encoder in report["encoders"]:
         gqa, pope = encoder["protocols"]["vlm:gqa"], encoder["protocols"]["vlm:pope"]
         assert set(gqa["by_type"]) == {"verify", "query"} and 0 <= gqa["exact_match"] <= 1
@@ -113,4 +145,7 @@ def test_vlm_scores_gqa_by_exact_match_and_pope_per_split(
         # one epoch of 8 (GQA) and 12 (POPE) train questions in batches of 16
         assert gqa["train_steps"] == 1 and pope["train_steps"] == 1
         assert pope["data"]["train"]["questions"] == 12 and pope["data"]["test"]["images"] == 2
+        vqav2 = encoder["protocols"]["vlm:vqav2"]  # ten humans: "red" x8 scores 1, "purple" 1/3
+        assert vqav2["data"]["test"]["questions"] == 2 and 0 <= vqav2["vqa_accuracy"] <= 1
+    assert "gain_over_random" in report["encoders"][0]["protocols"]["vlm:vqav2"]
     assert report["tasks"]["vlm:pope"]["data"]["train_rule"].startswith("questions on the 2 images")

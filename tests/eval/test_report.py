@@ -1,4 +1,5 @@
-"""report.md carries the headline table; outputs are published atomically and re-rendered."""
+"""report.md carries the headline table (encoders side by side, units where a number is not a
+percentage); outputs are published atomically, re-rendered, and several saved reports merge."""
 
 from __future__ import annotations
 
@@ -6,13 +7,21 @@ import json
 from pathlib import Path
 
 import pytest
+from matplotlib.figure import Figure
+from typer.testing import CliRunner
 
+from levl_eval.cli import app
+from levl_eval.compare import source_tags
 from levl_eval.errors import EvalError, OutputError
+from levl_eval.plots import write_plots
 from levl_eval.report import (
     REPORT_JSON,
     REPORT_MD,
     build_report,
     format_headline,
+    format_value,
+    headline_table,
+    plot_columns,
     publish_report,
     read_report,
     render_markdown,
@@ -42,11 +51,12 @@ def _report() -> dict:
                         protocols=["zeroshot", "linear"], device="cpu", producer={"package": "levl-eval"})
 
 
-def test_markdown_has_the_headline_table() -> None:
+def test_markdown_has_the_headline_table_with_encoders_side_by_side() -> None:
     markdown = render_markdown(_report())
-    assert "| encoder | kind | zero-shot top-1 | zero-shot top-5 | zero-shot mean recall | linear top-1 |" in markdown
-    assert "| run/step_0000100 | checkpoint | 62.50 | 100.00 | 62.50 | 87.50 |" in markdown
-    assert "| random (seed 0) | random | 12.50 |" in markdown
+    assert "| metric | run/step_0000100 | random (seed 0) |" in markdown
+    assert "| zero-shot top-1 | 62.50 | 12.50 |" in markdown
+    assert "| zero-shot top-5 | 100.00 | 100.00 |" in markdown
+    assert "| linear top-1 | 87.50 | — |" in markdown  # NaN: no number
     assert "recipe `micro_synthetic`" in markdown
     assert "| run/step_0000100 | 50.00 | 50.00 | 50.00 | 62.50 |" in markdown  # readout table
     assert "| random (seed 0) | — | — | — | — |" in markdown
@@ -57,9 +67,9 @@ def test_headline_text_lists_every_encoder_and_only_protocols_run() -> None:
     report["protocols"] = ["linear"]
     text = format_headline(report)
     lines = text.splitlines()
-    assert lines[0].split()[:4] == ["encoder", "kind", "linear", "top-1"]
+    assert lines[0].split() == ["metric", "run/step_0000100", "random", "(seed", "0)"]
     assert "zero-shot" not in text
-    assert "87.50" in lines[1] and lines[2].startswith("random (seed 0)")
+    assert lines[1].split() == ["linear", "top-1", "87.50", "—"] and len(lines) == 4
 
 
 def test_publish_writes_strict_json_and_replaces_an_old_report(tmp_path: Path) -> None:
@@ -91,3 +101,69 @@ def test_read_report_refuses_other_json(tmp_path: Path) -> None:
     (tmp_path / REPORT_JSON).write_text('{"schema": "something/else"}')
     with pytest.raises(EvalError, match="is not 'levl.eval-report/v1'"):
         read_report(tmp_path)
+
+
+def _depth_report(rmse: float, data_root: str = "/datasets") -> dict:
+    result = {"rmse": rmse, "abs_rel": 0.1234, "delta1": 0.8765,
+              "settings": {}, "data": {}}
+    checkpoint = {"name": "run/step_0000100", "kind": "checkpoint",
+                  "protocols": {"depth:nyu": result}}
+    random = {"name": "random (seed 0)", "kind": "random", "baseline_for": ["run/step_0000100"],
+              "protocols": {"depth:nyu": {**result, "rmse": 2 * rmse}}}
+    return build_report(encoders=[checkpoint, random], data={}, protocols=["depth:nyu"], device="cpu",
+                        producer={}, tasks={"depth:nyu": {"data": {"root": data_root}}})
+
+
+def test_depth_is_shown_in_metres_and_as_a_ratio_with_units_in_the_titles() -> None:
+    header, rows = headline_table(_depth_report(0.52749))
+    assert header == ["metric", "run/step_0000100", "random (seed 0)"]
+    assert rows == [["depth RMSE [m] (nyu)", "0.527", "1.055"],
+                    ["depth AbsRel [ratio] (nyu)", "0.123", "0.123"],
+                    ["depth δ<1.25 (nyu)", "87.65", "87.65"]]
+    assert format_value(None, "m") == "—"
+
+
+def test_bar_chart_gets_one_panel_per_unit(tmp_path: Path) -> None:
+    plots = write_plots(tmp_path, _depth_report(0.5), plot_columns(_depth_report(0.5)))
+    assert [plot.filename for plot in plots] == ["bars-depth-nyu.png"]
+    figure = Figure()
+    plots[0].draw(figure)
+    assert [axes.get_ylabel() for axes in figure.axes] == ["metres", "ratio", "percent"]
+    assert figure.axes[0].patches[1].get_height() == pytest.approx(1.0)  # the baseline's RMSE, m
+
+
+def _saved(tmp_path: Path, name: str, report: dict) -> Path:
+    publish_report(tmp_path / name, report)
+    return tmp_path / name
+
+
+def test_report_of_two_saved_dirs_puts_them_side_by_side(tmp_path: Path) -> None:
+    first = _saved(tmp_path, "eval-a", _depth_report(0.5))
+    second = _saved(tmp_path, "eval-b", _depth_report(0.25))
+    result = CliRunner().invoke(app, ["report", str(first), str(second), "--out", str(tmp_path / "ab")])
+    assert result.exit_code == 0, result.output
+    merged = json.loads((tmp_path / "ab" / REPORT_JSON).read_text())
+    names = [enc["name"] for enc in merged["encoders"]]
+    assert names == ["run/step_0000100 [eval-a]", "random (seed 0) [eval-a]",
+                     "run/step_0000100 [eval-b]", "random (seed 0) [eval-b]"]
+    assert merged["encoders"][3]["baseline_for"] == ["run/step_0000100 [eval-b]"]
+    assert [s["tag"] for s in merged["sources"]] == ["eval-a", "eval-b"] and merged["warnings"] == []
+    assert result.stdout.splitlines()[1].split()[-4:] == ["0.500", "1.000", "0.250", "0.500"]
+    markdown = (tmp_path / "ab" / REPORT_MD).read_text()
+    assert "| depth RMSE [m] (nyu) | 0.500 | 1.000 | 0.250 | 0.500 |" in markdown
+    assert "## Sources" in markdown and (tmp_path / "ab" / "plots" / "bars-depth-nyu.png").is_file()
+    assert json.loads((first / REPORT_JSON).read_text())["encoders"][0]["name"] == "run/step_0000100"
+
+
+def test_reports_on_different_data_are_compared_with_a_warning(tmp_path: Path) -> None:
+    first = _saved(tmp_path, "a", _depth_report(0.5))
+    second = _saved(tmp_path, "b", _depth_report(0.5, data_root="/elsewhere"))
+    result = CliRunner().invoke(app, ["report", str(first), str(second)])
+    assert result.exit_code == 0, result.output
+    assert "warning: depth:nyu: a and b ran it on different data" in result.stdout
+    assert "pass --out DIR" in result.stdout and not (tmp_path / "a" / "plots" / "x").exists()
+
+
+def test_source_tags_stay_distinct_when_names_or_dirs_repeat() -> None:
+    dirs = [Path("/runs/a/eval"), Path("/runs/b/eval"), Path("/runs/a/eval"), Path("/runs/c/final")]
+    assert source_tags(dirs) == ["/runs/a/eval", "/runs/b/eval", "/runs/a/eval #2", "final"]

@@ -21,15 +21,6 @@ from levl_eval.segexamples import decode_uint8, encode_uint8
 from levl_eval.testing import StaticFeatures, static_data
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Micro models: a second OpenMP thread on the shared 2 cores only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _zeroshot(labels: list[int], nearest: list[int], num_classes: int) -> dict:
     """Zero-shot where image i lies exactly on the text of class nearest[i]."""
     text_CPE = torch.eye(num_classes)[:, None, :]

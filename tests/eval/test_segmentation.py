@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, PatchFeatures
 from levl_eval.protocols.segmentation import (
     LinearSegmentation,
@@ -68,13 +69,21 @@ def _patches(masks_NHW: torch.Tensor, seed: int, signal: float) -> PatchFeatures
     return PatchFeatures(tokens_NLD=tokens_NLD, grid_hw=GRID, masks_NHW=masks_NHW)
 
 
-def _run(signal: float) -> dict:
-    train_masks, test_masks = _block_masks(96, seed=0), _block_masks(32, seed=1)
+def _run(signal: float, test_masks: torch.Tensor | None = None) -> dict:
+    train_masks = _block_masks(96, seed=0)
+    test_masks = _block_masks(32, seed=1) if test_masks is None else test_masks
     source = StaticFeatures(patches={"train": _patches(train_masks, 2, signal),
                                      "test": _patches(test_masks, 3, signal)})
     data = SegmentationData("toy", EvalSplit("train"), EvalSplit("test"),
                             tuple(f"c{i}" for i in range(NUM_CLASSES)))
     return LinearSegmentation(settings=FAST).run(source, data)
+
+
+def test_label_outside_the_class_list_is_one_error_naming_the_split() -> None:
+    masks_NHW = _block_masks(2, seed=1)
+    masks_NHW[1, -1, -4] = NUM_CLASSES + 3  # a pixel no token samples (not a patch's top-left)
+    with pytest.raises(EvalDataError, match="split test: label maps hold class id 7 but the dataset lists 4"):
+        _run(signal=4.0, test_masks=masks_NHW)
 
 
 def test_tokens_that_encode_the_mask_reach_high_miou() -> None:

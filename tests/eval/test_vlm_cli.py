@@ -1,5 +1,6 @@
 """levl-eval vlm end to end: a micro checkpoint and its random baseline on the synthetic world's
-QA, under a tiny Llama saved to disk and loaded back through `--llm DIR` (from_pretrained)."""
+QA, under a tiny Llama saved to disk and loaded back through `--llm DIR` (from_pretrained); the
+trained bridges saved and scored again, and a bridge made for another LLM width refused."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from levl_data.synth import vocab
 from levl_eval.cli import app
+from levl_eval.standardize import TokenStandardizer
 from levl_eval.testing_llm import tiny_llm
+from levl_eval.vlm_bridge import Bridge
+from levl_eval.vlm_bridge_store import bridge_path, save_bridge
 from levl_eval.vlm_items import PROMPT
+from levl_eval.vlm_train import FittedBridge
 
 runner = CliRunner()
 QUESTION_WORDS = "What color shape size pattern is the object background How many shapes are there Is in image"
@@ -34,9 +40,10 @@ def _invoke(*args: str | Path):
 def test_vlm_reports_scores_and_gain_over_random(
     synth_world: Path, micro_run: Path, tiny_llm_dir: Path, tmp_path: Path
 ) -> None:
-    out = tmp_path / "eval"
+    out, bridges = tmp_path / "eval", tmp_path / "bridges"
     result = _invoke("vlm", "--ckpt", micro_run, "--data", synth_world, "--out", out, "--device",
-                     "cpu", "--llm", tiny_llm_dir, "--vlm-max-steps", "4", "--vlm-max-questions", "60")
+                     "cpu", "--llm", tiny_llm_dir, "--vlm-max-steps", "4", "--vlm-max-questions", "60",
+                     "--save-bridges", bridges)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["protocols"] == ["vlm"]
@@ -51,6 +58,41 @@ def test_vlm_reports_scores_and_gain_over_random(
     gain = checkpoint["gain_over_random"]
     assert gain["vqa_accuracy"] == pytest.approx(checkpoint["vqa_accuracy"] - baseline["vqa_accuracy"])
     assert "VQA acc" in result.output and "POPE F1" in result.output
+
+    # the saved bridges score the same answers without training again
+    assert sorted(p.name for p in bridges.iterdir()) == [
+        "micro-run-step_0000007--synth.safetensors", "random-seed-0--synth.safetensors"]
+    again = _invoke("vlm", "--ckpt", micro_run, "--data", synth_world, "--out", tmp_path / "again",
+                    "--device", "cpu", "--llm", tiny_llm_dir, "--vlm-max-questions", "60",
+                    "--bridges", bridges)
+    assert again.exit_code == 0, again.output
+    reloaded = json.loads((tmp_path / "again" / "report.json").read_text())["encoders"][0]["protocols"]["vlm"]
+    assert reloaded["train_steps"] == 0 and reloaded["data"]["train"]["bridge_loaded_from"].endswith(
+        "micro-run-step_0000007--synth.safetensors")
+    assert (reloaded["vqa_accuracy"], reloaded["pope_f1"]) == (checkpoint["vqa_accuracy"], checkpoint["pope_f1"])
+
+
+def test_bridge_saved_under_an_llm_of_another_width_is_one_line(
+    synth_world: Path, tiny_llm_dir: Path, tmp_path: Path
+) -> None:
+    narrow = tiny_llm([PROMPT], width=32)
+    fitted = FittedBridge(TokenStandardizer(torch.zeros(8), torch.ones(8)), Bridge(8, 16, 32), [])
+    save_bridge(bridge_path(tmp_path / "bridges", "micro-run/step_0000007", "synth"), fitted, narrow)
+    result = _invoke("vlm", "--ckpt", tmp_path / "no-such-ckpt", "--data", synth_world, "--out",
+                     tmp_path / "o", "--device", "cpu", "--llm", tiny_llm_dir,
+                     "--bridges", tmp_path / "bridges")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "micro-run-step_0000007--synth" in lines[0]
+    assert "bridge maps into width 32 (trained under --llm tiny-llama)" in lines[0]
+    assert f"--llm {tiny_llm_dir} embeds tokens at width 48" in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_bridges_and_save_bridges_together_are_one_line(synth_world: Path, tmp_path: Path) -> None:
+    result = _invoke("vlm", "--ckpt", tmp_path, "--data", synth_world, "--out", tmp_path / "o",
+                     "--bridges", tmp_path, "--save-bridges", tmp_path)
+    assert result.exit_code == 2 and "--bridges and --save-bridges contradict" in result.stderr
 
 
 def test_all_runs_vlm_only_when_asked(

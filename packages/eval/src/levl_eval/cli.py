@@ -5,10 +5,12 @@
     (all and linear: [--probe linear|mlp|attentive|all]; every command: [--cache DIR | --no-cache],
      features cached by default under ~/.cache/levl/features, see levl_eval.feature_cache)
     levl-eval vlm ...same options... [--llm NAME] [--vlm-epochs N] [--vlm-max-steps N]
+                  [--save-bridges DIR | --bridges DIR]   (keep trained bridges / score with them)
 
 `all` leaves out the frozen-VLM protocol (minutes per encoder on a CPU) unless --vlm (or
 --protocol vlm) asks for it.
     levl-eval report DIR                           (re-render report.md from report.json)
+    levl-eval report DIR_A DIR_B ... [--out DIR]   (saved reports side by side, merged into --out)
 
 Every protocol runs on the synthetic world; with --datasets (alias --data-root), also on each
 real dataset found under ROOT in its standard layout (levl_eval.datasets). Absent ones are
@@ -27,6 +29,8 @@ from typing import Annotated, TypeVar
 import typer
 
 from levl_data.errors import DataError
+from levl_eval import __version__
+from levl_eval.compare import merge_reports
 from levl_eval.errors import EvalError
 from levl_eval.feature_cache import default_cache_dir
 from levl_eval.probes import PROBE_NAMES
@@ -63,6 +67,8 @@ LlmOpt = Annotated[str | None, typer.Option("--llm", help="vlm: Hugging Face cau
 VlmEpochsOpt = Annotated[int | None, typer.Option("--vlm-epochs", min=1, help="vlm: bridge training epochs over the train questions.")]
 VlmStepsOpt = Annotated[int | None, typer.Option("--vlm-max-steps", min=1, help="vlm: cap on bridge training steps.")]
 VlmQuestionsOpt = Annotated[int | None, typer.Option("--vlm-max-questions", min=1, help="vlm: use at most this many train and test questions.")]
+BridgesOpt = Annotated[Path | None, typer.Option("--bridges", help="vlm: score with the bridges saved in this --save-bridges directory instead of training them.")]
+SaveBridgesOpt = Annotated[Path | None, typer.Option("--save-bridges", help="vlm: keep every trained bridge here (one .safetensors per encoder and dataset).")]
 ProbeOpt = Annotated[list[str] | None, typer.Option("--probe", help=f"linear: probe to train (repeatable, or `all`: {', '.join(PROBE_NAMES)}; default linear).")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Feature cache dir, reused across runs (default $LEVL_FEATURE_CACHE, else ~/.cache/levl/features).")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Extract every feature afresh; read and write no cache.")]
@@ -80,10 +86,16 @@ def feature_options(probe: list[str] | None, cache: Path | None, no_cache: bool)
 
 
 def vlm_overrides(llm: str | None, epochs: int | None, max_steps: int | None,
-                  max_questions: int | None) -> dict:
+                  max_questions: int | None, bridges: Path | None = None,
+                  save_bridges: Path | None = None) -> dict:
     """VLMSettings fields given on the command line (the rest keep their defaults)."""
+    if bridges is not None and save_bridges is not None:
+        raise EvalError("--bridges and --save-bridges contradict each other (saved bridges are "
+                        "not trained again); pass one of them")
     given = {"llm": llm, "epochs": epochs, "max_steps": max_steps,
-             "max_train_questions": max_questions, "max_test_questions": max_questions}
+             "max_train_questions": max_questions, "max_test_questions": max_questions,
+             "bridges": None if bridges is None else str(bridges.expanduser().absolute()),
+             "save_bridges": None if save_bridges is None else str(save_bridges.expanduser().absolute())}
     return {key: value for key, value in given.items() if value is not None}
 
 
@@ -131,15 +143,16 @@ def all_command(
     random_seed: SeedOpt = 0, datasets: DatasetsOpt = None,
     vlm: Annotated[bool, typer.Option("--vlm", help="Also run the frozen-VLM protocol (slow on CPU).")] = False,
     llm: LlmOpt = None, vlm_epochs: VlmEpochsOpt = None, vlm_max_steps: VlmStepsOpt = None,
-    vlm_max_questions: VlmQuestionsOpt = None, probe: ProbeOpt = None, cache: CacheOpt = None,
+    vlm_max_questions: VlmQuestionsOpt = None, bridges: BridgesOpt = None,
+    save_bridges: SaveBridgesOpt = None, probe: ProbeOpt = None, cache: CacheOpt = None,
     no_cache: NoCacheOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Run every protocol (or those named by --protocol) on each checkpoint and a random baseline."""
     default = [name for name in PROTOCOLS if name not in OPT_IN or vlm]
     names = tuple(protocol) + (("vlm",) if vlm else ()) if protocol else tuple(default)
-    overrides = vlm_overrides(llm, vlm_epochs, vlm_max_steps, vlm_max_questions)
     guarded(debug, lambda: evaluate_and_publish(
-        names, ckpt, data, out, device, batch_size, workers, random_seed, datasets, overrides,
+        names, ckpt, data, out, device, batch_size, workers, random_seed, datasets,
+        vlm_overrides(llm, vlm_epochs, vlm_max_steps, vlm_max_questions, bridges, save_bridges),
         feature_options(probe, cache, no_cache)))
 
 
@@ -184,24 +197,46 @@ def vlm_command(
     batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
     datasets: DatasetsOpt = None, llm: LlmOpt = None, vlm_epochs: VlmEpochsOpt = None,
     vlm_max_steps: VlmStepsOpt = None, vlm_max_questions: VlmQuestionsOpt = None,
+    bridges: BridgesOpt = None, save_bridges: SaveBridgesOpt = None,
     cache: CacheOpt = None, no_cache: NoCacheOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Run only the frozen-VLM protocol (bridge under a frozen LLM; plus the random baseline)."""
-    overrides = vlm_overrides(llm, vlm_epochs, vlm_max_steps, vlm_max_questions)
     guarded(debug, lambda: evaluate_and_publish(
-        ("vlm",), ckpt, data, out, device, batch_size, workers, random_seed, datasets, overrides,
+        ("vlm",), ckpt, data, out, device, batch_size, workers, random_seed, datasets,
+        vlm_overrides(llm, vlm_epochs, vlm_max_steps, vlm_max_questions, bridges, save_bridges),
         feature_options(None, cache, no_cache)))
+
+
+def compare_saved_reports(dirs: list[Path], out: Path | None) -> None:
+    """Several saved reports side by side (written to --out when given); one DIR without --out
+    is re-rendered in place."""
+    if len(dirs) == 1 and out is None:
+        path = rerender_markdown(dirs[0])
+        typer.echo(format_headline(read_report(dirs[0])))
+        typer.echo(f"wrote {path}")
+        return
+    if out is not None:
+        check_output_dir(out.absolute())
+    merged = merge_reports(dirs, [read_report(d) for d in dirs],
+                           {"package": "levl-eval", "version": __version__, "command": sys.argv})
+    typer.echo(format_headline(merged))
+    for warning in merged["warnings"]:
+        typer.echo(f"warning: {warning}")
+    if out is None:
+        typer.echo("pass --out DIR to write them as one report.md (with plots)")
+        return
+    out_dir = publish_report(out, merged)
+    typer.echo(f"wrote {out_dir / 'report.json'} and {out_dir / 'report.md'}")
 
 
 @app.command("report")
 def report_command(
-    out: Annotated[Path, typer.Argument(help="A directory written by `levl-eval all`.")],
+    dirs: Annotated[list[Path], typer.Argument(help="Directories written by `levl-eval all`; several are shown side by side.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the merged report.json/md and plots here (default: re-render a single DIR in place).")] = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Re-render report.md from report.json (no re-evaluation) and print the headline table."""
-    path = guarded(debug, lambda: rerender_markdown(out))
-    typer.echo(format_headline(read_report(out)))
-    typer.echo(f"wrote {path}")
+    """Re-render report.md from report.json, or put several saved reports side by side."""
+    guarded(debug, lambda: compare_saved_reports(dirs, out))
 
 
 def main() -> None:

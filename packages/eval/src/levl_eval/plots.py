@@ -24,8 +24,11 @@ from levl_eval.segexamples import decode_uint8
 
 PLOTS_DIR = "plots"
 VOID = 255
-# (title, path into a task's result) of the columns a task's bar chart shows
-ColumnsOf = Callable[[str], list[tuple[str, tuple[str, ...]]]]
+# (title, path into a task's result, unit) of the columns a task's bar chart shows
+ColumnsOf = Callable[[str], list[tuple[str, tuple[str, ...], str]]]
+# stored value × scale = the value the headline table shows, per unit (levl_eval.report.UNITS)
+UNIT_SCALES = {"%": 100.0, "m": 1.0, "ratio": 1.0}
+UNIT_AXIS = {"%": "percent", "m": "metres", "ratio": "ratio"}
 
 
 @dataclass(frozen=True)
@@ -49,18 +52,38 @@ def value_at(result: dict | None, path: tuple[str, ...]) -> float | None:
     return result if isinstance(result, int | float) else None
 
 
-def draw_bars(figure: Figure, title: str, columns: list[str], series: dict[str, list]) -> None:
-    """Grouped bars: one group per metric, one bar per encoder (a missing value: no bar)."""
-    axes = figure.subplots()
-    width = 0.8 / max(len(series), 1)
-    for index, (name, values) in enumerate(series.items()):
-        heights = [np.nan if value is None else 100 * value for value in values]
+@dataclass(frozen=True)
+class BarColumn:
+    title: str
+    unit: str
+    values: dict[str, float | None]  # encoder name -> stored value (None: no bar)
+
+
+def draw_bars(figure: Figure, title: str, columns: list[BarColumn]) -> None:
+    """Grouped bars, one group per metric and one bar per encoder, with one panel per unit so
+    a depth error in metres never shares an axis with percentages."""
+    units = list(dict.fromkeys(column.unit for column in columns))
+    panels = figure.subplots(1, len(units), squeeze=False,
+                             width_ratios=[sum(c.unit == u for c in columns) for u in units])[0]
+    for axes, unit in zip(panels, units, strict=True):
+        draw_bar_panel(axes, [column for column in columns if column.unit == unit], unit)
+    handles, labels = panels[0].get_legend_handles_labels()
+    rows = (len(labels) + 1) // 2  # the legend sits below the panels, two encoders a row
+    figure.legend(handles, labels, loc="lower center", ncols=2, fontsize="small")
+    figure.suptitle(title)
+    figure.tight_layout(rect=(0, min(0.06 * rows, 0.4), 1, 1))
+
+
+def draw_bar_panel(axes, columns: list[BarColumn], unit: str) -> None:
+    names = list(columns[0].values)
+    width = 0.8 / max(len(names), 1)
+    for index, name in enumerate(names):
+        heights = [np.nan if c.values[name] is None else UNIT_SCALES[unit] * c.values[name]
+                   for c in columns]
         axes.bar(np.arange(len(columns)) + index * width, heights, width, label=name)
-    axes.set_xticks(np.arange(len(columns)) + 0.4 - width / 2, columns, rotation=15, ha="right")
-    axes.set_ylabel("value (as in the headline table)")
-    axes.set_title(title)
-    axes.legend(fontsize="small")
-    figure.tight_layout()
+    axes.set_xticks(np.arange(len(columns)) + 0.4 - width / 2, [c.title for c in columns],
+                    rotation=15, ha="right")
+    axes.set_ylabel(UNIT_AXIS[unit])
 
 
 def draw_confusion(figure: Figure, title: str, counts: list[list[int]], classes: list[str]) -> None:
@@ -107,18 +130,21 @@ def tasks_of(report: dict, protocol: str) -> list[str]:
     return [task for task in report.get("protocols", []) if task.partition(":")[0] == protocol]
 
 
+def bar_columns(report: dict, task: str, columns_of: ColumnsOf) -> list[BarColumn]:
+    return [BarColumn(title, unit, {enc["name"]: value_at(enc.get("protocols", {}).get(task), path)
+                                    for enc in report["encoders"]})
+            for title, path, unit in columns_of(task)]
+
+
 def bar_plots(report: dict, columns_of: ColumnsOf) -> list[Plot]:
     """One bar chart per task with at least one value."""
     plots = []
     for task in report.get("protocols", []):
-        columns = columns_of(task)
-        series = {enc["name"]: [value_at(enc.get("protocols", {}).get(task), path) for _, path in columns]
-                  for enc in report["encoders"]}
-        if not columns or all(v is None for values in series.values() for v in values):
+        columns = bar_columns(report, task, columns_of)
+        if all(value is None for column in columns for value in column.values.values()):
             continue
-        titles = [title for title, _ in columns]
         plots.append(Plot(f"{task}: encoders compared", f"bars-{slug(task)}.png",
-                          lambda fig, t=task, c=titles, s=series: draw_bars(fig, t, c, s)))
+                          lambda fig, t=task, c=columns: draw_bars(fig, t, c)))
     return plots
 
 
@@ -162,7 +188,9 @@ def plan_plots(report: dict, columns_of: ColumnsOf) -> list[Plot]:
 def figure_size(plot: Plot, report: dict) -> tuple[float, float]:
     if plot.filename.startswith("segmentation-"):
         return (2.0 * (2 + len(report["encoders"])), 6.5)
-    return (7.0, 5.5) if plot.filename.startswith("confusion-") else (8.0, 4.5)
+    if plot.filename.startswith("confusion-"):
+        return (7.0, 5.5)
+    return (8.0, 4.5 + 0.3 * ((len(report["encoders"]) + 1) // 2))  # room for the legend
 
 
 def write_plots(out_dir: Path, report: dict, columns_of: ColumnsOf) -> list[Plot]:

@@ -14,6 +14,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,51 +25,91 @@ from levl_eval.protocols.zeroshot import READOUT_DESCRIPTIONS, READOUT_LABELS
 REPORT_SCHEMA = "levl.eval-report/v1"
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 
-# Per protocol: (column title, path into that protocol's metrics). A task on a real dataset
-# (key `protocol:dataset`) gets the same columns with the dataset in the title.
-PROTOCOL_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "zeroshot": (("zero-shot top-1", ("top1",)), ("zero-shot top-5", ("top5",)),
-                 ("zero-shot mean recall", ("mean_per_class_recall",))),
-    "linear": (("linear top-1", ("top1",)), ("linear top-5", ("top5",)),
-               ("linear mean recall", ("mean_per_class_recall",))),
-    "segmentation": (("seg mIoU", ("miou",)), ("seg pixel acc", ("pixel_accuracy",))),
-    # percent() scales by 100: RMSE in metres shows as centimetres
-    "depth": (("depth RMSE cm", ("rmse",)), ("depth AbsRel", ("abs_rel",)), ("depth δ<1.25", ("delta1",))),
-    "background": (("bg original", ("original_top1",)), ("bg drop same", ("drop_mixed_same",)),
-                   ("bg drop rand", ("drop_mixed_rand",))),
-    "retrieval": (("i2t R@1", ("i2t_r1",)), ("t2i R@1", ("t2i_r1",)),
-                  ("retrieval mean R", ("mean_recall",))),
-    "vlm": (("VQA acc", ("vqa_accuracy",)), ("POPE F1", ("pope_f1",)),
-            ("VQA gain vs random", ("gain_over_random", "vqa_accuracy"))),
+@dataclass(frozen=True)
+class Column:
+    """One headline number: its title, where it sits in a task's result, and its unit.
+
+    Protocol results store fractions (top-1 0.42) and physical quantities (RMSE 0.52 m) alike;
+    the unit decides how a number is shown, so a depth error is never printed ×100 as if it were
+    a percentage. Units other than percent are written into the row title."""
+
+    title: str
+    path: tuple[str, ...]
+    unit: str = "%"  # a key of UNITS
+
+    def label(self, suffix: str = "") -> str:
+        shown = UNITS[self.unit].label
+        return f"{self.title}{f' [{shown}]' if shown else ''}{suffix}"
+
+
+@dataclass(frozen=True)
+class Unit:
+    scale: float  # stored value × scale = shown value
+    digits: int
+    label: str  # written after the title; "" for percent, the report's default
+
+
+UNITS: dict[str, Unit] = {
+    "%": Unit(100.0, 2, ""),
+    "m": Unit(1.0, 3, "m"),  # metres: RMSE of depth; 3 decimals = millimetres
+    "ratio": Unit(1.0, 3, "ratio"),  # unitless ratio: AbsRel of depth
+}
+
+# Per protocol: its headline columns. A task on a real dataset (key `protocol:dataset`) gets the
+# same columns with the dataset in the title.
+PROTOCOL_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "zeroshot": (Column("zero-shot top-1", ("top1",)), Column("zero-shot top-5", ("top5",)),
+                 Column("zero-shot mean recall", ("mean_per_class_recall",))),
+    "linear": (Column("linear top-1", ("top1",)), Column("linear top-5", ("top5",)),
+               Column("linear mean recall", ("mean_per_class_recall",))),
+    "segmentation": (Column("seg mIoU", ("miou",)), Column("seg pixel acc", ("pixel_accuracy",))),
+    "depth": (Column("depth RMSE", ("rmse",), "m"), Column("depth AbsRel", ("abs_rel",), "ratio"),
+              Column("depth δ<1.25", ("delta1",))),
+    "background": (Column("bg original", ("original_top1",)), Column("bg drop same", ("drop_mixed_same",)),
+                   Column("bg drop rand", ("drop_mixed_rand",))),
+    "retrieval": (Column("i2t R@1", ("i2t_r1",)), Column("t2i R@1", ("t2i_r1",)),
+                  Column("retrieval mean R", ("mean_recall",))),
+    "vlm": (Column("VQA acc", ("vqa_accuracy",)), Column("POPE F1", ("pope_f1",)),
+            Column("VQA gain vs random", ("gain_over_random", "vqa_accuracy"))),
 }
 
 
 # Columns shown only when some encoder has a value (probes run on request, `--probe`).
-OPTIONAL_COLUMNS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "linear": (("MLP probe top-1", ("probes", "mlp", "top1")),
-               ("attentive probe top-1", ("probes", "attentive", "top1"))),
+OPTIONAL_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "linear": (Column("MLP probe top-1", ("probes", "mlp", "top1")),
+               Column("attentive probe top-1", ("probes", "attentive", "top1"))),
 }
 
 
-def present_columns(report: dict, task: str) -> list[tuple[str, str, tuple[str, ...]]]:
+def format_value(value: float | None, unit: str = "%") -> str:
+    """A stored metric as the tables show it ("—" when the protocol did not produce it, or
+    produced NaN, which report.json stores as null)."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    shown = UNITS[unit]
+    return f"{shown.scale * value:.{shown.digits}f}"
+
+
+def present_columns(report: dict, task: str) -> list[tuple[str, str, Column]]:
     """The task's headline columns plus its optional columns that hold a value."""
     protocol, _, dataset = task.partition(":")
     suffix = f" ({dataset})" if dataset else ""
-    optional = [(title + suffix, task, path) for title, path in OPTIONAL_COLUMNS.get(protocol, ())
-                if any(metric_at(enc, task, path) is not None for enc in report["encoders"])]
+    optional = [(column.label(suffix), task, column) for column in OPTIONAL_COLUMNS.get(protocol, ())
+                if any(metric_at(enc, task, column.path) is not None for enc in report["encoders"])]
     return task_columns(task) + optional
 
 
-def plot_columns(report: dict) -> Callable[[str], list[tuple[str, tuple[str, ...]]]]:
-    """(title, path) of each task's bar-chart columns: the headline table's."""
-    return lambda task: [(title, path) for title, _, path in present_columns(report, task)]
+def plot_columns(report: dict) -> Callable[[str], list[tuple[str, tuple[str, ...], str]]]:
+    """(title, path, unit) of each task's bar-chart columns: the headline table's."""
+    return lambda task: [(title, column.path, column.unit)
+                         for title, _, column in present_columns(report, task)]
 
 
-def task_columns(task: str) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(title, task key, metric path) of one task's headline columns."""
+def task_columns(task: str) -> list[tuple[str, str, Column]]:
+    """(title, task key, column) of one task's headline columns."""
     protocol, _, dataset = task.partition(":")
     suffix = f" ({dataset})" if dataset else ""
-    return [(title + suffix, task, path) for title, path in PROTOCOL_COLUMNS.get(protocol, ())]
+    return [(column.label(suffix), task, column) for column in PROTOCOL_COLUMNS.get(protocol, ())]
 
 
 def build_report(*, encoders: list[dict], data: dict, protocols: list[str], device: str,
@@ -104,17 +145,18 @@ def metric_at(encoder: dict, protocol: str, path: tuple[str, ...]) -> float | No
 
 
 def percent(value: float | None) -> str:
-    return "—" if value is None else f"{100 * value:.2f}"
+    return format_value(value, "%")
 
 
 def headline_table(report: dict) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the headline table: encoders × the columns of the protocols run."""
+    """The headline table laid out like the paper's: one row per metric of each task run, one
+    column per encoder, so checkpoints and their random baselines read side by side however
+    many datasets ran (a row per encoder would grow a column per metric instead)."""
+    encoders = report["encoders"]
     columns = [c for task in report.get("protocols", []) for c in present_columns(report, task)]
-    header = ["encoder", "kind", *(title for title, _, _ in columns)]
-    rows = [
-        [enc["name"], enc["kind"], *(percent(metric_at(enc, p, path)) for _, p, path in columns)]
-        for enc in report["encoders"]
-    ]
+    header = ["metric", *(enc["name"] for enc in encoders)]
+    rows = [[title, *(format_value(metric_at(enc, task, column.path), column.unit) for enc in encoders)]
+            for title, task, column in columns]
     return header, rows
 
 
@@ -148,11 +190,21 @@ def skipped_lines(report: dict) -> list[str]:
     return ["## Skipped", "", *(f"- {item['task']}: {item['reason']}" for item in skipped), ""]
 
 
+def source_lines(report: dict) -> list[str]:
+    """Where a merged report's encoders came from (`levl-eval report A B`), and any warning."""
+    sources = report.get("sources", [])
+    if not sources:
+        return []
+    lines = ["## Sources", "", *(f"- `{s['tag']}`: `{s['dir']}` (created {s.get('created_at')}): "
+                                 + ", ".join(s["encoders"]) for s in sources)]
+    return [*lines, *(f"- **warning**: {w}" for w in report.get("warnings", [])), ""]
+
+
 def encoder_lines(report: dict) -> list[str]:
     lines = ["## Encoders", ""]
     for enc in report["encoders"]:
         facts = {k: enc.get(k) for k in ("path", "step", "samples_seen", "recipe", "objective",
-                                          "seed", "baseline_for") if enc.get(k) is not None}
+                                          "seed", "baseline_for", "source") if enc.get(k) is not None}
         shown = {k: ", ".join(v) if isinstance(v, list) else v for k, v in facts.items()}
         lines.append(f"- **{enc['name']}** ({enc['kind']}): "
                      + ", ".join(f"{k} `{v}`" for k, v in shown.items()))
@@ -183,14 +235,15 @@ def render_markdown(report: dict) -> str:
         f"Data: `{data.get('root')}` — test split `{test.get('dataset', test.get('name'))}` "
         f"({test.get('num_samples', '?')} samples, {len(data.get('classes', []))} classes). "
         f"Device: {report.get('device')}. Created {report.get('created_at')}. "
-        "Numbers are percentages.", "",
+        "Numbers are percentages unless the metric names a unit in brackets.", "",
         "## Headline", "",
         *markdown_table(*headline_table(report)), "",
     ]
     if "zeroshot" in report.get("protocols", []):
         lines += zeroshot_readout_table(report)
     lines += plot_lines(report, plot_columns(report))
-    return "\n".join(lines + skipped_lines(report) + encoder_lines(report) + settings_lines(report))
+    return "\n".join(lines + skipped_lines(report) + source_lines(report) + encoder_lines(report)
+                     + settings_lines(report))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

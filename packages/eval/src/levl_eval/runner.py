@@ -24,6 +24,7 @@ from levl_eval.llm import load_llm
 from levl_eval.protocols import OPT_IN, PROTOCOLS, build_protocol
 from levl_eval.report import build_report
 from levl_eval.tasks import EvalTask, plan_tasks
+from levl_eval.vlm_bridge_store import check_bridges_dir
 from levl_eval.vlm_train import VLMSettings
 
 
@@ -102,6 +103,14 @@ def datasets_root(options: EvalOptions) -> Path | None:
     return root
 
 
+def check_vlm_inputs(settings: VLMSettings, device: str) -> None:
+    """Load the --llm and check any --bridges against its width: a wrong name or a bridge made
+    for another LLM fails in one line before hours of feature extraction."""
+    llm = load_llm(settings.llm, device)
+    if settings.bridges is not None:
+        check_bridges_dir(settings.bridges, llm)
+
+
 def unique_name(name: str, taken: set[str]) -> str:
     candidate, index = name, 2
     while candidate in taken:
@@ -117,7 +126,7 @@ def run_evaluation(ckpt_paths: list[Path], data_dir: Path, options: EvalOptions)
     data = load_eval_data(data_dir)
     tasks, skipped = plan_tasks(options.protocols, data, datasets_root(options))
     if any(task.protocol == "vlm" for task in tasks):  # an unloadable --llm fails before extraction
-        load_llm(VLMSettings(**options.vlm).llm, options.device)
+        check_vlm_inputs(VLMSettings(**options.vlm), options.device)
     entries, baselines, taken, cache = [], {}, set(), options.feature_cache()
     for path in ckpt_paths:
         encoder, spec = load_frozen_checkpoint(

@@ -36,6 +36,8 @@ class VLMSettings:
     max_train_questions: int | None = None
     max_test_questions: int | None = None
     std_clamp: float = 1e-6
+    bridges: str | None = None  # score with the bridges saved here instead of training (--bridges)
+    save_bridges: str | None = None  # keep every trained bridge here (--save-bridges)
 
 
 @dataclass

@@ -23,17 +23,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from levl_eval.datasets.ade20k import IMAGE_SUFFIXES
-from levl_eval.datasets.headers import image_header
-from levl_eval.errors import DatasetNotFound, EvalDataError
-from levl_eval.featureset import EvalSplit, FileSample
+from levl_eval.datasets.files import PairedLayout, paired_samples
+from levl_eval.errors import DatasetNotFound
+from levl_eval.featureset import EvalSplit
 from levl_eval.segmetrics import VOID
 from levl_eval.taskdata import SegmentationData
 
 DIRNAME = "coco_stuff164k"
 NUM_STORED_IDS = 182
 UNUSED_IDS = frozenset({11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90})
-LABEL_MODES = frozenset({"L", "P"})
+LAYOUT = PairedLayout(
+    splits_hint="COCO-Stuff needs images/{train2017,val2017}",
+    empty_hint="re-extract {split}.zip",
+    annotation_hint="extract stuffthingmaps_trainval2017.zip into annotations/",
+    mode_hint="not an 8-bit stuffthingmap; replace the annotation",
+)
 CLASSES = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
     "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
@@ -68,31 +72,6 @@ def label_map() -> tuple[int, ...]:
     return tuple(lookup)
 
 
-def paired_samples(root: Path, split: str) -> tuple[FileSample, ...]:
-    """Every image of images/<split>/ with annotations/<split>/<stem>.png, sizes and modes checked."""
-    image_dir, mask_dir = root / "images" / split, root / "annotations" / split
-    if not image_dir.is_dir():
-        raise EvalDataError(f"{image_dir}: missing; COCO-Stuff needs images/{{train2017,val2017}}")
-    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise EvalDataError(f"{image_dir}: holds no images; re-extract {split}.zip")
-    samples = []
-    for image in images:
-        mask = mask_dir / f"{image.stem}.png"
-        if not mask.is_file():
-            raise EvalDataError(f"{mask}: missing annotation for {image.name}; extract "
-                                "stuffthingmaps_trainval2017.zip into annotations/")
-        (image_wh, _), (mask_wh, mask_mode) = image_header(image), image_header(mask)
-        if mask_mode not in LABEL_MODES:
-            raise EvalDataError(f"{mask}: PIL mode {mask_mode}, not an 8-bit stuffthingmap; "
-                                "replace the annotation")
-        if image_wh != mask_wh:
-            raise EvalDataError(f"{mask}: size {mask_wh} differs from its image's {image_wh}; "
-                                "replace the annotation")
-        samples.append(FileSample(image=image, mask=mask))
-    return tuple(samples)
-
-
 def read_cocostuff(datasets_root: Path) -> SegmentationData:
     root = Path(datasets_root) / DIRNAME
     if not root.is_dir():
@@ -100,6 +79,6 @@ def read_cocostuff(datasets_root: Path) -> SegmentationData:
     lookup = label_map()
 
     def split(name: str) -> EvalSplit:
-        return EvalSplit(f"cocostuff/{name}", files=paired_samples(root, name), label_map=lookup)
+        return EvalSplit(f"cocostuff/{name}", files=paired_samples(root, name, LAYOUT), label_map=lookup)
 
     return SegmentationData("cocostuff", split("train2017"), split("val2017"), CLASSES, root=root)

@@ -1,18 +1,22 @@
-"""What the readers of the classification and VQA layouts share: strict file reading (one error
-naming the file) and the deterministic subsampling rule that keeps huge splits affordable."""
+"""What the readers of the standard layouts share: strict file reading (one error naming the
+file), the deterministic subsampling rule that keeps huge splits affordable, and the
+images/ + annotations/ pairing of the segmentation trees (ADE20K, COCO-Stuff)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from levl_eval.datasets.headers import image_header
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
 
 T = TypeVar("T")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+LABEL_MODES = frozenset({"L", "P"})  # PIL modes of an 8-bit single-channel label map
 
 
 def evenly_spaced(items: Sequence[T], cap: int | None) -> list[T]:
@@ -74,3 +78,43 @@ def listed_split(name: str, images: Sequence[Path], labels: Sequence[int], liste
     check_images_exist(images, listed_in)
     return EvalSplit(name, files=tuple(FileSample(image=image, label=label)
                                        for image, label in zip(images, labels, strict=True)))
+
+
+@dataclass(frozen=True)
+class PairedLayout:
+    """A segmentation tree `images/<split>/<stem>.<ext>` + `annotations/<split>/<stem>.png`.
+
+    The trees of ADE20K and COCO-Stuff have the same shape but come from different archives, so
+    each way a tree can be incomplete gets the dataset's own fix in the error line."""
+
+    splits_hint: str  # images/<split>/ missing: which splits the dataset needs
+    empty_hint: str  # images/<split>/ empty: what to re-extract ({split} is filled in)
+    annotation_hint: str  # an image without its annotation: where annotations come from
+    mode_hint: str = "not an 8-bit label map; replace the annotation"
+
+
+def paired_samples(root: Path, split: str, layout: PairedLayout) -> tuple[FileSample, ...]:
+    """Every image of images/<split>/ with its annotation, checked before any model runs."""
+    image_dir, mask_dir = root / "images" / split, root / "annotations" / split
+    if not image_dir.is_dir():
+        raise EvalDataError(f"{image_dir}: missing; {layout.splits_hint}")
+    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise EvalDataError(f"{image_dir}: holds no images; {layout.empty_hint.format(split=split)}")
+    return tuple(paired_sample(image, mask_dir, layout) for image in images)
+
+
+def paired_sample(image: Path, mask_dir: Path, layout: PairedLayout) -> FileSample:
+    """The image with `mask_dir/<stem>.png`, which must be an 8-bit map of the image's size
+    (read from the file headers: a wrong annotation would otherwise surface hours later as a
+    skipped sample or a shape error inside the head's training)."""
+    mask = mask_dir / f"{image.stem}.png"
+    if not mask.is_file():
+        raise EvalDataError(f"{mask}: missing annotation for {image.name}; {layout.annotation_hint}")
+    (image_wh, _), (mask_wh, mask_mode) = image_header(image), image_header(mask)
+    if mask_mode not in LABEL_MODES:
+        raise EvalDataError(f"{mask}: PIL mode {mask_mode}, {layout.mode_hint}")
+    if image_wh != mask_wh:
+        raise EvalDataError(f"{mask}: size {mask_wh} differs from its image's {image_wh}; "
+                            "replace the annotation")
+    return FileSample(image=image, mask=mask)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from levl_eval.datasets.files import IMAGE_SUFFIXES
 from levl_eval.errors import DatasetNotFound, EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
 from levl_eval.taskdata import VARIANTS, BackgroundData
 
 DIRNAME = "bg_challenge"
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 
 
 def class_dirs(split_dir: Path) -> list[str]:

@@ -23,6 +23,7 @@ from levl_eval.llm import FrozenLLM, load_llm
 from levl_eval.protocols.base import EvalProtocol
 from levl_eval.taskdata import VQAData
 from levl_eval.vlm_answer import YES_FORMS, greedy_answers, yes_no_answers
+from levl_eval.vlm_bridge_store import bridge_path, load_bridge, save_bridge
 from levl_eval.vlm_items import QAItem, item_tokens, split_items
 from levl_eval.vlm_scores import example_answers, open_scores, pope_scores
 from levl_eval.vlm_train import FittedBridge, VLMSettings, fit_bridge
@@ -62,10 +63,9 @@ class VLMBackbone(EvalProtocol):
 
     def run(self, encoder: FeatureSource, data: VQAData) -> dict:
         s, llm = self.vlm_settings, self.frozen_llm()
-        train, test = encoder.patch_features(data.train), encoder.patch_features(data.test)
-        train_items = split_items(train.qa, data.train.name, s.max_train_questions)
+        test = encoder.patch_features(data.test)
         test_items = split_items(test.qa, data.test.name, s.max_test_questions)
-        fitted = fit_bridge(llm, train.tokens_NLD.float(), train_items, self.encoded(train_items), s)
+        fitted, train_sizes = self.bridge(encoder, data, test.tokens_NLD.shape[-1])
         scores = self.score(fitted, test.tokens_NLD.float(), test_items)
         return {
             **scores,
@@ -74,8 +74,25 @@ class VLMBackbone(EvalProtocol):
             "train_loss_last": fitted.losses[-1] if fitted.losses else None,
             "settings": self.settings(),
             "data": {"dataset": data.dataset, "llm": llm.describe(),
-                     "train": qa_sizes(train, train_items), "test": qa_sizes(test, test_items)},
+                     "train": train_sizes, "test": qa_sizes(test, test_items)},
         }
+
+    def bridge(self, encoder: FeatureSource, data: VQAData, token_dim: int) -> tuple[FittedBridge, dict]:
+        """The bridge saved under --bridges (no train split is read), or one trained on the train
+        split's questions (kept under --save-bridges); with what the report says about its data."""
+        s, llm = self.vlm_settings, self.frozen_llm()
+        name = getattr(encoder, "name", "encoder")
+        if s.bridges is not None:
+            path = bridge_path(s.bridges, name, data.dataset)
+            return load_bridge(path, llm, token_dim), {"bridge_loaded_from": str(path)}
+        train = encoder.patch_features(data.train)
+        items = split_items(train.qa, data.train.name, s.max_train_questions)
+        fitted = fit_bridge(llm, train.tokens_NLD.float(), items, self.encoded(items), s)
+        sizes = qa_sizes(train, items)
+        if s.save_bridges is not None:
+            sizes["bridge_saved_to"] = str(save_bridge(bridge_path(s.save_bridges, name, data.dataset),
+                                                       fitted, llm))
+        return fitted, sizes
 
     def encoded(self, items: list[QAItem]) -> list:
         llm = self.frozen_llm()
