@@ -26,6 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from levl_data.cli import app
+from levl_data.fetch.resume import LEDGER_NAME, WORK_DIR_NAME, keep_complete_shards
 from levl_data.fetch.subset import UID_DTYPE, uid_pairs
 from levl_data.manifest import read_manifest
 from levl_data.testing import COLORS, make_tiny_shards
@@ -196,6 +197,27 @@ def test_fetch_resume_redoes_only_broken_shards_and_matches_an_uninterrupted_fet
     a, b = (json.loads((d / "manifest.json").read_text()) for d in (out, complete))
     assert a["stats"] == b["stats"] and a["num_samples"] == b["num_samples"]
     assert read_manifest(out).num_samples == 12
+
+
+def test_shard_checks_in_several_processes_keep_and_drop_what_one_process_does(
+    cc12m_fetch, tmp_path
+):
+    """The checks run in a pool when the fetch has several processes: same records, same
+    truncated shard dropped, same ledger as the serial check."""
+    results = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        shutil.copytree(cc12m_fetch["out"], out)
+        tar = out / "00001.tar"
+        tar.write_bytes(tar.read_bytes()[: tar.stat().st_size // 3])
+        work = out / WORK_DIR_NAME
+        (work / LEDGER_NAME).unlink()
+        records = keep_complete_shards(out, work, workers=workers)
+        results[workers] = ({n: (r.num_samples, r.sha256) for n, r in records.items()},
+                            sorted(p.name for p in out.glob("0000*")))
+    assert results[1] == results[2]
+    assert sorted(results[2][0]) == ["00000", "00002"]
+    assert "00001.tar" not in results[2][1]
 
 
 def kill_fetch_mid_shard(command: list[str], out: Path, shard: str) -> None:

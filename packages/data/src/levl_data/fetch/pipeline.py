@@ -99,12 +99,12 @@ def _fetch_shards(
 ) -> FetchResult:
     options = request.options
     expected = _expected_shards(prepared, options.samples_per_shard)
-    kept = keep_complete_shards(out_dir, work_dir)
+    kept = keep_complete_shards(out_dir, work_dir, workers=options.processes)
     if set(kept) != expected:
         run_img2dataset(
             work_dir / "input", out_dir, options, len(expected), work_dir / "img2dataset.log"
         )
-    records = keep_complete_shards(out_dir, work_dir)
+    records = keep_complete_shards(out_dir, work_dir, workers=options.processes)
     missing = sorted(expected - set(records))
     if missing:
         raise DataError(
