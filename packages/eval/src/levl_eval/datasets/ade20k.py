@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from levl_eval.datasets.files import PairedLayout, paired_samples
-from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.datasets.files import PairedLayout, dataset_dir, paired_samples
+from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit
 from levl_eval.taskdata import SegmentationData
 
@@ -47,9 +47,7 @@ def class_names(root: Path) -> tuple[str, ...]:
 
 
 def read_ade20k(datasets_root: Path) -> SegmentationData:
-    root = Path(datasets_root) / DIRNAME
-    if not root.is_dir():
-        raise DatasetNotFound(root)
+    root = dataset_dir(datasets_root, DIRNAME)
 
     def split(name: str) -> EvalSplit:
         return EvalSplit(f"ade20k/{name}", files=paired_samples(root, name, LAYOUT), reduce_zero_label=True)

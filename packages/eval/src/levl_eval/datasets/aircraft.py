@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from levl_eval.datasets import prompts
-from levl_eval.datasets.files import listed_split, read_lines
-from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.datasets.files import dataset_dir, listed_split, read_lines
+from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit
 from levl_eval.taskdata import ClassificationData
 
@@ -42,9 +42,7 @@ def variant_split(data: Path, split: str, classes: tuple[str, ...]) -> EvalSplit
 
 
 def read_aircraft(datasets_root: Path) -> ClassificationData:
-    root = Path(datasets_root) / DIRNAME
-    if not root.is_dir():
-        raise DatasetNotFound(root)
+    root = dataset_dir(datasets_root, DIRNAME)
     data = root / "data"
     classes = tuple(read_lines(data / "variants.txt", "the official variant list"))
     train, test = (variant_split(data, split, classes) for split in SPLITS)

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from levl_eval.datasets.files import PairedLayout, paired_samples
-from levl_eval.errors import DatasetNotFound
+from levl_eval.datasets.files import PairedLayout, dataset_dir, paired_samples
 from levl_eval.featureset import EvalSplit
 from levl_eval.segmetrics import VOID
 from levl_eval.taskdata import SegmentationData
@@ -73,9 +72,7 @@ def label_map() -> tuple[int, ...]:
 
 
 def read_cocostuff(datasets_root: Path) -> SegmentationData:
-    root = Path(datasets_root) / DIRNAME
-    if not root.is_dir():
-        raise DatasetNotFound(root)
+    root = dataset_dir(datasets_root, DIRNAME)
     lookup = label_map()
 
     def split(name: str) -> EvalSplit:

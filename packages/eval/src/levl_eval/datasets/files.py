@@ -11,12 +11,20 @@ from pathlib import Path
 from typing import TypeVar
 
 from levl_eval.datasets.headers import image_header
-from levl_eval.errors import EvalDataError
+from levl_eval.errors import DatasetNotFound, EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
 
 T = TypeVar("T")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 LABEL_MODES = frozenset({"L", "P"})  # PIL modes of an 8-bit single-channel label map
+
+
+def dataset_dir(datasets_root: Path, dirname: str) -> Path:
+    """ROOT/dirname, or DatasetNotFound (the protocol is skipped and reported) when absent."""
+    root = Path(datasets_root) / dirname
+    if not root.is_dir():
+        raise DatasetNotFound(root)
+    return root
 
 
 def evenly_spaced(items: Sequence[T], cap: int | None) -> list[T]:

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from levl_eval.datasets.files import read_json
+from levl_eval.datasets.files import dataset_dir, read_json
 from levl_eval.datasets.qa_split import TRAIN_IMAGE_CAP, cap_rule, qa_split
-from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.errors import EvalDataError
 from levl_eval.taskdata import VQAData
 
 DIRNAME = "gqa"
@@ -53,9 +53,7 @@ def gqa_questions(root: Path, split: str) -> tuple[Path, dict[Path, list[dict]]]
 
 
 def read_gqa(datasets_root: Path) -> VQAData:
-    root = Path(datasets_root) / DIRNAME
-    if not root.is_dir():
-        raise DatasetNotFound(root)
+    root = dataset_dir(datasets_root, DIRNAME)
     train_path, train = gqa_questions(root, "train")
     test_path, test = gqa_questions(root, "test")
     return VQAData("gqa", qa_split(f"gqa/{SPLITS['train']}", train, TRAIN_IMAGE_CAP, train_path),

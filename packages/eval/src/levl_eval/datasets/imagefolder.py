@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from levl_eval.datasets import prompts as default_prompts
-from levl_eval.datasets.files import IMAGE_SUFFIXES, evenly_spaced, read_lines
-from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.datasets.files import IMAGE_SUFFIXES, dataset_dir, evenly_spaced, read_lines
+from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
 from levl_eval.taskdata import ClassificationData
 
@@ -109,9 +109,7 @@ def folder_split(name: str, split_dir: Path, dirs: list[str], cap: int | None) -
 
 def read_folder(datasets_root: Path, layout: FolderLayout) -> ClassificationData:
     """The layout's train/val splits, class names and prompts; both splits list the same classes."""
-    root = Path(datasets_root) / layout.dirname
-    if not root.is_dir():
-        raise DatasetNotFound(root)
+    root = dataset_dir(datasets_root, layout.dirname)
     train_dir, test_dir = root / layout.train, root / layout.test
     dirs, test_dirs = class_dirs(train_dir), class_dirs(test_dir)
     if test_dirs != dirs:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from levl_eval.datasets.files import IMAGE_SUFFIXES
-from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.datasets.files import IMAGE_SUFFIXES, dataset_dir
+from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
 from levl_eval.taskdata import VARIANTS, BackgroundData
 
@@ -64,9 +64,7 @@ def display_name(directory: str) -> str:
 
 
 def read_in9(datasets_root: Path) -> BackgroundData:
-    root = Path(datasets_root) / DIRNAME
-    if not root.is_dir():
-        raise DatasetNotFound(root)
+    root = dataset_dir(datasets_root, DIRNAME)
     classes = class_dirs(root / "original" / "val")
     val = class_files(root / "original" / "val", classes)
     for variant in VARIANTS[1:]:

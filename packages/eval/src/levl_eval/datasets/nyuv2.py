@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from levl_eval.datasets.files import dataset_dir
 from levl_eval.datasets.headers import image_header
 from levl_eval.depthmaps import is_depth_mode
-from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
 from levl_eval.taskdata import DepthData
 
@@ -72,9 +73,7 @@ def listed_samples(root: Path, split: str) -> tuple[FileSample, ...]:
 
 
 def read_nyuv2(datasets_root: Path) -> DepthData:
-    root = Path(datasets_root) / DIRNAME
-    if not root.is_dir():
-        raise DatasetNotFound(root)
+    root = dataset_dir(datasets_root, DIRNAME)
     train = EvalSplit("nyu/train", files=listed_samples(root, "train"), mask_kind="depth_mm")
     test = EvalSplit("nyu/test", files=listed_samples(root, "test"), mask_kind="depth_mm_eigen")
     return DepthData("nyu", train, test, min_depth=MIN_DEPTH_M, max_depth=MAX_DEPTH_M, root=root,

@@ -18,8 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from levl_eval.datasets import prompts
-from levl_eval.datasets.files import listed_split, read_lines
-from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.datasets.files import dataset_dir, listed_split, read_lines
+from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit
 from levl_eval.taskdata import ClassificationData
 
@@ -65,9 +65,7 @@ def pets_split(root: Path, split: str, rows: list[tuple[str, int]]) -> EvalSplit
 
 
 def read_pets(datasets_root: Path) -> ClassificationData:
-    root = Path(datasets_root) / DIRNAME
-    if not root.is_dir():
-        raise DatasetNotFound(root)
+    root = dataset_dir(datasets_root, DIRNAME)
     train_rows = annotation_rows(root / "annotations" / "trainval.txt")
     test_rows = annotation_rows(root / "annotations" / "test.txt")
     classes = breed_names(train_rows, root / "annotations" / "trainval.txt")

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from levl_eval.datasets.files import read_jsonl
+from levl_eval.datasets.files import dataset_dir, read_jsonl
 from levl_eval.datasets.qa_split import qa_split
-from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.errors import EvalDataError
 from levl_eval.taskdata import VQAData
 from levl_eval.vlm_items import EXISTS
 
@@ -44,9 +44,7 @@ def pope_questions(datasets_root: Path, path: Path, kind: str) -> dict[Path, lis
 
 def read_pope(datasets_root: Path) -> VQAData:
     datasets_root = Path(datasets_root)
-    root = datasets_root / DIRNAME
-    if not root.is_dir():
-        raise DatasetNotFound(root)
+    root = dataset_dir(datasets_root, DIRNAME)
     per_image: dict[Path, list[dict]] = {}
     for kind in KINDS:
         for image, questions in pope_questions(datasets_root, root / f"coco_pope_{kind}.json", kind).items():

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from levl_eval.datasets.files import read_json
+from levl_eval.datasets.files import dataset_dir, read_json
 from levl_eval.datasets.qa_split import TEST_IMAGE_CAP, TRAIN_IMAGE_CAP, cap_rule, qa_split
-from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.errors import EvalDataError
 from levl_eval.taskdata import VQAData
 from levl_eval.vqa_metrics import normalize_answer
 
@@ -87,9 +87,7 @@ def vqav2_questions(datasets_root: Path, root: Path, split: str) -> tuple[Path, 
 
 def read_vqav2(datasets_root: Path) -> VQAData:
     datasets_root = Path(datasets_root)
-    root = datasets_root / DIRNAME
-    if not root.is_dir():
-        raise DatasetNotFound(root)
+    root = dataset_dir(datasets_root, DIRNAME)
     train_path, train = vqav2_questions(datasets_root, root, "train")
     test_path, test = vqav2_questions(datasets_root, root, "test")
     return VQAData("vqav2", qa_split("vqav2/train2014", train, TRAIN_IMAGE_CAP, train_path),
