@@ -17,8 +17,9 @@ from pathlib import Path
 import PIL.Image
 
 from levl_data.errors import DataError
-from levl_data.fetch.metadata import read_caption_table, sha256_file
+from levl_data.fetch.metadata import read_caption_table
 from levl_data.fetch.resume import check_out_dir
+from levl_data.shardscan import sha256_file
 from levl_data.writer import ShardSetWriter
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}

@@ -46,13 +46,14 @@ class _HashingReader:
 
 
 def hash_file(path: Path) -> tuple[int, str]:
-    """(bytes, sha256) of any file, read in 1 MiB chunks."""
-    digest, size = hashlib.sha256(), 0
+    """(bytes, sha256) of any file, streamed (multi-GB metadata never sits in memory)."""
     with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+        digest = hashlib.file_digest(handle, "sha256")
+        return handle.tell(), digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    return hash_file(path)[1]
 
 
 def sample_key(member_name: str) -> str:

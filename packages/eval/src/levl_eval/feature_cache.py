@@ -32,10 +32,10 @@ from typing import TypeVar
 
 import torch
 
+from levl_data.shardscan import sha256_file
 from levl_eval.featureset import EvalSplit, FileSample
 
 FORMAT_VERSION = 1
-CHUNK_BYTES = 1 << 20
 T = TypeVar("T")
 
 
@@ -45,14 +45,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ["LEVL_FEATURE_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base).expanduser() / "levl" / "features"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def state_dict_sha256(model: torch.nn.Module) -> str:

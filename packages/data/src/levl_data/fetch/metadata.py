@@ -7,7 +7,6 @@ A file with the wrong columns is refused before anything is downloaded.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import urllib.request
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from levl_data.errors import DataError
+from levl_data.shardscan import sha256_file
 
 CC12M_URL = "https://storage.googleapis.com/conceptual_12m/cc12m.tsv"
 DATACOMP_LARGE_REPO = "mlfoundations/datacomp_large"
@@ -34,15 +34,6 @@ class MetadataFile:
     path: Path
     sha256: str
     url: str | None = None
-
-
-def sha256_file(path: Path) -> str:
-    """Streamed sha256, so multi-GB metadata files never sit in memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_cc12m(metadata: str | None, download_dir: Path) -> list[MetadataFile]:

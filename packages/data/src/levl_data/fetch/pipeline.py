@@ -23,7 +23,6 @@ from levl_data.fetch.metadata import (
     read_datacomp,
     resolve_cc12m,
     resolve_datacomp,
-    sha256_file,
 )
 from levl_data.fetch.prepare import PreparedInput, prepare_input
 from levl_data.fetch.resume import (
@@ -37,6 +36,7 @@ from levl_data.fetch.resume import (
 from levl_data.fetch.stats import aggregate
 from levl_data.fetch.subset import load_uid_subset
 from levl_data.manifest import write_manifest
+from levl_data.shardscan import sha256_file
 from levl_data.writer import manifest_data
 
 KINDS = ("cc12m", "datacomp-l", "custom")
