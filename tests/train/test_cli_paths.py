@@ -19,6 +19,7 @@ from levl_train.cli import _resolved, main
 from levl_train.errors import TrainError
 from levl_train.golden import golden_config
 from levl_train.loop import train
+from levl_train.rundir import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,26 @@ def test_resume_command_continues_from_latest_to_the_same_weights(
     assert [key for key in reference if not torch.equal(reference[key], resumed[key])] == []
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").open()]
     assert steps == [1, 2, 3, 3]
+
+
+def test_resume_of_a_run_that_died_before_its_first_checkpoint_starts_it_again(
+        shards, tmp_path, monkeypatch, capsys):
+    """A job preempted or killed before step `ckpt_every` left a config and partial metrics:
+    `resume` (and a requeued job) trains it from step 0 to the weights of an unbroken run."""
+    cfg = short_config(shards)
+    train(cfg, tmp_path / "unbroken")
+    out = tmp_path / "run"
+    RunDir(out).create(cfg.to_dict())
+    (out / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n')
+    code, _, err = levl_train(monkeypatch, capsys, "resume", out)
+    assert code == 0, err
+    assert f"{out} stopped before its first checkpoint; starting it again from step 0" in err
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").open()]
+    assert steps == [1, 2, 3]
+    assert (out / "unfinished/attempt-1/metrics.jsonl").read_text().startswith('{"step": 1, "l')
+    reference = load_file(tmp_path / "unbroken/checkpoints/step_0000003/model.safetensors")
+    restarted = load_file(out / "checkpoints/step_0000003/model.safetensors")
+    assert [key for key in reference if not torch.equal(reference[key], restarted[key])] == []
 
 
 def test_run_records_the_manifest_as_an_absolute_path(tmp_path, monkeypatch):

@@ -17,11 +17,10 @@ from cli_asserts import one_error_line
 
 from levl_data.testing import make_tiny_shards
 from levl_model.checkpoint import load_checkpoint
-from levl_train.errors import TrainError
 from levl_train.recipes import get_recipe
 from levl_train.resume import resume_mode
 from levl_train.rundir import RunDir
-from levl_train.submit import TrainJob, set_aside_unstarted
+from levl_train.submit import TrainJob
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -162,33 +161,25 @@ def test_usr2_requeues_the_job_and_it_resumes_from_its_checkpoint(
 
 
 def test_signal_before_the_first_checkpoint_lets_the_requeued_job_start_anew(tmp_path):
-    """submitit calls checkpoint() on USR2; with no checkpoint yet, the partial run moves to
-    slurm/ so the requeued job's `train` sees a new run dir instead of refusing it."""
+    """submitit calls checkpoint() on USR2; with no checkpoint yet, the requeued job finds this
+    run's config and nothing to resume, so it starts over, the dead attempt's files set aside."""
     cfg = get_recipe("micro_synthetic").to_dict()
     run = tmp_path / "run"
     (run / "slurm").mkdir(parents=True)
     (run / "job.json").write_text("{}")
     RunDir(run).create(cfg)
     (run / "metrics.jsonl").write_text('{"step": 1}\n')
-    with pytest.raises(TrainError, match="no checkpoint to resume"):
-        resume_mode(run, cfg)  # what the requeued job would hit without the set-aside
     requeued = TrainJob(cfg, str(run), threads=1).checkpoint()
     assert isinstance(requeued, submitit.helpers.DelayedSubmission)
     assert requeued.function.run_dir == str(run)
-    assert sorted(p.name for p in run.iterdir()) == ["job.json", "slurm"]
-    kept = run / "slurm" / f"unfinished-{os.environ.get('SLURM_JOB_ID', 'job')}-1"
-    assert (kept / "config.json").is_file() and (kept / "metrics.jsonl").is_file()
-    assert resume_mode(run, cfg) == "new"
-    RunDir(run).create(cfg)
-
-
-def test_signal_after_a_checkpoint_leaves_the_run_to_resume(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.json").write_text("{}")
-    (run / "latest").write_text("checkpoints/step_0000002\n")
-    assert set_aside_unstarted(run, "7") is None
-    assert sorted(p.name for p in run.iterdir()) == ["config.json", "latest"]
+    assert resume_mode(run, cfg) == "restart"
+    moved = RunDir(run).restart()
+    assert moved == run / "unfinished" / "attempt-1"
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoints", "config.json", "job.json", "slurm", "unfinished"]
+    assert (moved / "metrics.jsonl").read_text() == '{"step": 1}\n'
+    (run / "metrics.jsonl").write_text("")  # a second dead attempt goes beside the first
+    assert RunDir(run).restart() == run / "unfinished" / "attempt-2"
 
 
 def test_unknown_profile_is_one_line(cli, shards, tmp_path):

@@ -151,14 +151,12 @@ def open_sinks(run: Run, start: int) -> MetricSinks | None:
 
 
 def resume(run_dir: Path) -> Path:
-    """Continue the run in `run_dir` from its latest checkpoint with its own config."""
+    """Continue the run in `run_dir` from its latest checkpoint with its own config (from step 0
+    when it stopped before its first checkpoint)."""
     config_path = Path(run_dir) / "config.json"
     if not config_path.is_file():
         raise TrainError(f"{run_dir} is not a run dir (no config.json); pass the --out of a run")
     cfg = config_from_dict(json.loads(config_path.read_text()))
-    if latest_train_state(Path(run_dir)) is None:
-        raise TrainError(f"run dir {run_dir} has no checkpoint yet; start it again with "
-                         f"`levl-train run {cfg.recipe} --out NEW_DIR`")
     return train(cfg, Path(run_dir))
 
 

@@ -112,8 +112,9 @@ def check_layout(position: Position, world_size: int, engine: str, zero_stage: i
 
 
 def resume_mode(run_dir: Path, config: dict[str, Any]) -> str:
-    """'new' for an empty/absent dir, 'resume' for a dir holding this config's checkpoint;
-    anything else is refused in one line (another recipe, another config, no checkpoint)."""
+    """'new' for an empty/absent dir, 'resume' for a dir holding this config's checkpoint,
+    'restart' for one holding this config stopped before its first checkpoint (a job preempted
+    early and requeued must start over, not fail); another recipe or config is refused."""
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         return "new"
@@ -121,17 +122,17 @@ def resume_mode(run_dir: Path, config: dict[str, Any]) -> str:
         saved = json.loads(config_path.read_text())
     except (OSError, ValueError):
         saved = {}
-    if saved.get("recipe") and saved.get("recipe") != config["recipe"]:
+    if not saved.get("recipe"):
+        raise TrainError(f"run dir {run_dir} already holds a run whose config.json is not one "
+                         "levl-train wrote; pass another --out or remove it")
+    if saved["recipe"] != config["recipe"]:
         raise TrainError(f"run dir {run_dir} holds a run of recipe {saved['recipe']}, not "
                          f"{config['recipe']}; pass another --out")
-    if latest_train_state(run_dir) is None:
-        raise TrainError(f"run dir {run_dir} already holds a run with no checkpoint to resume; "
-                         "pass another --out or remove it")
     difference = first_difference(with_current_defaults(saved), config)
     if difference:
         raise TrainError(f"run dir {run_dir} holds this recipe with {difference}; resume it with "
                          f"`levl-train resume {run_dir}` or pass another --out")
-    return "resume"
+    return "resume" if latest_train_state(run_dir) is not None else "restart"
 
 
 def with_current_defaults(saved: dict[str, Any]) -> dict[str, Any]:

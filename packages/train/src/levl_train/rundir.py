@@ -54,6 +54,22 @@ class RunDir:
         if self.made_dir and not any(self.path.iterdir()):
             self.path.rmdir()
 
+    def restart(self) -> Path:
+        """Start over a run whose earlier attempt stopped before its first checkpoint: its
+        files (metrics, TensorBoard events, unfinished checkpoints) move to
+        RUN/unfinished/attempt-N/ so they neither mix with the new attempt's nor get lost."""
+        kept = SUBMISSION_ENTRIES | {"config.json", "unfinished"}
+        n = 1
+        while (self.path / "unfinished" / f"attempt-{n}").exists():
+            n += 1
+        target = self.path / "unfinished" / f"attempt-{n}"
+        target.mkdir(parents=True)
+        for entry in self.path.iterdir():
+            if entry.name not in kept:
+                entry.rename(target / entry.name)
+        self.checkpoints.mkdir()
+        return target
+
     def checkpoint_dir(self, step: int) -> Path:
         return self.checkpoints / f"step_{step:07d}"
 

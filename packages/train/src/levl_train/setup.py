@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +121,10 @@ def build_run(cfg: TrainConfig, out_dir: Path) -> Run:
     run_dir = RunDir(Path(out_dir))
     if mode == "new" and env.is_main:
         run_dir.create(cfg.to_dict())
+    if mode == "restart" and env.is_main:
+        moved = run_dir.restart()
+        print(f"levl-train: {out_dir} stopped before its first checkpoint; starting it again "
+              f"from step 0 (the earlier attempt's files are in {moved})", file=sys.stderr)
     barrier()
     return Run(cfg, env, run_dir, manifest, device, engine, tokenizer, stream,
                resuming=mode == "resume")

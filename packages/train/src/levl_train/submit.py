@@ -32,7 +32,6 @@ from levl_model.checkpoint import LATEST_FILE
 from levl_train.config import TrainConfig, config_from_dict
 from levl_train.errors import TrainError
 from levl_train.profiles import ClusterProfile
-from levl_train.rundir import SUBMISSION_ENTRIES
 
 SNAPSHOT_PACKAGES = ("levl_data", "levl_model", "levl_train")
 JOB_FILE = "job.json"
@@ -82,13 +81,11 @@ class TrainJob:
         collective the other ranks are still inside), then exits. A checkpoint is a collective
         save of a consistent step on every rank, which this point cannot give: what the job
         loses is at most `ckpt_every` steps, so size `ckpt_every` to the site's preemption
-        notice. A job signalled before its first checkpoint has nothing to resume: its partial
-        run is set aside (`set_aside_unstarted`) so the requeued job starts the run anew
-        instead of refusing a run dir that holds a run without a checkpoint.
+        notice. A job signalled before its first checkpoint has nothing to resume: the requeued
+        job starts the run again from step 0 (`RunDir.restart`).
         """
         import submitit
 
-        set_aside_unstarted(Path(self.run_dir), os.environ.get("SLURM_JOB_ID", "job"))
         return submitit.helpers.DelayedSubmission(TrainJob(self.config, self.run_dir, self.threads))
 
 
@@ -100,26 +97,6 @@ def describe_task(rank: int, world_size: int, run_dir: Path) -> str:
     start = f"resuming from {latest.read_text().strip()}" if latest.is_file() else "from step 0"
     return (f"levl: rank {rank} of {world_size} on {node}, job "
             f"{os.environ.get('SLURM_JOB_ID', '?')} attempt {attempt}, {start}")
-
-
-def set_aside_unstarted(run_dir: Path, job_id: str) -> Path | None:
-    """Move a run that has no checkpoint yet (config, metrics, unfinished checkpoint dirs) to
-    RUN/slurm/unfinished-JOBID-N/, leaving only what `submit` wrote; None when there is a
-    checkpoint to resume from or nothing to move."""
-    if (run_dir / LATEST_FILE).exists():
-        return None
-    moved = [p for p in run_dir.iterdir() if p.name not in SUBMISSION_ENTRIES] \
-        if run_dir.is_dir() else []
-    if not moved:
-        return None
-    n = 1
-    while (run_dir / "slurm" / f"unfinished-{job_id}-{n}").exists():
-        n += 1
-    target = run_dir / "slurm" / f"unfinished-{job_id}-{n}"
-    target.mkdir(parents=True)
-    for path in moved:
-        path.rename(target / path.name)
-    return target
 
 
 def resolve_engine(cfg: TrainConfig, placement: Placement,
