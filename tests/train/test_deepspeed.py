@@ -133,3 +133,39 @@ def test_two_rank_zero3_run_writes_whole_consolidated_weights(shards, tmp_path):
               if not key.startswith("objective.")}
     assert shapes == {key: tuple(value.shape) for key, value in fresh.items()}
     assert all(value.abs().sum() > 0 for key, value in weights.items() if key.endswith("weight"))
+
+
+def test_zero1_and_zero2_with_gradient_accumulation_take_the_same_steps(
+        full_run, shards, tmp_path):
+    """Stages 1 and 2 differ only in how optimizer state and gradients are partitioned, so with
+    2 micro-batches accumulated per rank both take the same steps (up to the order of float
+    reductions, which Adam amplifies in near-zero gradients); accumulation itself changes the
+    step (BatchNorm and SIGReg see smaller micro-batches), far more than the stage does."""
+    runs = {}
+    for stage, port in ((1, 29634), (2, 29635)):
+        out = tmp_path / f"zero{stage}"
+        finish(launch(torchrun_command(shards, out, port) + [
+            "--set", f"dist.zero_stage={stage}", "--set", "dist.grad_accum=2",
+            "--set", "steps=2", "--set", "ckpt_every=2"]))
+        ds_config = json.loads((out / "deepspeed.json").read_text())
+        assert ds_config["zero_optimization"]["stage"] == stage
+        assert (ds_config["gradient_accumulation_steps"],
+                ds_config["train_micro_batch_size_per_gpu"]) == (2, 2)
+        assert load_checkpoint(out).metadata["samples_seen"] == 2 * 8
+        runs[stage] = out
+    logs = {stage: [json.loads(line) for line in (out / "metrics.jsonl").open()]
+            for stage, out in runs.items()}
+    for one, two in zip(logs[1], logs[2], strict=True):
+        assert one["loss"] == pytest.approx(two["loss"], rel=1e-5)
+        assert one["grad_norm"] == pytest.approx(two["grad_norm"], rel=1e-3)
+    stage1, stage2, unaccumulated = (
+        load_file(out / "checkpoints/step_0000002/model.safetensors")
+        for out in (runs[1], runs[2], full_run))
+    assert _distance(stage1, stage2) < 1e-2 * _distance(stage1, unaccumulated)
+
+
+def _distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """L2 distance between two models' trained float weights (BatchNorm statistics left out)."""
+    keys = [key for key in a if a[key].is_floating_point() and "running_" not in key
+            and not key.startswith("objective.")]
+    return sum(float((a[key] - b[key]).double().pow(2).sum()) for key in keys) ** 0.5
