@@ -9,8 +9,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -281,6 +283,111 @@ def test_fetch_on_a_local_spark_or_ray_instance_matches_the_multiprocessing_fetc
     assert [s["path"] for s in a["shards"]] == [s["path"] for s in b["shards"]]
     assert a["source"]["params"]["distributor"] == distributor
     assert a["source"]["params"]["processes"] == 1
+
+
+def fetch_cc12m_process(tsv: Path, out: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
+    """The CLI in its own process, as a user runs it beside a cluster (a JVM or Ray driver
+    started by an earlier in-process fetch would otherwise be reused)."""
+    args = ["fetch", "cc12m", "--metadata", str(tsv), "--out", str(out), *FAST, *SMALL, *extra]
+    return subprocess.run([str(Path(sys.executable).parent / "levl-data"), *args],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+
+
+def assert_same_fetch(out: Path, complete: Path) -> None:
+    got, want = samples(out / "manifest.json"), samples(complete / "manifest.json")
+    assert {k: v["txt"] for k, v in got.items()} == {k: v["txt"] for k, v in want.items()}
+    a, b = (json.loads((d / "manifest.json").read_text()) for d in (out, complete))
+    assert a["stats"] == b["stats"] and a["num_samples"] == b["num_samples"] == 12
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def spark_cluster(tmp_path):
+    """A Spark standalone cluster on loopback: a master and two 1-core workers (two "nodes"),
+    started with the spark-class launcher pyspark ships; yields (master URL, master log)."""
+    import pyspark
+
+    home = Path(pyspark.__file__).parent
+    env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1"}
+    url = f"spark://127.0.0.1:{free_port()}"
+    daemons = [("master", ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                           "--port", url.rsplit(":", 1)[1], "--webui-port", str(free_port())])]
+    daemons += [(f"worker{n}", ["org.apache.spark.deploy.worker.Worker", url, "--host",
+                                "127.0.0.1", "--cores", "1", "--memory", "1g", "--webui-port",
+                                str(free_port()), "--work-dir", str(tmp_path / f"work{n}")])
+                for n in (1, 2)]
+    processes = []
+    try:
+        for name, args in daemons:
+            with open(tmp_path / f"{name}.log", "w") as log:
+                processes.append(subprocess.Popen(
+                    [str(home / "bin" / "spark-class"), *args], stdout=log,
+                    stderr=subprocess.STDOUT, env=env, start_new_session=True))
+        master_log = tmp_path / "master.log"
+        wait_for(lambda: master_log.read_text().count("Registering worker") == 2, 120,
+                 master_log)
+        yield url, master_log
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_for(condition, seconds: float, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+def test_fetch_on_a_spark_standalone_cluster_runs_executors_on_both_workers(
+    cc12m_fetch, spark_cluster, tmp_path
+):
+    """`--master` in PYSPARK_SUBMIT_ARGS (Spark's own variable) sends the fetch to a cluster:
+    the master launches its executors on both workers and the shards match multiprocessing's."""
+    url, master_log = spark_cluster
+    out = tmp_path / "out"
+    env = {"PYSPARK_SUBMIT_ARGS": f"--master {url} pyspark-shell", "SPARK_LOCAL_IP": "127.0.0.1"}
+    done = fetch_cc12m_process(cc12m_fetch["tsv"], out, env, *ONE_PROCESS,
+                               "--distributor", "pyspark")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_fetch(out, cc12m_fetch["out"])
+    launched = re.findall(r"Launching executor \S+ on worker (\S+)", master_log.read_text())
+    assert len(set(launched)) == 2, master_log.read_text()[-3000:]
+
+
+def test_fetch_joins_a_running_ray_cluster_and_leaves_it_running(cc12m_fetch, tmp_path):
+    """RAY_ADDRESS sends the fetch to a two-node Ray cluster (Ray's own cluster_utils: a head
+    and a second raylet on this machine); the fetch runs there as a job and disconnects without
+    shutting the cluster down."""
+    import ray
+    from ray._private.state import jobs
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        out = tmp_path / "out"
+        done = fetch_cc12m_process(cc12m_fetch["tsv"], out, {"RAY_ADDRESS": cluster.address},
+                                   *ONE_PROCESS, "--distributor", "ray")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert_same_fetch(out, cc12m_fetch["out"])
+        ray.init(address=cluster.address)
+        try:
+            assert sum(node["Alive"] for node in ray.nodes()) == 2
+            fetches = [job for job in jobs() if "levl-data fetch" in job.get("Entrypoint", "")]
+            assert len(fetches) == 1 and fetches[0]["IsDead"], jobs()
+        finally:
+            ray.shutdown()
+    finally:
+        cluster.shutdown()
 
 
 @pytest.mark.parametrize(

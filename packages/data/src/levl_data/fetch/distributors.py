@@ -5,7 +5,8 @@ heap and `python3` from PATH as the worker interpreter (not levl's environment),
 auto-start on every core whatever `--processes` says and keeps it running, and with `ray` not
 installed silently downloads nothing. Here instead: a one-line error when the extra is missing,
 and a local SparkSession or Ray instance sized by `--processes` when none is running, stopped
-afterwards. A session or cluster the user already runs is used as it is.
+afterwards. A session or cluster the user already runs is used as it is: Spark's through
+`--master` in PYSPARK_SUBMIT_ARGS, Ray's through RAY_ADDRESS or `ray start`.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def distributor_running(distributor: str, processes: int, env: dict[str, str]) -
     """Have `distributor` ready for img2dataset for the duration (nothing to do for
     multiprocessing). Enter it after `env` is in os.environ: local workers inherit it."""
     if distributor == "pyspark":
-        with _spark_session(processes):
+        with _spark_session(processes, env):
             yield
     elif distributor == "ray":
         with _ray_instance(processes, env):
@@ -70,10 +71,12 @@ def distributor_running(distributor: str, processes: int, env: dict[str, str]) -
 
 
 @contextmanager
-def _spark_session(processes: int) -> Iterator[None]:
-    """Use the active SparkSession (spark-submit, a notebook, a cluster), else run a local one.
+def _spark_session(processes: int, env: dict[str, str]) -> Iterator[None]:
+    """Use the active SparkSession (spark-submit, a notebook), else start one: on the cluster
+    named by `--master` in PYSPARK_SUBMIT_ARGS (Spark's own variable), else `local[processes]`.
 
-    The local one is `local[processes]` with a modest driver heap; img2dataset picks up whichever
+    Executors on other nodes inherit their worker daemon's environment, not this process's, so
+    levl's worker environment goes as `spark.executorEnv.*`. img2dataset picks up whichever
     session is active and leaves it running, so the one started here is stopped here.
     """
     from pyspark.sql import SparkSession
@@ -81,12 +84,13 @@ def _spark_session(processes: int) -> Iterator[None]:
     if SparkSession.getActiveSession() is not None:
         yield
         return
-    spark = (
-        SparkSession.builder.master(f"local[{processes}]")
-        .appName("levl-data fetch")
-        .config("spark.driver.memory", SPARK_DRIVER_MEMORY)
-        .getOrCreate()
-    )
+    builder = SparkSession.builder.appName("levl-data fetch")
+    builder = builder.config("spark.driver.memory", SPARK_DRIVER_MEMORY)
+    for key, value in env.items():
+        builder = builder.config(f"spark.executorEnv.{key}", value)
+    if "--master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", "").split():
+        builder = builder.master(f"local[{processes}]")
+    spark = builder.getOrCreate()
     try:
         yield
     finally:
