@@ -68,22 +68,13 @@ def _patches(count: int, seed: int, signal: float) -> PatchFeatures:
     return PatchFeatures(tokens_NLD=tokens_NLD, grid_hw=GRID, masks_NHW=depth_NHW)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny tensors: intra-op threads only contend for the shared cores (20x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _run(signal: float) -> dict:
     source = StaticFeatures(patches={"train": _patches(96, 0, signal), "test": _patches(32, 1, signal)})
     data = DepthData("toy", EvalSplit("train"), EvalSplit("test"))
     return LinearDepth(settings=FAST).run(source, data)
 
 
-def test_tokens_that_encode_depth_beat_the_mean_depth(one_thread: None) -> None:
+def test_tokens_that_encode_depth_beat_the_mean_depth() -> None:
     result = _run(signal=4.0)
     baseline = result["mean_depth_baseline"]
     assert result["rmse"] < 0.6 * baseline["rmse"]  # measured: 0.40 vs 0.87
@@ -92,7 +83,7 @@ def test_tokens_that_encode_depth_beat_the_mean_depth(one_thread: None) -> None:
     assert result["settings"]["num_bins"] == 64 and result["settings"]["loss"].startswith("scale-invariant")
 
 
-def test_noise_tokens_do_not_beat_the_mean_depth(one_thread: None) -> None:
+def test_noise_tokens_do_not_beat_the_mean_depth() -> None:
     result = _run(signal=0.0)
     baseline = result["mean_depth_baseline"]
     assert result["rmse"] > 0.97 * baseline["rmse"]  # measured: 0.90 vs 0.87

@@ -19,15 +19,6 @@ from levl_eval.runner import EvalOptions, run_evaluation
 from levl_eval.testing import save_micro_checkpoint, write_image
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Micro models: a second OpenMP thread on the shared 2 cores only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def extractions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every CLS-feature extraction (one forward pass over a split), by split name."""

@@ -17,15 +17,6 @@ MLP = MLPProbeSettings(hidden=64, lr=1e-2, batch_size=64, epochs=40)
 ATTENTIVE = AttentiveProbeSettings(lr=3e-3, batch_size=64, epochs=30)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: a second OpenMP thread on the shared 2 cores only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _xor_split(count: int, seed: int) -> SplitFeatures:
     """Class = XOR of the signs of dims 0 and 1; 6 more dims of noise. No linear separation."""
     generator = torch.Generator().manual_seed(seed)
