@@ -40,6 +40,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check packages tests bench
 
 bench: $(STAMP)
+	$(PY) -m pip install -q --group bench
 	@echo "benchmarks live in bench/; run them one by one (see bench/README.md)"
 
 clean:
