@@ -12,6 +12,9 @@ from typing import Annotated
 import typer
 
 from levl_data.cli_errors import user_errors
+from levl_data.fetch.options import DISTRIBUTORS, RESIZE_MODES, FetchOptions
+
+DEFAULTS = FetchOptions()  # one source for the CLI's defaults and the Python API's
 
 fetch_app = typer.Typer(
     help="Download a web image-caption corpus with img2dataset into shards + manifest; "
@@ -24,7 +27,7 @@ Out = Annotated[
 ]
 ImageSize = Annotated[int, typer.Option(help="stored size in pixels (shorter side for keep_ratio)")]
 ResizeMode = Annotated[
-    str, typer.Option(help="keep_ratio | center_crop | border | keep_ratio_largest | no")
+    str, typer.Option(help=" | ".join(RESIZE_MODES))
 ]
 MaxPixels = Annotated[
     int, typer.Option(help="refuse images above this many pixels before decoding")
@@ -36,7 +39,7 @@ Timeout = Annotated[float, typer.Option(help="seconds per URL request")]
 PerShard = Annotated[int, typer.Option(help="metadata rows per shard")]
 Distributor = Annotated[
     str,
-    typer.Option(help="multiprocessing | pyspark | ray (extras levl-data[spark], levl-data[ray])"),
+    typer.Option(help=" | ".join(DISTRIBUTORS) + r" (extras levl-data\[spark], levl-data\[ray])"),
 ]
 MaxSamples = Annotated[int | None, typer.Option(help="attempt only the first N selected rows")]
 Name = Annotated[str | None, typer.Option(help="dataset name in the manifest (default: kind)")]
@@ -50,15 +53,15 @@ def fetch_cc12m(
         str | None,
         typer.Option(help="CC12M TSV (url<TAB>caption): path or URL [default: Google's]"),
     ] = None,
-    image_size: ImageSize = 256,
-    resize_mode: ResizeMode = "keep_ratio",
-    max_pixels: MaxPixels = 89_478_485,
-    processes: Processes = 16,
-    threads: Threads = 64,
-    retries: Retries = 0,
-    timeout: Timeout = 10.0,
-    samples_per_shard: PerShard = 10_000,
-    distributor: Distributor = "multiprocessing",
+    image_size: ImageSize = DEFAULTS.image_size,
+    resize_mode: ResizeMode = DEFAULTS.resize_mode,
+    max_pixels: MaxPixels = DEFAULTS.max_pixels,
+    processes: Processes = DEFAULTS.processes,
+    threads: Threads = DEFAULTS.threads,
+    retries: Retries = DEFAULTS.retries,
+    timeout: Timeout = DEFAULTS.timeout,
+    samples_per_shard: PerShard = DEFAULTS.samples_per_shard,
+    distributor: Distributor = DEFAULTS.distributor,
     max_samples: MaxSamples = None,
     name: Name = None,
 ) -> None:
@@ -81,16 +84,18 @@ def fetch_datacomp_l(
     subset_uids: Annotated[
         Path | None, typer.Option(help="DataComp subset .npy (sorted u8,u8 uids) to keep")
     ] = None,
-    blur_faces: Annotated[bool, typer.Option(help="blur the metadata's face boxes")] = True,
-    image_size: ImageSize = 256,
-    resize_mode: ResizeMode = "keep_ratio",
-    max_pixels: MaxPixels = 89_478_485,
-    processes: Processes = 16,
-    threads: Threads = 64,
-    retries: Retries = 0,
-    timeout: Timeout = 10.0,
-    samples_per_shard: PerShard = 10_000,
-    distributor: Distributor = "multiprocessing",
+    blur_faces: Annotated[
+        bool, typer.Option(help="blur the metadata's face boxes")
+    ] = DEFAULTS.blur_faces,
+    image_size: ImageSize = DEFAULTS.image_size,
+    resize_mode: ResizeMode = DEFAULTS.resize_mode,
+    max_pixels: MaxPixels = DEFAULTS.max_pixels,
+    processes: Processes = DEFAULTS.processes,
+    threads: Threads = DEFAULTS.threads,
+    retries: Retries = DEFAULTS.retries,
+    timeout: Timeout = DEFAULTS.timeout,
+    samples_per_shard: PerShard = DEFAULTS.samples_per_shard,
+    distributor: Distributor = DEFAULTS.distributor,
     max_samples: MaxSamples = None,
     name: Name = None,
 ) -> None:
@@ -109,7 +114,7 @@ def _run_fetch(
     cli: dict,
 ) -> None:
     with user_errors(ctx):
-        from levl_data.fetch import FetchOptions, FetchRequest, fetch
+        from levl_data.fetch import FetchRequest, fetch
 
         option_names = FetchOptions.__dataclass_fields__.keys() - {"blur_faces"}
         options = FetchOptions(blur_faces=blur, **{key: cli[key] for key in option_names})

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from levl_data.errors import DataError
-from levl_data.fetch.img2dataset_run import FetchOptions, run_img2dataset, shard_digits
+from levl_data.fetch.img2dataset_run import run_img2dataset, shard_digits
 from levl_data.fetch.metadata import (
     MetadataFile,
     read_caption_table,
@@ -24,6 +24,7 @@ from levl_data.fetch.metadata import (
     resolve_cc12m,
     resolve_datacomp,
 )
+from levl_data.fetch.options import FetchOptions
 from levl_data.fetch.prepare import PreparedInput, prepare_input
 from levl_data.fetch.resume import (
     WORK_DIR_NAME,
