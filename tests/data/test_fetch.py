@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
 import re
 import shutil
 import signal
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -298,6 +300,41 @@ def assert_same_fetch(out: Path, complete: Path) -> None:
     assert {k: v["txt"] for k, v in got.items()} == {k: v["txt"] for k, v in want.items()}
     a, b = (json.loads((d / "manifest.json").read_text()) for d in (out, complete))
     assert a["stats"] == b["stats"] and a["num_samples"] == b["num_samples"] == 12
+
+
+def test_fetch_on_a_terminal_shows_shards_done_and_samples_written(cc12m_fetch, tmp_path):
+    """img2dataset's output goes to the log; the terminal gets one bar over the shards, with
+    the samples written and failed so far (18 rows reach img2dataset: 12 written, 6 failed)."""
+    primary, secondary = pty.openpty()
+    args = ["fetch", "cc12m", "--metadata", str(cc12m_fetch["tsv"]), "--out",
+            str(tmp_path / "out"), *FAST, *SMALL, *ONE_PROCESS]
+    process = subprocess.Popen([str(Path(sys.executable).parent / "levl-data"), *args],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary)
+    os.close(secondary)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=_read_until_closed, args=(primary, chunks))
+    reader.start()
+    stdout, _ = process.communicate(timeout=600)
+    reader.join(timeout=60)
+    os.close(primary)
+    terminal = b"".join(chunks).decode("utf-8", "replace")
+    assert process.returncode == 0, terminal
+    assert "fetched 12/22 samples" in stdout.decode()
+    final = terminal.replace("\r", "\n").strip().splitlines()[-1]
+    assert "fetch: 100%" in final and "3/3" in final, terminal
+    assert "written=12" in final and "failed=6" in final, terminal
+
+
+def _read_until_closed(fd: int, chunks: list[bytes]) -> None:
+    """Drain a pty's primary side (a child blocks once the pty buffer is full)."""
+    while True:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:  # EIO: every writer of the secondary side has closed it
+            return
+        if not data:
+            return
+        chunks.append(data)
 
 
 def free_port() -> int:

@@ -26,6 +26,7 @@ from levl_data.fetch.metadata import (
 )
 from levl_data.fetch.options import FetchOptions
 from levl_data.fetch.prepare import PreparedInput, prepare_input
+from levl_data.fetch.progress import FetchProgress
 from levl_data.fetch.resume import (
     WORK_DIR_NAME,
     ShardRecord,
@@ -102,9 +103,10 @@ def _fetch_shards(
     expected = _expected_shards(prepared, options.samples_per_shard)
     kept = keep_complete_shards(out_dir, work_dir, workers=options.processes)
     if set(kept) != expected:
-        run_img2dataset(
-            work_dir / "input", out_dir, options, len(expected), work_dir / "img2dataset.log"
-        )
+        with FetchProgress(out_dir, expected, set(kept)):
+            run_img2dataset(
+                work_dir / "input", out_dir, options, len(expected), work_dir / "img2dataset.log"
+            )
     records = keep_complete_shards(out_dir, work_dir, workers=options.processes)
     missing = sorted(expected - set(records))
     if missing:
