@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import signal
 import tarfile
 from pathlib import Path
 
@@ -120,3 +121,24 @@ def test_tar_ending_without_end_of_archive_blocks_is_whole(tmp_path):
     end += -end % 512
     path.write_bytes(content[:end])
     _agrees_with_tarfile(path, 3)
+
+
+def test_a_malformed_pax_record_length_ends_the_walk(tmp_path):
+    """A pax record claiming length 0 must not loop forever: tarfile gets the file instead."""
+    path = _tar(tmp_path / "pax.tar", [("p" * 120 + ".jpg", b"x" * 10)], tarfile.PAX_FORMAT)
+    content = bytearray(path.read_bytes())
+    length_text = bytes(content[512:520]).split(b" ", 1)[0]
+    content[512 : 512 + len(length_text)] = b"0" * len(length_text)
+    path.write_bytes(bytes(content))
+    previous = signal.signal(signal.SIGALRM, _too_long)  # a regression hangs: fail instead
+    signal.alarm(20)
+    try:
+        scan = scan_shard(path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert scan.bytes == len(content)
+
+
+def _too_long(signum, frame):
+    raise AssertionError("scan_shard did not return within 20 s")

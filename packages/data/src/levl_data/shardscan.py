@@ -139,6 +139,8 @@ def _pax_records(payload: bytes) -> dict[bytes, bytes]:
             length = int(length_text)
         except ValueError:
             raise _NotPlainUstar from None
+        if length <= len(length_text) + 1:  # a record cannot be this short; 0 would loop forever
+            raise _NotPlainUstar
         key, _, value = payload[at + len(length_text) + 1 : at + length - 1].partition(b"=")
         records[key] = value
         at += length
