@@ -160,3 +160,21 @@ def test_wandb_failing_on_resume_leaves_the_run_as_it_was(shards, tmp_path, monk
         train(cfg, out)  # the same run again: it resumes, then W&B refuses
     assert _RefusedWandb.calls == calls + 1
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_wandb_failing_on_restart_keeps_the_run_and_its_dead_attempt(shards, tmp_path,
+                                                                     monkeypatch):
+    """A restarted run (stopped before its first checkpoint) is not a new one: when W&B then
+    refuses, its config and the dead attempt's files stay, and the same command restarts it."""
+    log = dataclasses.replace(golden_config(shards).log, wandb_project="levl-test",
+                              tensorboard=False)
+    cfg = short_config(shards, steps=2, log=log)
+    out = tmp_path / "run"
+    RunDir(out).create(cfg.to_dict())
+    (out / "metrics.jsonl").write_text('{"step": 1}\n')
+    config = (out / "config.json").read_text()
+    monkeypatch.setattr(wandb, "init", _RefusedWandb())
+    with pytest.raises(TrainError, match="W&B could not start"):
+        train(cfg, out)
+    assert (out / "config.json").read_text() == config
+    assert (out / "unfinished/attempt-1/metrics.jsonl").read_text() == '{"step": 1}\n'

@@ -144,7 +144,7 @@ def open_sinks(run: Run, start: int) -> MetricSinks | None:
     (opened,) = reduce_over_ranks([float(error is None)], dist.ReduceOp.MIN, run.device)
     if opened:
         return sinks
-    if run.env.is_main and not run.resuming:
+    if run.env.is_main and run.mode == "new":  # a resumed or restarted run keeps its dir
         run.run_dir.discard_new_run()
     barrier()
     raise error or TrainError("rank 0 could not open the metric sinks (see its error)")

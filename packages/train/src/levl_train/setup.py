@@ -49,7 +49,11 @@ class Run:
     engine: TorchEngine  # or DeepSpeedEngine (same interface)
     tokenizer: CaptionTokenizer
     stream: BatchStream
-    resuming: bool
+    mode: str  # resume_mode's: new | resume | restart
+
+    @property
+    def resuming(self) -> bool:
+        return self.mode == "resume"
 
 
 def resolve_device(name: str, env: DistEnv) -> torch.device:
@@ -127,4 +131,4 @@ def build_run(cfg: TrainConfig, out_dir: Path) -> Run:
               f"from step 0 (the earlier attempt's files are in {moved})", file=sys.stderr)
     barrier()
     return Run(cfg, env, run_dir, manifest, device, engine, tokenizer, stream,
-               resuming=mode == "resume")
+               mode=mode)
