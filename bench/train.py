@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import sys
 import time
 from collections.abc import Callable
@@ -52,9 +53,8 @@ def levl_step(args, device: torch.device, objective: str) -> tuple[Callable[[], 
         device=device.type, precision="bf16" if device.type == "cuda" else "fp32",
     )
     engine = TorchEngine(build_module(cfg, DistEnv(), device), cfg)
-    batch = [random_batch(args, device)]
-    counter = iter(range(10**9))
-    return (lambda: engine.step(batch, next(counter))), \
+    batch, steps = [random_batch(args, device)], itertools.count()
+    return (lambda: engine.step(batch, next(steps))), \
         train_flops_per_sample(cfg.model, args.image_size, float(CONTEXT))
 
 
@@ -135,10 +135,11 @@ def main() -> None:
     steps["open_clip"] = open_clip_step(args, device)
     seconds = {name: seconds_per_step(step, device, args.warmup, args.repeats)
                for name, step in steps.items()}
-    print("\n" + report(args, facts, device, seconds, flops))
+    text = report(args, facts, device, seconds, flops)
+    print("\n" + text)
     if args.append:
         with open(args.append, "a", encoding="utf-8") as results:
-            results.write("\n" + report(args, facts, device, seconds, flops))
+            results.write("\n" + text)
 
 
 def report(args, facts: dict, device: torch.device, seconds: dict[str, float],
