@@ -115,6 +115,7 @@ def test_wsd_with_warmup_running_into_the_decay_is_refused():
      r"optim.decay_fraction=0.0 must be in \(0, 1\]"),
     ("precision=fp32,cpu_bf16=true", "cpu_bf16=true asks for bf16 on the CPU but "
                                      "precision='fp32'"),
+    ("precision=fp64,engine=deepspeed", "precision=fp64 runs on engine=torch only"),
 ])
 def test_values_no_run_could_use_are_refused_up_front(override, message):
     cfg = apply_overrides(get_recipe("micro_synthetic"), override.split(","))

@@ -31,8 +31,8 @@ def deterministic_torch():
     torch.use_deterministic_algorithms(deterministic)
 
 
-def short_config(shards, **changes):
-    cfg = golden_config(shards)
+def short_config(shards, engine="torch", **changes):
+    cfg = golden_config(shards, engine)
     data = dataclasses.replace(cfg.data, epoch_samples=24)  # 3 batches: resume crosses epochs
     changes = {"steps": 5, "ckpt_every": 2, "keep_last": 10, **changes}
     return dataclasses.replace(cfg, data=data, **changes)

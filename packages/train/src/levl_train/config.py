@@ -90,7 +90,9 @@ class TrainConfig:
     seed: int = 0
     tokenizer: str = "offline"
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "bf16"  # bf16 autocast on CUDA (weights fp32); fp32: no autocast
+    # bf16: autocast on CUDA (weights fp32); fp32: no autocast; fp64: float64 weights and math,
+    # ~3x slower: for runs that must give the same numbers on every CPU (the golden curve).
+    precision: str = "bf16"
     # The CPU trains in fp32 even with precision=bf16 unless this asks for bf16 autocast there
     # too: CPU bf16 is slow on most CPUs and would move the CPU tests off their fp32 numbers.
     cpu_bf16: bool = False
@@ -140,7 +142,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
 
 _CHOICES = {
     ("optim", "schedule"): ("cosine", "wsd"),
-    ("", "precision"): ("bf16", "fp32"),
+    ("", "precision"): ("bf16", "fp32", "fp64"),
     ("", "device"): ("auto", "cpu", "cuda"),
     ("", "engine"): ("torch", "deepspeed"),
     ("dist", "zero_stage"): (0, 1, 2, 3),
@@ -170,6 +172,9 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.optim.grad_clip < 0:
         raise TrainError(f"optim.grad_clip={cfg.optim.grad_clip} must be >= 0 (0 turns "
                          "clipping off)")
+    if cfg.precision == "fp64" and cfg.engine != "torch":
+        raise TrainError("precision=fp64 runs on engine=torch only (DeepSpeed reduces no "
+                         "float64 gradients); set engine=torch or precision=fp32")
     if cfg.cpu_bf16 and cfg.precision != "bf16":
         raise TrainError(f"cpu_bf16=true asks for bf16 on the CPU but precision="
                          f"{cfg.precision!r}; set precision=bf16 or cpu_bf16=false")

@@ -9,6 +9,7 @@ of 1 and never touches torch.distributed.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 import warnings
@@ -72,6 +73,8 @@ def use_extensions_cache() -> None:
     venvs sharing a dir (a checkout and a CI clone) rebuild each other's op on every launch."""
     venv = hashlib.sha256(sys.prefix.encode()).hexdigest()[:12]
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(EXTENSIONS_CACHE / venv))
+    # "No CUDA runtime is found" on every CPU launch: noise before a one-line `error:`.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     Path(os.environ["TORCH_EXTENSIONS_DIR"]).mkdir(parents=True, exist_ok=True)
 
 

@@ -3,7 +3,8 @@
 DeepSpeed owns gradient averaging, accumulation (it scales each micro-batch's loss by
 1/grad_accum) and clipping; we own the optimizer (a torch AdamW: no fused_adam JIT build), the
 LR (set every step from the stateless schedule) and bf16 autocast on CUDA (fp32 weights, as in
-the torch engine). Its engine checkpoint (module, optimizer partitions) is the train state.
+the torch engine). Its engine checkpoint (module, optimizer partitions) is the train state,
+read back weights-only (levl_train.safe_load), never unpickled as code.
 The DeepSpeed config is cluster/deepspeed/zero{stage}.json merged with the recipe (ds_config.py).
 """
 
@@ -28,6 +29,7 @@ from levl_train.engine import (
     set_lr,
 )
 from levl_train.errors import TrainError
+from levl_train.safe_load import WeightsOnlyCheckpointEngine
 from levl_train.schedule import lr_at
 
 ENGINE_TAG = "engine"
@@ -51,6 +53,8 @@ class DeepSpeedEngine:
             raise TrainError(f"DeepSpeed config {config_path(cfg)}: {where}: {error['msg']}; "
                              "fix the file") from None
         self.module: TrainModule = self.engine.module
+        # DeepSpeed's own load unpickles with weights_only=False: a planted pickle would run.
+        self.engine.checkpoint_engine = WeightsOnlyCheckpointEngine(self.engine.checkpoint_engine)
 
     def step(self, micro_batches: list[MicroBatch], step: int) -> StepOutput:
         lr = lr_at(step, self.cfg.steps, self.cfg.optim)

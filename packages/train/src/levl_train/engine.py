@@ -21,6 +21,7 @@ from levl_model.model import LevlModel
 from levl_model.objectives import Objective
 from levl_train.config import TrainConfig
 from levl_train.errors import TrainError
+from levl_train.safe_load import load_weights_only
 from levl_train.schedule import lr_at
 
 MicroBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images, input_ids, attention_mask
@@ -30,12 +31,14 @@ EMBEDDINGS = ("z_v", "z_t", "pred_v")
 class TrainModule(nn.Module):
     """Model + objective as one module: the objective owns parameters too (temperatures)."""
 
-    def __init__(self, model: LevlModel, objective: Objective, autocast_bf16: bool) -> None:
+    def __init__(self, model: LevlModel, objective: Objective, autocast_bf16: bool,
+                 dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.model, self.objective = model, objective
-        self.autocast_bf16 = autocast_bf16
+        self.autocast_bf16, self.dtype = autocast_bf16, dtype
 
     def forward(self, images, input_ids, attention_mask, step: int):
+        images = images.to(self.dtype)  # the loader's float32 pixels are exact in float64
         with _autocast(images.device, self.autocast_bf16):
             out = self.model(images, input_ids, attention_mask)
             terms = self.objective(out, step)
@@ -56,6 +59,11 @@ def uses_bf16(cfg: TrainConfig, device: torch.device) -> bool:
     if cfg.precision != "bf16":
         return False
     return device.type == "cuda" or cfg.cpu_bf16
+
+
+def weight_dtype(cfg: TrainConfig) -> torch.dtype:
+    """float64 only when asked for (precision=fp64); bf16 runs keep fp32 weights (autocast)."""
+    return torch.float64 if cfg.precision == "fp64" else torch.float32
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
@@ -132,7 +140,7 @@ class TorchEngine:
     def load_state(self, state_dir: Path, weights: dict[str, torch.Tensor]) -> None:
         """Weights from the consolidated safetensors, moments from optimizer.pt."""
         self.module.load_state_dict(_as_module_keys(weights), strict=True)
-        state = torch.load(state_dir / "optimizer.pt", map_location="cpu", weights_only=True)
+        state = load_weights_only(state_dir / "optimizer.pt")
         self.optimizer.load_state_dict(state)
 
     @contextlib.contextmanager

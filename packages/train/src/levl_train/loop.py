@@ -72,7 +72,7 @@ def diagnostics(embeddings: dict) -> dict[str, float]:
 def mean_over_ranks(terms: dict[str, torch.Tensor]) -> dict[str, float]:
     """Loss terms averaged over ranks (SIGReg is already global; the prediction terms are not)."""
     names = sorted(terms)
-    stacked = torch.stack([terms[name].float().reshape(()) for name in names])
+    stacked = torch.stack([terms[name].double().reshape(()) for name in names])
     if dist.is_initialized() and dist.get_world_size() > 1:
         stacked = stacked.cpu() if dist.get_backend() == "gloo" else stacked
         dist.all_reduce(stacked)

@@ -4,6 +4,7 @@ then create or reopen the run dir (rank 0 writes, others wait)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sys
@@ -31,6 +32,7 @@ from levl_train.engine import (
     TrainModule,
     enable_activation_checkpointing,
     uses_bf16,
+    weight_dtype,
 )
 from levl_train.errors import TrainError
 from levl_train.resume import resume_mode
@@ -91,13 +93,29 @@ def seed_everything(cfg: TrainConfig) -> None:
 
 
 def build_module(cfg: TrainConfig, env: DistEnv, device: torch.device) -> TrainModule:
-    model = build_model(cfg.model, seed=cfg.seed)
+    dtype = weight_dtype(cfg)
+    with default_dtype(torch.float64):
+        model = build_model(cfg.model, seed=cfg.seed)
+        objective = build_objective(cfg.objective)
     if cfg.dist.activation_checkpointing:
         enable_activation_checkpointing(model)
     if env.multi and cfg.dist.sync_batchnorm:
         sync_batchnorm(model, device)
-    objective = build_objective(cfg.objective)
-    return TrainModule(model, objective, uses_bf16(cfg, device)).to(device).train()
+    module = TrainModule(model, objective, uses_bf16(cfg, device), dtype)
+    return module.to(device=device, dtype=dtype).train()
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype):
+    """Draw the init in float64, then cast: float32 normal_ takes a vectorised path on AVX2
+    CPUs only, so a float32 draw differs between CPUs in its last bits; a float64 draw is the
+    same on every CPU, and float32 and float64 runs start from the same weights."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def build_engine(cfg: TrainConfig, module: TrainModule, micro_batch: int, env: DistEnv):
