@@ -72,12 +72,19 @@ def test_headline_text_lists_every_encoder_and_only_protocols_run() -> None:
     assert lines[1].split() == ["linear", "top-1", "87.50", "—"] and len(lines) == 4
 
 
-def test_publish_writes_strict_json_and_replaces_an_old_report(tmp_path: Path) -> None:
+def test_publish_writes_strict_json_and_replaces_only_its_own_outputs(tmp_path: Path) -> None:
     out = tmp_path / "out"
     publish_report(out, _report())
-    (out / "stale.txt").write_text("from the previous run")
+    (out / "notes.txt").write_text("the user's")
+    (out / "mine").mkdir()
+    (out / "mine" / "data.bin").write_bytes(b"keep")
+    (out / REPORT_MD).write_text("old")
     publish_report(out, _report())
-    assert sorted(p.name for p in out.iterdir()) == ["plots", REPORT_JSON, REPORT_MD]
+    assert sorted(p.name for p in out.iterdir()) == ["mine", "notes.txt", "plots", REPORT_JSON,
+                                                     REPORT_MD]
+    assert (out / "notes.txt").read_text() == "the user's"
+    assert (out / "mine" / "data.bin").read_bytes() == b"keep"
+    assert "## Headline" in (out / REPORT_MD).read_text()
     data = json.loads((out / REPORT_JSON).read_text(), parse_constant=pytest.fail)
     assert data["encoders"][1]["protocols"]["linear"]["top1"] is None  # NaN -> null
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temp dirs left behind
@@ -88,6 +95,17 @@ def test_publish_refuses_a_foreign_non_empty_directory(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="not empty"):
         publish_report(tmp_path, _report())
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("content", ['{"schema": "someone.else/v3"}', "not json", "[1, 2]"])
+def test_publish_refuses_a_directory_whose_report_json_is_not_levls(tmp_path: Path,
+                                                                    content: str) -> None:
+    (tmp_path / REPORT_JSON).write_text(content)
+    (tmp_path / "results.csv").write_text("1,2")
+    with pytest.raises(OutputError, match="is not a levl-eval report"):
+        publish_report(tmp_path, _report())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "results.csv"]
+    assert (tmp_path / REPORT_JSON).read_text() == content
 
 
 def test_rerender_rebuilds_markdown_from_json(tmp_path: Path) -> None:

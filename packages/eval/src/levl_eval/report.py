@@ -2,8 +2,8 @@
 
 report.md and the figures under plots/ (levl_eval.plots) are always rendered from report.json,
 so `levl-eval report DIR` can re-render them after the layout changes without re-running any
-evaluation. Both are written atomically; a fresh
-output directory replaces the old one only once every file in it is complete.
+evaluation. Both are written atomically, complete in a temp directory before they replace
+levl's earlier outputs; nothing else in the output directory is touched.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from levl_eval.errors import EvalError, OutputError
-from levl_eval.plots import plot_lines, write_plots
+from levl_eval.plots import PLOTS_DIR, plot_lines, write_plots
 from levl_eval.protocols.zeroshot import READOUT_DESCRIPTIONS, READOUT_LABELS
 
 REPORT_SCHEMA = "levl.eval-report/v1"
@@ -290,18 +290,30 @@ def write_report_files(out_dir: Path, report: dict) -> None:
 
 
 def check_output_dir(out_dir: Path) -> None:
-    """Refuse, before any work, an --out that is a file or a non-empty non-report directory."""
+    """Refuse, before any work, an --out that is a file, a non-empty directory without a
+    report, or one whose report.json is not levl's: only levl's own outputs are ever replaced."""
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"--out {out_dir}: exists and is not a directory; choose another --out")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / REPORT_JSON).exists():
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    if not (out_dir / REPORT_JSON).is_file():
         raise OutputError(
             f"--out {out_dir}: directory is not empty and holds no {REPORT_JSON}; "
             "choose an empty or new directory (levl-eval only replaces its own outputs)"
         )
+    try:
+        read_report(out_dir)
+    except EvalError as exc:
+        raise OutputError(f"--out {out_dir}: its {REPORT_JSON} is not a levl-eval report "
+                          f"({exc}); choose another --out") from None
 
 
 def publish_report(out_dir: Path, report: dict) -> Path:
-    """Write the report into a temp directory beside out_dir, then swap it into place."""
+    """Write the report into a temp directory beside out_dir, then move it into place.
+
+    Into an existing report directory only levl's own outputs (report.json, report.md, plots/)
+    are swapped, one rename each; every other file there is the user's and stays.
+    """
     out_dir = out_dir.absolute()
     check_output_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -309,16 +321,25 @@ def publish_report(out_dir: Path, report: dict) -> Path:
     try:
         write_report_files(tmp_dir, report)
         if out_dir.exists():
-            old_dir = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:12]}")
-            out_dir.rename(old_dir)
-            tmp_dir.rename(out_dir)
-            shutil.rmtree(old_dir)
+            replace_outputs(tmp_dir, out_dir)
         else:
             tmp_dir.rename(out_dir)
-    except BaseException:
+    finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
     return out_dir
+
+
+def replace_outputs(new_dir: Path, out_dir: Path) -> None:
+    """Swap each of levl's outputs from new_dir into out_dir, report.json last (a reader never
+    sees a new report.json beside old figures); the old ones are deleted only after the swap."""
+    old_dir = sibling_dir(out_dir, "old")
+    try:
+        for name in (PLOTS_DIR, REPORT_MD, REPORT_JSON):
+            if (out_dir / name).exists():
+                (out_dir / name).rename(old_dir / name)
+            (new_dir / name).rename(out_dir / name)
+    finally:
+        shutil.rmtree(old_dir, ignore_errors=True)
 
 
 def read_report(out_dir: Path) -> dict:
