@@ -21,7 +21,7 @@ $(STAMP): Makefile pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
 	# levl-data[ffcv] (convert --to ffcv) builds against Debian's libturbojpeg and OpenCV: install them once.
 	dpkg -s $(FFCV_DEBS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 		$(SUDO) apt-get install -y --no-install-recommends $(FFCV_DEBS); }
-	$(PY) -m pip install -q -e 'packages/data[ffcv,spark,ray]'
+	$(PY) -m pip install -q -e 'packages/data[ffcv,spark,ray,photos]'
 	$(PY) -m pip install -q --group dev
 	touch $(STAMP)
 

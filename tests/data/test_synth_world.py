@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from shard_samples import read_samples, shard_hashes
 
 from levl_data.errors import DataError
 from levl_data.manifest import read_manifest, verify_manifest
@@ -27,21 +26,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def other_seed_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return write_world(tmp_path_factory.mktemp("world1") / "synth", "micro", 1)
-
-
-def read_samples(manifest_path: Path) -> list[dict[str, bytes]]:
-    """All samples of a shard set, grouped by key, in order (plain tarfile: no loader needed)."""
-    samples: dict[str, dict[str, bytes]] = defaultdict(dict)
-    for shard in read_manifest(manifest_path).shard_paths():
-        with tarfile.open(shard) as tar:
-            for member in tar.getmembers():
-                key, ext = member.name.split(".", 1)
-                samples[key][ext] = tar.extractfile(member).read()
-    return list(samples.values())
-
-
-def shard_hashes(paths: dict[str, Path]) -> dict[str, list[str]]:
-    return {split: [s.sha256 for s in read_manifest(p).shards] for split, p in paths.items()}
 
 
 def test_manifests_describe_each_split(world):

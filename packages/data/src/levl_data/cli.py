@@ -132,6 +132,27 @@ def synth(
             typer.echo(f"{split}\t{loaded.path}\t{loaded.num_samples} samples")
 
 
+@app.command()
+def photos(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="output directory, new or empty (gets train/ val/ "
+                                           "classes.json)")],
+    train: Annotated[int, typer.Option("--train", help="train samples")] = 5000,
+    val: Annotated[int, typer.Option("--val", help="validation samples")] = 600,
+    size: Annotated[int, typer.Option(help="image side in pixels")] = 112,
+    seed: Annotated[int, typer.Option(help="seed (same seed, same bytes)")] = 0,
+) -> None:
+    """Write a small real-photo caption set from scikit-image's bundled photos."""
+    with user_errors(ctx):
+        from levl_data.photoset import make_photo_set
+
+        manifests = make_photo_set(out, n_train=train, n_val=val, image_size=size, seed=seed)
+        for split, path in manifests.items():
+            loaded = read_manifest(path, check_files=False)
+            typer.echo(f"{split}\t{loaded.path}\t{loaded.num_samples} samples")
+        typer.echo(f"classes\t{Path(out).absolute() / 'classes.json'}")
+
+
 def _plain(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{key}={_plain(item)}" for key, item in value.items()) or "-"
