@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -178,3 +180,24 @@ def test_not_a_checkpoint_dir_is_refused(tmp_path):
     assert_one_line_error(tmp_path / "nowhere", "does not exist")
     (tmp_path / "latest").write_text("checkpoints/step_0000999")
     assert_one_line_error(tmp_path, "step_0000999")
+
+
+def test_metadata_claiming_a_huge_model_is_refused_before_anything_is_allocated(saved):
+    """An 8192-wide, 64-deep model would need ~200 GB; the header check on the meta device
+    refuses it in a subprocess whose peak RSS stays that of a small process."""
+    meta_path = saved / "metadata.json"
+    metadata = json.loads(meta_path.read_text())
+    for tower in ("vision", "text"):
+        metadata["model_config"][tower].update(width=8192, depth=64, heads=64)
+    meta_path.write_text(json.dumps(metadata))
+    script = ("import resource, sys\n"
+              "from levl_model import CheckpointError, load_checkpoint\n"
+              "try:\n    load_checkpoint(sys.argv[1])\n"
+              "except CheckpointError as exc:\n    print(exc)\n"
+              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    result = subprocess.run([sys.executable, "-c", script, str(saved)], capture_output=True,
+                            text=True, timeout=300)
+    message, peak_mib = result.stdout.strip().splitlines()
+    assert "tensors do not match the metadata config" in message, result.stderr[-2000:]
+    assert "shape mismatch" in message
+    assert int(peak_mib) < 3000, f"peak RSS {peak_mib} MiB"

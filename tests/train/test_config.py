@@ -116,6 +116,10 @@ def test_wsd_with_warmup_running_into_the_decay_is_refused():
     ("precision=fp32,cpu_bf16=true", "cpu_bf16=true asks for bf16 on the CPU but "
                                      "precision='fp32'"),
     ("precision=fp64,engine=deepspeed", "precision=fp64 runs on engine=torch only"),
+    ("data.max_failure_rate=5", r"data.max_failure_rate=5.0 must be in \[0, 1\]"),
+    ("data.num_workers=-1", "data.num_workers=-1 must be >= 0"),
+    ("data.shuffle_buffer=-5", "data.shuffle_buffer=-5 must be >= 0"),
+    ("data.crop_scale_min=0", r"data.crop_scale_min=0.0 must be in \(0, 1\]"),
 ])
 def test_values_no_run_could_use_are_refused_up_front(override, message):
     cfg = apply_overrides(get_recipe("micro_synthetic"), override.split(","))

@@ -196,7 +196,7 @@ def save_micro_checkpoint(ckpt_dir: Path, *, image_size: int = 32, seed: int = 0
                            objective=build_objective(objective_cfg), metadata=metadata)
 
 
-def train_micro_checkpoint(ckpt_dir: Path, world: Path, *, steps: int = 60, lr: float = 1e-3,
+def train_micro_checkpoint(ckpt_dir: Path, world: Path, *, steps: int = 100, lr: float = 1e-3,
                            seed: int = 0) -> Path:
     """A micro checkpoint trained with LeVLJEPA, full batch, on `write_eval_world`'s eval-train
     images, each captioned with its class name in the world's first zero-shot prompt.

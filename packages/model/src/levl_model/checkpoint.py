@@ -21,7 +21,7 @@ from typing import Any
 
 import jsonschema
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -290,6 +290,33 @@ def split_tensors(
     return model_part, objective_part
 
 
+def header_shapes(ckpt_dir: Path) -> dict[str, torch.Tensor]:
+    """Every tensor's name and shape from the safetensors header, as meta tensors: no data read."""
+    tensors_path = ckpt_dir / TENSORS_FILE
+    try:
+        with safe_open(str(tensors_path), framework="pt") as handle:
+            return {key: torch.empty(handle.get_slice(key).get_shape(), device="meta")
+                    for key in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"checkpoint {tensors_path}: unreadable safetensors ({exc})") from exc
+
+
+def check_header(ckpt_dir: Path, model_config: ModelConfig, objective_config: ObjectiveConfig,
+                 where: str) -> None:
+    """Compare the metadata's model with the file's tensors on the meta device first: metadata
+    claiming a model far larger than its tensors must not allocate that model."""
+    if not (ckpt_dir / TENSORS_FILE).is_file():
+        read_tensors(ckpt_dir)  # its one-line error for a missing file
+    with torch.device("meta"):
+        expected = dict(build_model(model_config).state_dict())
+        expected |= {OBJECTIVE_PREFIX + key: value
+                     for key, value in build_objective(objective_config).state_dict().items()}
+    problems = tensor_mismatches(expected, header_shapes(ckpt_dir))
+    if problems:
+        raise CheckpointError(
+            f"{where}: tensors do not match the metadata config: {'; '.join(problems)}")
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> LoadedCheckpoint:
@@ -298,8 +325,9 @@ def load_checkpoint(
     metadata = read_metadata(ckpt_dir)
     model_config = ModelConfig.from_dict(metadata["model_config"])
     objective_config = ObjectiveConfig.from_dict(metadata["objective_config"])
-    model_tensors, objective_tensors = split_tensors(read_tensors(ckpt_dir))
     where = f"checkpoint {ckpt_dir / TENSORS_FILE}"
+    check_header(ckpt_dir, model_config, objective_config, where)
+    model_tensors, objective_tensors = split_tensors(read_tensors(ckpt_dir))
     model = build_model(model_config)
     load_tensors_into(model, model_tensors, where)
     objective = build_objective(objective_config)

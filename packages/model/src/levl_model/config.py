@@ -25,6 +25,16 @@ SIZES: dict[str, tuple[int, int, int]] = {
 }
 OBJECTIVES = ("levljepa", "infonce", "siglip")
 PRED_LOSSES = ("mse", "cosine")
+PROJECTIONS = ("mlp", "linear")
+INITS = ("width_scaled", "reference")
+REFERENCE_WIDTH = 768  # ViT-B/16 and GPT-2: the width whose init std (0.02) the reference uses
+
+
+def init_std(cfg_init: str, width: int) -> float:
+    """The towers' weight init std (see ModelConfig.init)."""
+    if cfg_init == "reference":
+        return 0.02
+    return 0.02 * (REFERENCE_WIDTH / width) ** 0.5
 
 
 def fail(where: str, key: str, problem: str) -> NoReturn:
@@ -144,10 +154,14 @@ class HeadsConfig:
     proj_hidden: int = 2048
     pred_hidden: int = 2048
     pred_depth: int = 4
+    # mlp: Linear→BatchNorm→GELU→Linear (LeVLJEPA's pre-projection); linear: CLIP's bias-free
+    # linear map (proj_hidden unused)
+    projection: str = "mlp"
 
     def __post_init__(self) -> None:
         for key in ("embed_dim", "proj_hidden", "pred_hidden", "pred_depth"):
             check_int("heads", key, getattr(self, key))
+        check_choice("heads", "projection", self.projection, PROJECTIONS)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,8 +176,14 @@ class ModelConfig:
     vision: VisionConfig
     text: TextConfig
     heads: HeadsConfig
+    # width_scaled: the towers' N(0, 0.02) init (timm ViT, GPT-2) scaled by sqrt(768 / width),
+    # exactly the reference at width 768 and open_clip's per-unit scale on narrow towers (at
+    # 0.02 a width-192 pair trains like one at 2-3x the learning rate: docs/parity.md);
+    # reference: 0.02 at every width.
+    init: str = "width_scaled"
 
     def __post_init__(self) -> None:
+        check_choice("model", "init", self.init, INITS)
         for key, cls in (("vision", VisionConfig), ("text", TextConfig), ("heads", HeadsConfig)):
             if not isinstance(getattr(self, key), cls):
                 fail(
@@ -177,6 +197,7 @@ class ModelConfig:
             "vision": self.vision.to_dict(),
             "text": self.text.to_dict(),
             "heads": self.heads.to_dict(),
+            "init": self.init,
         }
 
     @classmethod

@@ -13,6 +13,8 @@ from transformers import GPT2Config, GPT2Model
 
 from levl_model.config import TextConfig, VisionConfig
 
+TIMM_INIT_STD = 0.02  # timm's ViT and GPT-2's initializer_range alike
+
 
 class VisionEncoder(VisionTransformer):
     """timm ViT whose readouts are the final-norm CLS token (global) and patch tokens (dense).
@@ -21,7 +23,7 @@ class VisionEncoder(VisionTransformer):
     (`vision.blocks.0...`), which keeps timm checkpoints loadable with a prefix strip.
     """
 
-    def __init__(self, cfg: VisionConfig) -> None:
+    def __init__(self, cfg: VisionConfig, init_std: float = TIMM_INIT_STD) -> None:
         super().__init__(
             img_size=cfg.image_size,
             patch_size=cfg.patch_size,
@@ -35,6 +37,19 @@ class VisionEncoder(VisionTransformer):
             dynamic_img_size=True,
         )
         self.config = cfg
+        self._rescale_init(init_std)
+
+    @torch.no_grad()
+    def _rescale_init(self, init_std: float) -> None:
+        """timm draws every Linear weight and pos_embed from N(0, 0.02); rescale them to
+        init_std (the CLS token's 1e-6 and the patch conv's fan-in init stay timm's)."""
+        factor = init_std / TIMM_INIT_STD
+        if factor == 1.0:
+            return
+        self.pos_embed.mul_(factor)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                module.weight.mul_(factor)
 
     def forward_tokens(self, images_BCHW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (cls_BD, patches_BLD), both after the final LayerNorm."""
@@ -46,8 +61,9 @@ class VisionEncoder(VisionTransformer):
         return self.forward_tokens(images_BCHW)[0]
 
 
-def gpt2_config(cfg: TextConfig) -> GPT2Config:
-    """GPT-2 with all dropout off (METHOD.md) and positions sized to max_length."""
+def gpt2_config(cfg: TextConfig, init_std: float = TIMM_INIT_STD) -> GPT2Config:
+    """GPT-2 with all dropout off (METHOD.md), positions sized to max_length and its normal
+    inits drawn at init_std (GPT-2's own 0.02 by default; residual projections / sqrt(2L))."""
     return GPT2Config(
         n_embd=cfg.width,
         n_layer=cfg.depth,
@@ -58,6 +74,7 @@ def gpt2_config(cfg: TextConfig) -> GPT2Config:
         embd_pdrop=0.0,
         attn_pdrop=0.0,
         use_cache=False,
+        initializer_range=init_std,
     )
 
 
@@ -71,10 +88,10 @@ def last_unmasked(hidden_BLD: torch.Tensor, attention_mask_BL: torch.Tensor) -> 
 class TextEncoder(nn.Module):
     """GPT-2 whose caption feature is the hidden state at the EOS (last unmasked) token."""
 
-    def __init__(self, cfg: TextConfig) -> None:
+    def __init__(self, cfg: TextConfig, init_std: float = TIMM_INIT_STD) -> None:
         super().__init__()
         self.config = cfg
-        self.transformer = GPT2Model(gpt2_config(cfg))
+        self.transformer = GPT2Model(gpt2_config(cfg, init_std))
 
     def forward(self, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor) -> torch.Tensor:
         """Return eos_BD; causal attention means padding after EOS cannot change it."""

@@ -25,6 +25,26 @@ class Projection(nn.Sequential):
         return super().forward(x_BD)
 
 
+class LinearProjection(nn.Linear):
+    """A bias-free linear map, initialised N(0, width^-1/2) (CLIP's and open_clip's projection).
+
+    The contrastive baselines L2-normalise their embeddings, so they need no free variance
+    after the encoder's LayerNorm: the MLP head with BatchNorm only adds parameters and
+    batch coupling there (measured in docs/parity.md).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__(in_dim, out_dim, bias=False)
+        nn.init.normal_(self.weight, std=in_dim**-0.5)
+
+
+def build_projection(kind: str, in_dim: int, hidden: int, out_dim: int) -> nn.Module:
+    """`mlp` (LeVLJEPA's pre-projection, METHOD.md) or `linear` (CLIP's)."""
+    if kind == "linear":
+        return LinearProjection(in_dim, out_dim)
+    return Projection(in_dim, hidden, out_dim)
+
+
 class Predictor(nn.Sequential):
     """E → [hidden]×depth → E with BatchNorm1d + GELU after every hidden Linear.
 

@@ -7,9 +7,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from levl_model.config import ModelConfig
+from levl_model.config import ModelConfig, init_std
 from levl_model.encoders import TextEncoder, VisionEncoder
-from levl_model.heads import Predictor, Projection
+from levl_model.heads import Predictor, build_projection
 
 
 class ImageFeatures(NamedTuple):
@@ -30,10 +30,12 @@ class LevlModel(nn.Module):
         super().__init__()
         self.config = cfg
         heads = cfg.heads
-        self.vision = VisionEncoder(cfg.vision)
-        self.text = TextEncoder(cfg.text)
-        self.vision_proj = Projection(cfg.vision.width, heads.proj_hidden, heads.embed_dim)
-        self.text_proj = Projection(cfg.text.width, heads.proj_hidden, heads.embed_dim)
+        self.vision = VisionEncoder(cfg.vision, init_std(cfg.init, cfg.vision.width))
+        self.text = TextEncoder(cfg.text, init_std(cfg.init, cfg.text.width))
+        self.vision_proj = build_projection(heads.projection, cfg.vision.width, heads.proj_hidden,
+                                            heads.embed_dim)
+        self.text_proj = build_projection(heads.projection, cfg.text.width, heads.proj_hidden,
+                                          heads.embed_dim)
         self.vision_pred = Predictor(heads.embed_dim, heads.pred_hidden, heads.pred_depth)
         self.text_pred = Predictor(heads.embed_dim, heads.pred_hidden, heads.pred_depth)
 

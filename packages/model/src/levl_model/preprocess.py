@@ -75,12 +75,14 @@ def eval_transform(p: Preprocess) -> Callable[[Image.Image], torch.Tensor]:
 
 
 def train_transform(
-    p: Preprocess, scale: tuple[float, float] = (0.8, 1.0)
+    p: Preprocess, scale: tuple[float, float] = (0.8, 1.0), color_jitter: bool = True
 ) -> Callable[[Image.Image], torch.Tensor]:
-    """RandomResizedCrop + mild colour jitter (the paper's light augmentation)."""
+    """RandomResizedCrop + mild colour jitter (the paper's light augmentation); open_clip's
+    default is scale (0.9, 1.0) without jitter."""
     crop = T.RandomResizedCrop(p.size, scale=scale, interpolation=INTERPOLATIONS[p.interpolation])
-    jitter = T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)
-    return T.Compose([T.Lambda(_rgb), crop, jitter, *_to_normalized_tensor(p)])
+    jitter = [T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)] \
+        if color_jitter else []
+    return T.Compose([T.Lambda(_rgb), crop, *jitter, *_to_normalized_tensor(p)])
 
 
 def _rgb(image: Image.Image) -> Image.Image:

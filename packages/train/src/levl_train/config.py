@@ -24,6 +24,10 @@ class DataConfig:
     num_workers: int = 2
     shuffle_buffer: int = 2000
     augment: bool = True
+    # with augment: RandomResizedCrop area scale (crop_scale_min, 1) and colour jitter; open_clip
+    # trains with (0.9, 1) and no jitter
+    crop_scale_min: float = 0.8
+    color_jitter: bool = True
     max_failure_rate: float = 0.1
     # The stream is endless (shards resampled with replacement); an "epoch" is just this many
     # samples, after which the order is redrawn from (seed, epoch). None: the manifest's size.
@@ -72,6 +76,10 @@ class LogConfig:
     # The device's dense peak for the run's matmul precision (bf16, or tf32/fp32 for an fp32
     # run), for MFU; None: levl_train.flops' tables of known GPUs.
     peak_tflops: float | None = None
+    # Collapse flag: effective rank of Z_V or Z_T below collapse_fraction x min(micro-batch, E)
+    # for collapse_steps steps (levl_train.collapse)
+    collapse_fraction: float = 0.1
+    collapse_steps: int = 50
 
 
 @dataclass(frozen=True)
@@ -149,7 +157,8 @@ _CHOICES = {
     ("dist", "backend"): ("auto", "gloo", "nccl"),
 }
 _POSITIVE = (("", "steps"), ("", "log_every"), ("", "ckpt_every"), ("data", "batch_size"),
-             ("optim", "lr"), ("dist", "grad_accum"), ("dist", "timeout_s"), ("", "keep_last"))
+             ("optim", "lr"), ("dist", "grad_accum"), ("dist", "timeout_s"), ("", "keep_last"),
+             ("log", "collapse_steps"))
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -166,6 +175,10 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.data.epoch_samples is not None and cfg.data.epoch_samples < cfg.data.batch_size:
         raise TrainError(f"data.epoch_samples={cfg.data.epoch_samples} is smaller than one "
                          f"batch ({cfg.data.batch_size}); raise it or set it to none")
+    check_data(cfg.data)
+    if not 0 <= cfg.log.collapse_fraction <= 1:
+        raise TrainError(f"log.collapse_fraction={cfg.log.collapse_fraction} must be in [0, 1] "
+                         "(0 turns the collapse flag off)")
     if cfg.log.peak_tflops is not None and cfg.log.peak_tflops <= 0:
         raise TrainError(f"log.peak_tflops={cfg.log.peak_tflops} must be positive (or none)")
     check_schedule(cfg)
@@ -178,6 +191,17 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.cpu_bf16 and cfg.precision != "bf16":
         raise TrainError(f"cpu_bf16=true asks for bf16 on the CPU but precision="
                          f"{cfg.precision!r}; set precision=bf16 or cpu_bf16=false")
+
+
+def check_data(data: DataConfig) -> None:
+    """Data values the loader would otherwise meet as a traceback (or not at all)."""
+    if not 0 < data.crop_scale_min <= 1:
+        raise TrainError(f"data.crop_scale_min={data.crop_scale_min} must be in (0, 1]")
+    if not 0 <= data.max_failure_rate <= 1:
+        raise TrainError(f"data.max_failure_rate={data.max_failure_rate} must be in [0, 1]")
+    for key in ("num_workers", "shuffle_buffer"):
+        if getattr(data, key) < 0:
+            raise TrainError(f"data.{key}={getattr(data, key)} must be >= 0")
 
 
 def check_schedule(cfg: TrainConfig) -> None:

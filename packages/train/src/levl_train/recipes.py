@@ -9,7 +9,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from levl_model.config import ObjectiveConfig, model_config
+from levl_model.config import (
+    HeadsConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    TextConfig,
+    VisionConfig,
+    model_config,
+)
 from levl_model.preprocess import CLIP_MEAN, CLIP_STD, Preprocess
 from levl_train.config import DataConfig, DistConfig, OptimConfig, TrainConfig
 from levl_train.errors import TrainError
@@ -65,6 +72,32 @@ def tiny_synthetic(smoke: bool = False) -> TrainConfig:
     return _smoke(cfg, steps=10) if smoke else cfg
 
 
+def clip_parity(smoke: bool = False) -> TrainConfig:
+    """InfoNCE set up as open_clip's trainer sets up CLIP, for comparing the two trainers
+    (bench/parity.py, docs/parity.md): bias-free linear projections, open_clip's augmentation
+    (crop scale 0.9-1, no jitter), no gradient clipping, cosine to 0. Towers of ViT-Ti width at
+    112 px, 6 layers; batch 64, lr 1e-3, wd 0.1, 25 warmup steps, 234 steps (3 epochs of 5000).
+
+    levl-data photos --out photos
+    levl-train run clip_parity --data photos/train/manifest.json --out runs/parity
+    """
+    cfg = TrainConfig(
+        recipe="clip_parity",
+        model=ModelConfig(VisionConfig(192, 6, 3, patch_size=16, image_size=112),
+                          TextConfig(192, 6, 3), HeadsConfig(embed_dim=256, projection="linear")),
+        objective=ObjectiveConfig(name="infonce"),
+        preprocess=Preprocess(size=112, mean=CLIP_MEAN, std=CLIP_STD),
+        data=DataConfig(batch_size=64, num_workers=1, shuffle_buffer=2000, crop_scale_min=0.9,
+                        color_jitter=False),
+        optim=OptimConfig(lr=1e-3, min_lr=0.0, weight_decay=0.1, warmup_steps=25, grad_clip=0.0),
+        steps=234,
+        precision="fp32",
+        log_every=5,
+        ckpt_every=234,
+    )
+    return _smoke(cfg, steps=10) if smoke else cfg
+
+
 def vit_b16_datacomp_l(smoke: bool = False) -> TrainConfig:
     """The paper's DataComp-L model (METHOD.md): ViT-B/16 + GPT-2, E=256, batch 4096, 200k steps.
 
@@ -113,7 +146,8 @@ def _smoke(cfg: TrainConfig, steps: int) -> TrainConfig:
 
 
 RECIPES: dict[str, Callable[..., TrainConfig]] = {
-    fn.__name__: fn for fn in (micro_synthetic, tiny_synthetic, vit_b16_datacomp_l, vit_b16_cc12m)
+    fn.__name__: fn for fn in (micro_synthetic, tiny_synthetic, clip_parity, vit_b16_datacomp_l,
+                               vit_b16_cc12m)
 }
 
 

@@ -136,7 +136,9 @@ def build_run(cfg: TrainConfig, out_dir: Path) -> Run:
         init_process_group(env, backend_for(device, cfg.dist.backend), cfg.dist.timeout_s)
     seed_everything(cfg)
     engine = build_engine(cfg, build_module(cfg, env, device), micro_batch, env)
-    transform = (train_transform if cfg.data.augment else eval_transform)(cfg.preprocess)
+    transform = train_transform(cfg.preprocess, (cfg.data.crop_scale_min, 1.0),
+                                cfg.data.color_jitter) if cfg.data.augment \
+        else eval_transform(cfg.preprocess)
     stream = BatchStream(manifest, cfg.data, seed=cfg.seed, micro_batch=micro_batch,
                          rank=env.rank, world_size=env.world_size, transform=transform)
     tokenizer = load_tokenizer(cfg.tokenizer, max_length=cfg.model.text.max_length)
