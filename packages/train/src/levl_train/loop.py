@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from levl_model.checkpoint import build_metadata, read_tensors, save_checkpoint
 from levl_train import __version__
+from levl_train.collapse import CollapseWatch, describe, weighted_terms
 from levl_train.config import TrainConfig, config_from_dict
 from levl_train.distributed import barrier
 from levl_train.engine import MicroBatch, StepOutput
@@ -101,6 +102,7 @@ def train_steps(run: Run, start: int, sinks: MetricSinks | None) -> Path:
     last_ckpt = None
     bar = tqdm(total=cfg.steps, initial=start, desc=cfg.recipe, unit="step", dynamic_ncols=True,
                disable=not run.env.is_main)
+    watch = CollapseWatch.for_run(cfg, run.stream.micro_batch)
     for step in range(start, cfg.steps):
         batches = meter.wait_for(micro_batches, run, skipped, meter)
         result = meter.compute(run.engine.step, batches, step)
@@ -108,8 +110,11 @@ def train_steps(run: Run, start: int, sinks: MetricSinks | None) -> Path:
         if done % cfg.log_every == 0 or done == cfg.steps:
             losses, perf = mean_over_ranks(result.terms), meter.interval()  # collectives
             if sinks is not None:
-                sinks.log(log_record(run, done, result, losses, perf, skipped))
-                bar.set_postfix(loss=f"{losses['loss']:.4f}")
+                record = log_record(run, done, result, losses, perf, skipped)
+                collapse = watch.update(done, record, weighted_terms(cfg, losses))
+                sinks.log({**record, "collapse": collapse} if collapse else record)
+                bar.set_postfix(loss=f"{losses['loss']:.4f}",
+                                **({"collapse": describe(collapse)} if collapse else {}))
         if done % cfg.ckpt_every == 0 or done == cfg.steps:
             last_ckpt = save(run, done)
         bar.update(1)

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from levl_train.collapse import describe
 from levl_train.errors import TrainError
 from levl_train.submit import JOB_FILE
 
@@ -69,6 +70,7 @@ def run_status(run_dir: Path) -> dict[str, Any]:
         "samples_seen": metrics.get("samples_seen"),
         "losses": {k: metrics[k] for k in LOSS_KEYS if k in metrics},
         "samples_per_s": metrics.get("samples_per_s"),
+        "collapse": metrics.get("collapse"),
         "latest_checkpoint": latest.read_text().strip() if latest.is_file() else None,
     }
 
@@ -86,4 +88,6 @@ def format_status(status: dict[str, Any]) -> str:
         f"throughput {f'{rate:.1f} samples/s' if rate else '-'}",
         f"checkpoint {status['latest_checkpoint'] or '-'}",
     ]
+    if status.get("collapse"):
+        lines.append(f"COLLAPSE   {describe(status['collapse'])}")
     return "\n".join(lines)
