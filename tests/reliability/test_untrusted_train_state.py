@@ -67,7 +67,8 @@ def test_a_pickle_planted_in_the_torch_optimizer_state_does_not_run(cli, shards,
 
 @pytest.mark.parametrize("stage,planted", [
     (2, "mp_rank_00_model_states.pt"),
-    (2, "zero_pp_rank_0_mp_rank_00_optim_states.pt"),
+    # the same load path (DeepSpeed's checkpoint engine); ~35 s more, so run with `-m slow` only
+    pytest.param(2, "zero_pp_rank_0_mp_rank_00_optim_states.pt", marks=pytest.mark.slow),
 ])
 def test_a_pickle_planted_in_deepspeed_engine_state_does_not_run(cli, shards, tmp_path, stage,
                                                                  planted):
