@@ -237,12 +237,18 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return metadata
 
 
-def read_tensors(ckpt_dir: Path) -> dict[str, torch.Tensor]:
+def existing_tensors_file(ckpt_dir: Path) -> Path:
+    """ckpt_dir's model.safetensors, or the one-line error naming it."""
     tensors_path = ckpt_dir / TENSORS_FILE
     if not tensors_path.is_file():
         raise CheckpointError(
             f"checkpoint {tensors_path}: missing (a checkpoint needs {TENSORS_FILE} beside {METADATA_FILE})"
         )
+    return tensors_path
+
+
+def read_tensors(ckpt_dir: Path) -> dict[str, torch.Tensor]:
+    tensors_path = existing_tensors_file(ckpt_dir)
     try:
         return load_file(str(tensors_path), device="cpu")
     except (SafetensorError, OSError) as exc:
@@ -292,7 +298,7 @@ def split_tensors(
 
 def header_shapes(ckpt_dir: Path) -> dict[str, torch.Tensor]:
     """Every tensor's name and shape from the safetensors header, as meta tensors: no data read."""
-    tensors_path = ckpt_dir / TENSORS_FILE
+    tensors_path = existing_tensors_file(ckpt_dir)
     try:
         with safe_open(str(tensors_path), framework="pt") as handle:
             return {key: torch.empty(handle.get_slice(key).get_shape(), device="meta")
@@ -305,8 +311,6 @@ def check_header(ckpt_dir: Path, model_config: ModelConfig, objective_config: Ob
                  where: str) -> None:
     """Compare the metadata's model with the file's tensors on the meta device first: metadata
     claiming a model far larger than its tensors must not allocate that model."""
-    if not (ckpt_dir / TENSORS_FILE).is_file():
-        read_tensors(ckpt_dir)  # its one-line error for a missing file
     with torch.device("meta"):
         expected = dict(build_model(model_config).state_dict())
         expected |= {OBJECTIVE_PREFIX + key: value

@@ -27,14 +27,15 @@ OBJECTIVES = ("levljepa", "infonce", "siglip")
 PRED_LOSSES = ("mse", "cosine")
 PROJECTIONS = ("mlp", "linear")
 INITS = ("width_scaled", "reference")
-REFERENCE_WIDTH = 768  # ViT-B/16 and GPT-2: the width whose init std (0.02) the reference uses
+REFERENCE_INIT_STD = 0.02  # timm's ViT and GPT-2's initializer_range alike
+REFERENCE_WIDTH = 768  # ViT-B/16 and GPT-2: the width that init std was chosen at
 
 
 def init_std(cfg_init: str, width: int) -> float:
     """The towers' weight init std (see ModelConfig.init)."""
     if cfg_init == "reference":
-        return 0.02
-    return 0.02 * (REFERENCE_WIDTH / width) ** 0.5
+        return REFERENCE_INIT_STD
+    return REFERENCE_INIT_STD * (REFERENCE_WIDTH / width) ** 0.5
 
 
 def fail(where: str, key: str, problem: str) -> NoReturn:

@@ -11,9 +11,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from transformers import GPT2Config, GPT2Model
 
-from levl_model.config import TextConfig, VisionConfig
-
-TIMM_INIT_STD = 0.02  # timm's ViT and GPT-2's initializer_range alike
+from levl_model.config import REFERENCE_INIT_STD, TextConfig, VisionConfig
 
 
 class VisionEncoder(VisionTransformer):
@@ -23,7 +21,7 @@ class VisionEncoder(VisionTransformer):
     (`vision.blocks.0...`), which keeps timm checkpoints loadable with a prefix strip.
     """
 
-    def __init__(self, cfg: VisionConfig, init_std: float = TIMM_INIT_STD) -> None:
+    def __init__(self, cfg: VisionConfig, init_std: float = REFERENCE_INIT_STD) -> None:
         super().__init__(
             img_size=cfg.image_size,
             patch_size=cfg.patch_size,
@@ -43,7 +41,7 @@ class VisionEncoder(VisionTransformer):
     def _rescale_init(self, init_std: float) -> None:
         """timm draws every Linear weight and pos_embed from N(0, 0.02); rescale them to
         init_std (the CLS token's 1e-6 and the patch conv's fan-in init stay timm's)."""
-        factor = init_std / TIMM_INIT_STD
+        factor = init_std / REFERENCE_INIT_STD
         if factor == 1.0:
             return
         self.pos_embed.mul_(factor)
@@ -61,7 +59,7 @@ class VisionEncoder(VisionTransformer):
         return self.forward_tokens(images_BCHW)[0]
 
 
-def gpt2_config(cfg: TextConfig, init_std: float = TIMM_INIT_STD) -> GPT2Config:
+def gpt2_config(cfg: TextConfig, init_std: float = REFERENCE_INIT_STD) -> GPT2Config:
     """GPT-2 with all dropout off (METHOD.md), positions sized to max_length and its normal
     inits drawn at init_std (GPT-2's own 0.02 by default; residual projections / sqrt(2L))."""
     return GPT2Config(
@@ -88,7 +86,7 @@ def last_unmasked(hidden_BLD: torch.Tensor, attention_mask_BL: torch.Tensor) -> 
 class TextEncoder(nn.Module):
     """GPT-2 whose caption feature is the hidden state at the EOS (last unmasked) token."""
 
-    def __init__(self, cfg: TextConfig, init_std: float = TIMM_INIT_STD) -> None:
+    def __init__(self, cfg: TextConfig, init_std: float = REFERENCE_INIT_STD) -> None:
         super().__init__()
         self.config = cfg
         self.transformer = GPT2Model(gpt2_config(cfg, init_std))
