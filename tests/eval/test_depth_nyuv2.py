@@ -118,7 +118,7 @@ def test_levl_eval_depth_on_the_nyu_layout(eval_world: Path, micro_run: Path, tm
     report = json.loads((out / "report.json").read_text())
     assert report["protocols"] == ["depth:nyu"]
     assert report["tasks"]["depth:nyu"]["data"]["test"]["num_samples"] == 3
-    assert "skipped depth: not found at" in result.stdout and "no depth maps" in result.stdout
+    assert "skipped 1 task(s) — depth: not found at" in result.stdout and "no depth maps" in result.stdout
     for encoder in report["encoders"]:  # the checkpoint and its random baseline
         depth = encoder["protocols"]["depth:nyu"]
         assert depth["images_scored"] == 3 and depth["data"]["test"]["label_size"] == [32, 32]

@@ -76,3 +76,45 @@ def test_chunking_does_not_change_ranks() -> None:
     whole = retrieval_ranks(image_NE, text_ME, owner_M)
     chunked = retrieval_ranks(image_NE, text_ME, owner_M, chunk=7)
     assert all(torch.equal(a, b) for a, b in zip(whole, chunked, strict=True))
+
+
+def _run_readouts(z_v: torch.Tensor, pred_v: torch.Tensor, z_t: torch.Tensor,
+                  pred_t: torch.Tensor) -> dict:
+    captions = tuple((f"caption {i}",) for i in range(len(z_v)))
+    images = SplitFeatures(z_v, z_v, pred_v, torch.full((len(z_v),), -1), captions=captions)
+    source = StaticFeatures(images={"pairs": images},
+                            captions={c[0]: (z, p) for c, z, p in zip(captions, z_t, pred_t, strict=True)})
+    return Retrieval().run(source, RetrievalData("toy", EvalSplit("pairs")))
+
+
+def test_alignment_through_the_predictor_is_found_by_its_readouts() -> None:
+    """LeVLJEPA aligns through its predictors: z_v and z_t unrelated, pred_v(z_v) ≈ z_t."""
+    generator = torch.Generator().manual_seed(3)
+    z_v, z_t = torch.randn(N, EMBED, generator=generator), torch.randn(N, EMBED, generator=generator)
+    pred_v = z_t + 0.3 * torch.randn(N, EMBED, generator=generator)
+    pred_t = torch.randn(N, EMBED, generator=generator)
+    result = _run_readouts(z_v, pred_v, z_t, pred_t)
+    readouts = result["readouts"]
+    assert readouts["zv_zt"]["i2t_r10"] < 0.12 and readouts["zv_predt"]["i2t_r10"] < 0.12
+    assert readouts["predv_zt"]["i2t_r1"] > 0.95
+    assert result["readout"] == "average" and result["i2t_r1"] == readouts["average"]["i2t_r1"]
+    assert result["i2t_r10"] > 0.5  # the average still carries the predictor's alignment
+
+
+def test_average_readout_matches_an_explicit_mean_of_cosine_matrices() -> None:
+    generator = torch.Generator().manual_seed(4)
+    z_v, pred_v, z_t, pred_t = (torch.randn(40, 6, generator=generator, dtype=torch.float64)
+                                for _ in range(4))
+    pred_v = pred_v + z_t  # some signal so the recalls are not all near zero
+
+    def cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a / a.norm(dim=1, keepdim=True)) @ (b / b.norm(dim=1, keepdim=True)).T
+
+    sim = (cos(z_v, z_t) + cos(pred_v, z_t) + cos(z_v, pred_t)) / 3
+    own = sim.diagonal()
+    i2t_r1 = float(((sim > own[:, None]).sum(1) == 0).double().mean())
+    sim_text_image = sim.T
+    t2i_r5 = float(((sim_text_image > own[:, None]).sum(1) < 5).double().mean())
+    result = _run_readouts(z_v, pred_v, z_t, pred_t)
+    assert result["i2t_r1"] == pytest.approx(i2t_r1) and result["t2i_r5"] == pytest.approx(t2i_r5)
+    assert 0.0 < i2t_r1 < 1.0

@@ -24,6 +24,7 @@ import PIL.Image
 
 from levl_data.errors import DataError
 from levl_data.ffcv_format import BETON_NAME, MEMBERS, import_ffcv
+from levl_data.jsontext import parse_json
 from levl_data.loader import decode_raw_sample
 from levl_data.manifest import MANIFEST_NAME, Manifest, fsync_dir, read_manifest, write_manifest
 from levl_data.shardscan import hash_file, sample_key
@@ -173,7 +174,7 @@ class _LocatedSamples:
         with PIL.Image.open(io.BytesIO(self._read(sample.shard, sample.image))) as image:
             pixels = np.asarray(image.convert("RGB"))
         caption = self._read(sample.shard, sample.caption).decode("utf-8").strip()
-        meta = json.loads(self._read(sample.shard, sample.json)) if sample.json else {}
+        meta = parse_json(self._read(sample.shard, sample.json)) if sample.json else {}
         return pixels, caption, sample.key, meta
 
     def _read(self, shard: int, span: tuple[int, int]) -> bytes:

@@ -25,6 +25,7 @@ from webdataset import tariterators
 
 from levl_data.errors import DataError
 from levl_data.ffcv_loader import FfcvLoader, build_ffcv_loader
+from levl_data.jsontext import parse_json
 from levl_data.manifest import Manifest, read_manifest
 from levl_data.shardscan import sample_key
 
@@ -405,7 +406,7 @@ def _decode_meta(raw: dict, json_member: str | None) -> tuple[dict, str | None]:
     if json_member is None or json_member not in raw:
         return {}, None
     try:
-        meta = json.loads(raw[json_member])
+        meta = parse_json(raw[json_member])
     except (UnicodeDecodeError, json.JSONDecodeError):
         return {}, "undecodable_json"
     return (meta, None) if isinstance(meta, dict) else ({}, "undecodable_json")

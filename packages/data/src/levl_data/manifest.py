@@ -20,6 +20,7 @@ from typing import Any
 import jsonschema
 
 from levl_data.errors import ManifestError
+from levl_data.jsontext import TOO_DEEP, parse_json
 from levl_data.shardscan import scan_shard
 
 SCHEMA = "levl.shards/v1"
@@ -214,10 +215,11 @@ def _load_json(file: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"manifest {file}: cannot read it ({exc})") from None
     try:
-        return json.loads(text)
+        return parse_json(text)
     except json.JSONDecodeError as exc:
+        where = "" if exc.msg == TOO_DEEP else f" at line {exc.lineno} column {exc.colno}"
         raise ManifestError(
-            f"manifest {file}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            f"manifest {file}: not JSON ({exc.msg}{where}); "
             "restore the file or regenerate the shard set"
         ) from None
 

@@ -111,6 +111,15 @@ def guarded(debug: bool, action: Callable[[], T]) -> T:
         raise typer.Exit(2) from None
 
 
+def skipped_summary(skipped: list[dict]) -> str:
+    """One line for every task that did not run, grouped by reason (report.md lists each)."""
+    groups: dict[str, list[str]] = {}
+    for item in skipped:
+        groups.setdefault(item["reason"], []).append(item["task"])
+    parts = [f"{', '.join(tasks)}: {reason}" for reason, tasks in groups.items()]
+    return f"skipped {len(skipped)} task(s) — " + "; ".join(parts)
+
+
 def evaluate_and_publish(
     protocols: tuple[str, ...], ckpt: list[Path], data: Path, out: Path, device: str,
     batch_size: int, workers: int, random_seed: int, datasets: Path | None = None,
@@ -126,8 +135,8 @@ def evaluate_and_publish(
     check_output_dir(out.absolute())
     report = run_evaluation(ckpt, data, options)
     out_dir = publish_report(out, report)
-    for item in report["skipped"]:
-        typer.echo(f"skipped {item['task']}: {item['reason']}")
+    if report["skipped"]:
+        typer.echo(skipped_summary(report["skipped"]))
     typer.echo(format_headline(report))
     if "feature_cache" in report:
         cache = report["feature_cache"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from levl_data.manifest import MANIFEST_NAME, read_manifest
+from levl_eval.datasets.prompts import template_problem
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalData, EvalSplit
 
@@ -28,9 +29,11 @@ def split_labels(manifest, split: str) -> tuple[tuple[str, ...], tuple[str, ...]
             f"manifest {manifest.path}: no labels.prompts; add prompt templates such as "
             '"a photo of a {}."'
         )
-    bad = [p for p in prompts if "{}" not in p]
-    if bad:
-        raise EvalDataError(f"manifest {manifest.path}: prompt {bad[0]!r} has no {{}} placeholder")
+    for index, prompt in enumerate(prompts):
+        problem = template_problem(prompt) if isinstance(prompt, str) else "is not a string"
+        if problem:
+            raise EvalDataError(f"manifest {manifest.path}: labels.prompts[{index}] {prompt!r} "
+                                f"{problem}; write templates such as \"a photo of a {{}}.\"")
     return tuple(classes), tuple(prompts)
 
 

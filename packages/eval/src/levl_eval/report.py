@@ -16,14 +16,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
+from importlib.resources import files
 from pathlib import Path
+
+import jsonschema
 
 from levl_eval.errors import EvalError, OutputError
 from levl_eval.plots import PLOTS_DIR, plot_lines, write_plots
 from levl_eval.protocols.zeroshot import READOUT_DESCRIPTIONS, READOUT_LABELS
+from levl_model.jsontext import parse_json
 
 REPORT_SCHEMA = "levl.eval-report/v1"
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
+REPORT_SCHEMA_FILE = "eval-report-v1.schema.json"
 
 @dataclass(frozen=True)
 class Column:
@@ -174,12 +180,18 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def zeroshot_readout_table(report: dict) -> list[str]:
-    """Top-1 of every zero-shot readout, to see which pairing carries the alignment."""
-    header = ["encoder", *(f"{READOUT_LABELS[r]} top-1" for r in READOUT_DESCRIPTIONS)]
-    rows = [[enc["name"], *(percent(metric_at(enc, "zeroshot", ("readouts", r, "top1")))
+READOUT_TABLES = {"zeroshot": ("Zero-shot readouts", "top1", "top-1"),
+                  "retrieval": ("Retrieval readouts", "i2t_r1", "i2t R@1")}
+
+
+def readout_table(report: dict, protocol: str) -> list[str]:
+    """One metric of every readout (zero-shot, retrieval), to see which pairing carries the
+    alignment: a LeVLJEPA encoder aligns through its predictors, a contrastive one directly."""
+    title, key, label = READOUT_TABLES[protocol]
+    header = ["encoder", *(f"{READOUT_LABELS[r]} {label}" for r in READOUT_DESCRIPTIONS)]
+    rows = [[enc["name"], *(percent(metric_at(enc, protocol, ("readouts", r, key)))
                             for r in READOUT_DESCRIPTIONS)] for enc in report["encoders"]]
-    return ["## Zero-shot readouts", "", *markdown_table(header, rows), ""]
+    return [f"## {title}", "", *markdown_table(header, rows), ""]
 
 
 def skipped_lines(report: dict) -> list[str]:
@@ -239,8 +251,9 @@ def render_markdown(report: dict) -> str:
         "## Headline", "",
         *markdown_table(*headline_table(report)), "",
     ]
-    if "zeroshot" in report.get("protocols", []):
-        lines += zeroshot_readout_table(report)
+    for protocol in READOUT_TABLES:
+        if protocol in report.get("protocols", []):
+            lines += readout_table(report, protocol)
     lines += plot_lines(report, plot_columns(report))
     return "\n".join(lines + skipped_lines(report) + source_lines(report) + encoder_lines(report)
                      + settings_lines(report))
@@ -348,13 +361,31 @@ def read_report(out_dir: Path) -> dict:
     if not path.is_file():
         raise EvalError(f"{path}: not found; pass a directory written by `levl-eval all`")
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
+        report = parse_json(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EvalError(f"{path}: not valid JSON ({exc}); re-run `levl-eval all`") from exc
     if not isinstance(report, dict) or report.get("schema") != REPORT_SCHEMA:
         found = report.get("schema") if isinstance(report, dict) else None
         raise EvalError(f"{path}: schema {found!r} is not {REPORT_SCHEMA!r}; re-run `levl-eval all`")
+    check_report(report, path)
     return report
+
+
+@cache
+def report_schema() -> dict:
+    """The JSON Schema of report.json shipped in the package (immutable package data)."""
+    return json.loads((files("levl_eval") / "schemas" / REPORT_SCHEMA_FILE).read_text())
+
+
+def check_report(report: dict, path: Path) -> None:
+    """Refuse a report.json missing a key that report.md, the plots or a merge look up (a
+    hand-edited file, one of an older layout), naming it, before anything is rendered or written."""
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(report_schema()).iter_errors(report))
+    if error is not None:
+        location = "/".join(str(part) for part in error.absolute_path) or "(top level)"
+        raise EvalError(f"{path}: invalid report at {location}: {error.message}; re-run "
+                        "`levl-eval all` or restore the file")
 
 
 def rerender_markdown(out_dir: Path) -> Path:

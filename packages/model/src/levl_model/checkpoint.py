@@ -27,6 +27,7 @@ from torch import nn
 
 from levl_model.config import ModelConfig, ObjectiveConfig
 from levl_model.errors import CheckpointError, ConfigError
+from levl_model.jsontext import parse_json
 from levl_model.model import LevlModel, build_model
 from levl_model.objectives import Objective, build_objective
 from levl_model.preprocess import Preprocess
@@ -230,7 +231,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Validated metadata of a checkpoint dir (or of a run dir's latest checkpoint)."""
     meta_path = resolve_checkpoint(path) / METADATA_FILE
     try:
-        metadata = json.loads(meta_path.read_text())
+        metadata = parse_json(meta_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"checkpoint {meta_path}: unreadable JSON ({exc})") from exc
     validate_metadata(metadata, f"checkpoint {meta_path}")

@@ -7,6 +7,7 @@ the run dir (and into each checkpoint) is the whole truth about how the run was 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -163,6 +164,7 @@ _POSITIVE = (("", "steps"), ("", "log_every"), ("", "ckpt_every"), ("data", "bat
 
 def check_config(cfg: TrainConfig) -> None:
     """Refuse values no run could use before anything starts (not at step 1000)."""
+    check_finite(cfg)
     for (section, key), choices in _CHOICES.items():
         value = getattr(getattr(cfg, section) if section else cfg, key)
         if value not in choices:
@@ -191,6 +193,19 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.cpu_bf16 and cfg.precision != "bf16":
         raise TrainError(f"cpu_bf16=true asks for bf16 on the CPU but precision="
                          f"{cfg.precision!r}; set precision=bf16 or cpu_bf16=false")
+
+
+def check_finite(node: Any, prefix: str = "") -> None:
+    """Every float in the config tree is finite: NaN passes each range check below (`nan <= 0`
+    is false) and inf passes `> 0`, so a config.json or recipe holding one must fail here."""
+    for item in dataclasses.fields(node):
+        value, key = getattr(node, item.name), f"{prefix}{item.name}"
+        if dataclasses.is_dataclass(value):
+            check_finite(value, f"{key}.")
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise TrainError(f"{key}={value} must be a finite number")
 
 
 def check_data(data: DataConfig) -> None:
@@ -277,7 +292,8 @@ def parse_value(raw: str, hint: Any, key: str) -> Any:
     try:
         return parser(raw)
     except ValueError:
-        raise TrainError(f"--set {key}={raw}: expected {hint.__name__}") from None
+        finite = " (a finite number, not nan or inf)" if hint is float else ""
+        raise TrainError(f"--set {key}={raw}: expected {hint.__name__}{finite}") from None
 
 
 def _parse_int(raw: str) -> int:
@@ -296,7 +312,16 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
-_SCALAR_PARSERS = {int: _parse_int, float: float, str: str, bool: _parse_bool}
+def _parse_float(raw: str) -> float:
+    """float() without nan and inf: NaN passes every range check silently (`nan <= 0` is false)
+    and an infinite lr or clip would train on garbage."""
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
+
+
+_SCALAR_PARSERS = {int: _parse_int, float: _parse_float, str: str, bool: _parse_bool}
 
 
 def _is_optional(hint: Any) -> bool:

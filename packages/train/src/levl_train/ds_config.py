@@ -8,10 +8,10 @@ of truth for the batch, the optimizer or the precision.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from levl_model.jsontext import parse_json
 from levl_train.config import TrainConfig
 from levl_train.errors import TrainError
 
@@ -47,7 +47,7 @@ def default_config_path(stage: int, anchors: list[Path] | None = None) -> Path:
 def read_zero_file(path: Path, stage: int) -> dict[str, Any]:
     """The file's keys, refused when it sets a key the recipe owns or another ZeRO stage."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = parse_json(Path(path).read_bytes())
     except OSError as exc:
         raise TrainError(f"DeepSpeed config {path}: cannot read it ({exc.strerror}); fix "
                          "dist.deepspeed_config") from None

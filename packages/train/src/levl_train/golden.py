@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from levl_data.testing import make_tiny_shards
+from levl_model.jsontext import parse_json
 from levl_train.config import TrainConfig
 from levl_train.recipes import micro_synthetic
 
@@ -65,7 +66,7 @@ def golden_losses(workdir: Path, engine: str = "torch",
     manifest = make_tiny_shards(workdir / "shards", n=48, image_size=32)
     cfg = golden_config(manifest, engine)
     train(change(cfg) if change else cfg, workdir / "run")
-    records = [json.loads(line) for line in (workdir / "run" / "metrics.jsonl").open()]
+    records = [parse_json(line) for line in (workdir / "run" / "metrics.jsonl").open()]
     return {term: [record[term] for record in records] for term in TERMS}
 
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="levl-golden-") as tmp:
         losses = golden_losses(Path(tmp), args.engine)
     if args.check:
-        return check(losses, json.loads(args.check.read_text()), args.rtol, args.steps)
+        return check(losses, parse_json(args.check.read_text()), args.rtol, args.steps)
     args.write.parent.mkdir(parents=True, exist_ok=True)
     args.write.write_text(json.dumps(golden_record(losses), indent=1) + "\n")
     print(f"wrote {STEPS} steps x {len(TERMS)} terms to {args.write}", file=sys.stderr)

@@ -6,7 +6,6 @@ train state in `resume.py`; this module only sequences them.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from collections import Counter
@@ -35,7 +34,7 @@ from levl_train.resume import (
     write_position,
     write_rng,
 )
-from levl_train.rundir import write_json_atomic
+from levl_train.rundir import CONFIG_FILE, read_config, write_json_atomic
 from levl_train.setup import Run, build_run
 from levl_train.sinks import MetricSinks
 from levl_train.throughput import ThroughputMeter, reduce_over_ranks
@@ -158,11 +157,9 @@ def open_sinks(run: Run, start: int) -> MetricSinks | None:
 def resume(run_dir: Path) -> Path:
     """Continue the run in `run_dir` from its latest checkpoint with its own config (from step 0
     when it stopped before its first checkpoint)."""
-    config_path = Path(run_dir) / "config.json"
-    if not config_path.is_file():
+    if not (Path(run_dir) / CONFIG_FILE).is_file():
         raise TrainError(f"{run_dir} is not a run dir (no config.json); pass the --out of a run")
-    cfg = config_from_dict(json.loads(config_path.read_text()))
-    return train(cfg, Path(run_dir))
+    return train(config_from_dict(read_config(run_dir)), Path(run_dir))
 
 
 def restore(run: Run) -> int:

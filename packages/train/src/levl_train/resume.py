@@ -12,7 +12,7 @@ rename, so `latest` only ever points at a checkpoint that can resume.
 
 from __future__ import annotations
 
-import json
+import os
 import random
 import shutil
 from dataclasses import dataclass
@@ -22,13 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from levl_model.checkpoint import LATEST_FILE, TRAIN_STATE_DIR, resolve_checkpoint
+from levl_model.checkpoint import LATEST_FILE, TRAIN_STATE_DIR, read_metadata, resolve_checkpoint
 from levl_model.errors import CheckpointError
+from levl_model.jsontext import parse_json
 from levl_train.config import config_from_dict
 from levl_train.errors import TrainError
-from levl_train.rundir import write_json_atomic
+from levl_train.rundir import CONFIG_FILE, read_config, write_json_atomic
 
 POSITION_FILE = "position.json"
+OLDER_CHECKPOINT = "resume from an older checkpoint by editing the run dir's latest file"
 
 
 @dataclass(frozen=True)
@@ -76,23 +78,37 @@ def write_rng(state_dir: Path, rank: int) -> None:
 
 
 def read_position(state_dir: Path) -> Position:
+    path = state_dir / POSITION_FILE
     try:
-        return Position(**json.loads((state_dir / POSITION_FILE).read_text()))
-    except (OSError, ValueError, TypeError) as exc:
-        raise TrainError(f"{state_dir / POSITION_FILE}: unreadable train state ({exc}); resume "
-                         "from an older checkpoint by editing the run dir's latest file") from exc
+        return Position(**read_state_json(path))
+    except TypeError as exc:
+        raise TrainError(f"{path}: unreadable train state ({exc}); {OLDER_CHECKPOINT}") from exc
 
 
 def read_rng(state_dir: Path, rank: int) -> dict[str, Any]:
-    return json.loads((state_dir / f"rng_rank{rank}.json").read_text())
+    path = state_dir / f"rng_rank{rank}.json"
+    state = read_state_json(path)
+    if not isinstance(state, dict):
+        raise TrainError(f"{path}: unreadable train state (not a JSON object); {OLDER_CHECKPOINT}")
+    return state
+
+
+def read_state_json(path: Path) -> Any:
+    """One train state JSON file, or a TrainError naming it (never a JSON traceback)."""
+    try:
+        return parse_json(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"{path}: unreadable train state ({exc}); {OLDER_CHECKPOINT}") from None
 
 
 def latest_train_state(run_dir: Path) -> Path | None:
     """The train_state/ of the run dir's `latest` checkpoint, or None when there is none."""
     if not (run_dir / LATEST_FILE).is_file():
         return None
+    refuse_linked_checkpoints(run_dir)
     try:
         ckpt = resolve_checkpoint(run_dir)
+        read_metadata(ckpt)  # schema and configs: a checkpoint of another schema is refused
     except CheckpointError as exc:
         raise TrainError(str(exc)) from exc
     state = ckpt / TRAIN_STATE_DIR
@@ -100,6 +116,19 @@ def latest_train_state(run_dir: Path) -> Path | None:
         raise TrainError(f"checkpoint {ckpt} has no {TRAIN_STATE_DIR}/{POSITION_FILE} (weights "
                          "only) and cannot resume a run; start a new run with another --out")
     return state
+
+
+def refuse_linked_checkpoints(run_dir: Path) -> None:
+    """A resumed run deletes checkpoints in RUN/checkpoints/ (pruning, unfinished ones), so a
+    symlink there would have it delete or fail on files outside the run dir: refuse it before
+    anything is written rather than follow it."""
+    checkpoints = run_dir / "checkpoints"
+    inside = sorted(checkpoints.iterdir()) if checkpoints.is_dir() else []
+    link = next((path for path in (checkpoints, *inside) if path.is_symlink()), None)
+    if link is not None:
+        raise TrainError(f"{link} is a symlink (to {os.readlink(link)}); levl-train does not "
+                         "follow links in a run dir it writes to: replace the link with a copy "
+                         "of its target, or remove it")
 
 
 def check_layout(position: Position, world_size: int, engine: str, zero_stage: int,
@@ -115,13 +144,9 @@ def resume_mode(run_dir: Path, config: dict[str, Any]) -> str:
     """'new' for an empty/absent dir, 'resume' for a dir holding this config's checkpoint,
     'restart' for one holding this config stopped before its first checkpoint (a job preempted
     early and requeued must start over, not fail); another recipe or config is refused."""
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         return "new"
-    try:
-        saved = json.loads(config_path.read_text())
-    except (OSError, ValueError):
-        saved = {}
+    saved = read_config(run_dir)
     if not saved.get("recipe"):
         raise TrainError(f"run dir {run_dir} already holds a run whose config.json is not one "
                          "levl-train wrote; pass another --out or remove it")

@@ -11,8 +11,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from levl_model.jsontext import parse_json
 from levl_train.errors import TrainError
 
+CONFIG_FILE = "config.json"
 # What `levl-train submit` puts in a run dir before the job itself creates the run.
 SUBMISSION_ENTRIES = frozenset({"slurm", "code", "job.json"})
 
@@ -97,3 +99,21 @@ def write_json_atomic(path: Path, data: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """RUN/config.json parsed, or one TrainError naming the file: a run dir copied while being
+    written, or edited by hand, must not surface as a JSON traceback at resume."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        config = parse_json(path.read_bytes())
+    except OSError as exc:
+        raise TrainError(f"{path}: cannot read it ({exc.strerror}); pass the --out of a run") \
+            from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise TrainError(f"{path}: not valid JSON ({exc}); the run dir is damaged: restore "
+                         "config.json from the latest checkpoint's metadata.json `recipe`, or "
+                         "pass another --out") from None
+    if not isinstance(config, dict):
+        raise TrainError(f"{path}: not a JSON object; pass the --out of a run")
+    return config

@@ -6,14 +6,15 @@ time, from any machine that sees the run dir, while the job runs or long after.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from levl_model.jsontext import parse_json
 from levl_train.collapse import describe
 from levl_train.errors import TrainError
+from levl_train.rundir import CONFIG_FILE
 from levl_train.submit import JOB_FILE
 
 LOSS_KEYS = ("loss", "pred", "sigreg_v", "sigreg_t", "contrastive")
@@ -42,22 +43,52 @@ def sacct_time(iso: str) -> str:
 
 
 def last_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """The last complete record of metrics.jsonl: a line being appended while we read (or cut
+    short by a killed job) is not one, so the one before it is shown."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
-    last = None
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                last = line
-    return json.loads(last) if last else None
+    with open(path, "rb") as f:
+        lines = [line for line in f if line.strip()]
+    for line in reversed(lines):
+        try:
+            record = parse_json(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            return record
+    return None
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """A run dir holds config.json (`levl-train run`) or job.json (`levl-train submit`): any
+    other directory would show as an empty LOCAL run, which a typo in the path must not."""
+    if not run_dir.is_dir():
+        raise TrainError(f"run dir {run_dir}: no such directory")
+    if not any((run_dir / name).is_file() for name in (CONFIG_FILE, JOB_FILE)):
+        raise TrainError(f"{run_dir} is not a run dir (no {CONFIG_FILE} or {JOB_FILE}); pass the "
+                         "--out of levl-train run or submit")
+
+
+def read_job(run_dir: Path) -> dict[str, Any] | None:
+    """job.json written by `levl-train submit`, or None for a run started here."""
+    path = run_dir / JOB_FILE
+    if not path.is_file():
+        return None
+    try:
+        job = parse_json(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"{path}: unreadable ({exc}); it is written by levl-train submit, "
+                         "resubmit or remove it") from None
+    if not isinstance(job, dict) or not isinstance(job.get("job_id"), str):
+        raise TrainError(f"{path}: no job_id; it is written by levl-train submit, resubmit or "
+                         "remove it")
+    return job
 
 
 def run_status(run_dir: Path) -> dict[str, Any]:
-    if not run_dir.is_dir():
-        raise TrainError(f"run dir {run_dir}: no such directory")
-    job_path = run_dir / JOB_FILE
-    job = json.loads(job_path.read_text()) if job_path.is_file() else None
+    check_run_dir(run_dir)
+    job = read_job(run_dir)
     metrics = last_metrics(run_dir) or {}
     latest = run_dir / "latest"
     states = job_states(job["job_id"], job.get("submitted_at")) if job else ["LOCAL"]

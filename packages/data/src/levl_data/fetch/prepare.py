@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from levl_data.errors import DataError
 from levl_data.fetch.metadata import MetadataFile
 from levl_data.fetch.subset import in_subset, uid_pairs
+from levl_data.jsontext import parse_json
 from levl_data.manifest import atomic_write_bytes
 
 PREPARED_NAME = "prepared.json"
@@ -53,7 +54,7 @@ def prepare_input(
     """Write `work_dir/input/NNNNN.parquet` (url, caption[, uid, face_bboxes]) unless done."""
     marker = work_dir / PREPARED_NAME
     if marker.is_file():
-        done = PreparedInput(**json.loads(marker.read_text("utf-8")))
+        done = PreparedInput(**parse_json(marker.read_text("utf-8")))
         if done.identity == identity:
             return done
     input_dir = work_dir / "input"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from levl_data.errors import DataError
 from levl_data.fetch.stats import read_shard_stats
+from levl_data.jsontext import parse_json
 from levl_data.manifest import MANIFEST_NAME, atomic_write_bytes
 from levl_data.shardscan import scan_shard
 
@@ -59,7 +60,7 @@ def claim_out_dir(out_dir: Path, request: dict) -> Path:
     work_dir = out_dir / WORK_DIR_NAME
     request_file = work_dir / REQUEST_NAME
     if request_file.is_file():
-        earlier = json.loads(request_file.read_text("utf-8"))
+        earlier = parse_json(request_file.read_text("utf-8"))
         differing = [
             key
             for key in sorted(set(earlier) | set(request))
@@ -149,7 +150,7 @@ def _remove_shard(out_dir: Path, name: str) -> None:
 
 def _read_ledger(work_dir: Path) -> dict[str, dict]:
     try:
-        return json.loads((work_dir / LEDGER_NAME).read_text("utf-8"))
+        return parse_json((work_dir / LEDGER_NAME).read_text("utf-8"))
     except (OSError, json.JSONDecodeError):
         return {}
 

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from levl_data.errors import DataError
+from levl_data.jsontext import parse_json
 
 _RAW_MESSAGES_KEPT = 20
 _RULES: list[tuple[re.Pattern, str]] = [
@@ -39,7 +40,7 @@ def failure_reason(message: str) -> str:
 def read_shard_stats(path: Path) -> dict:
     """One `NNNNN_stats.json`; a half-written one is reported as unreadable (and redone)."""
     try:
-        stats = json.loads(path.read_text("utf-8"))
+        stats = parse_json(path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"shard stats {path}: unreadable ({err})") from None
     if not all(key in stats for key in ("count", "successes", "status_dict")):

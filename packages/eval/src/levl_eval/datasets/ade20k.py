@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from levl_eval.datasets.files import PairedLayout, dataset_dir, paired_samples
+from levl_eval.datasets.files import PairedLayout, dataset_dir, paired_samples, read_lines
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit
 from levl_eval.taskdata import SegmentationData
@@ -39,7 +39,9 @@ def class_names(root: Path) -> tuple[str, ...]:
     info = root / "objectInfo150.txt"
     if not info.is_file():
         return tuple(f"class_{i}" for i in range(NUM_CLASSES))
-    rows = [line.split("\t") for line in info.read_text(encoding="utf-8").splitlines()[1:] if line.strip()]
+    lines = read_lines(info, "ADE20K's class list: a header line, then one tab-separated row per "
+                             "class ending in its names; re-extract ADEChallengeData2016.zip")
+    rows = [line.split("\t") for line in lines[1:]]
     names = tuple(row[-1].split(";")[0].strip() for row in rows)
     if len(names) != NUM_CLASSES:
         raise EvalDataError(f"{info}: lists {len(names)} classes, expected {NUM_CLASSES}")

@@ -13,6 +13,7 @@ from typing import TypeVar
 from levl_eval.datasets.headers import image_header
 from levl_eval.errors import DatasetNotFound, EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
+from levl_model.jsontext import parse_json
 
 T = TypeVar("T")
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
@@ -46,7 +47,7 @@ def require_file(path: Path, what: str) -> Path:
 def read_json(path: Path, what: str) -> object:
     """The parsed document, or one error naming the file (`what` says what it should be)."""
     try:
-        return json.loads(require_file(path, what).read_text(encoding="utf-8"))
+        return parse_json(require_file(path, what).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EvalDataError(f"{path}: not valid JSON ({exc}); expected {what}") from None
 
@@ -54,9 +55,9 @@ def read_json(path: Path, what: str) -> object:
 def read_jsonl(path: Path, what: str) -> list[dict]:
     """One JSON object per non-empty line; a bad line is an error naming the file and line."""
     rows = []
-    for number, line in enumerate(read_lines(path, what), start=1):
+    for number, line in numbered_lines(path, what):
         try:
-            row = json.loads(line)
+            row = parse_json(line)
         except json.JSONDecodeError as exc:
             raise EvalDataError(f"{path}:{number}: not a JSON object ({exc}); expected {what}") from None
         if not isinstance(row, dict):
@@ -67,11 +68,18 @@ def read_jsonl(path: Path, what: str) -> list[dict]:
 
 def read_lines(path: Path, what: str) -> list[str]:
     """The file's stripped non-empty lines (UTF-8)."""
+    return [line for _, line in numbered_lines(path, what)]
+
+
+def numbered_lines(path: Path, what: str) -> list[tuple[int, str]]:
+    """(line number, stripped line) of the file's non-empty lines (UTF-8), so an error about
+    one line can name it; a file of another encoding is one error naming the file."""
     try:
         text = require_file(path, what).read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise EvalDataError(f"{path}: not UTF-8 text; expected {what}") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1)
+            if line.strip()]
 
 
 def check_images_exist(paths: Sequence[Path], listed_in: Path) -> None:

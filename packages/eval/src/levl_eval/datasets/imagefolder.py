@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from levl_eval.datasets import prompts as default_prompts
-from levl_eval.datasets.files import IMAGE_SUFFIXES, dataset_dir, evenly_spaced, read_lines
+from levl_eval.datasets.files import (
+    IMAGE_SUFFIXES,
+    dataset_dir,
+    evenly_spaced,
+    numbered_lines,
+    read_lines,
+)
+from levl_eval.datasets.prompts import template_problem
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
 from levl_eval.taskdata import ClassificationData
@@ -91,12 +98,16 @@ def prompt_templates(root: Path, default: tuple[str, ...]) -> tuple[str, ...]:
     path = root / PROMPTS
     if not path.is_file():
         return default
-    templates = read_lines(path, "one zero-shot template per line, each with {}")
-    bad = [t for t in templates if "{}" not in t]
-    if bad or not templates:
-        raise EvalDataError(f"{path}: template {bad[0] if bad else ''!r} has no {{}} placeholder; "
-                            "write templates such as `a photo of a {}.`")
-    return tuple(templates)
+    lines = numbered_lines(path, "one zero-shot template per line, each with one {}")
+    if not lines:
+        raise EvalDataError(f"{path}: holds no template; write templates such as "
+                            "`a photo of a {}.`, one per line")
+    for number, template in lines:
+        problem = template_problem(template)
+        if problem:
+            raise EvalDataError(f"{path}: template {template!r} {problem} (line {number}); "
+                                "write templates such as `a photo of a {}.`")
+    return tuple(template for _, template in lines)
 
 
 def folder_split(name: str, split_dir: Path, dirs: list[str], cap: int | None) -> EvalSplit:

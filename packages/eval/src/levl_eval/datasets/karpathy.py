@@ -25,6 +25,7 @@ from pathlib import Path
 from levl_eval.errors import DatasetNotFound, EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
 from levl_eval.taskdata import RetrievalData
+from levl_model.jsontext import parse_json
 
 SPLIT = "test"
 
@@ -44,7 +45,7 @@ FLICKR30K = KarpathyLayout("flickr30k", "flickr30k", "dataset_flickr30k.json", "
 def load_entries(path: Path) -> list:
     """The `images` list of a Karpathy JSON, or a one-line error naming the file."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = parse_json(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EvalDataError(f"{path}: not valid JSON ({exc}); re-download the Karpathy split") from None
     if not isinstance(document, dict) or not isinstance(document.get("images"), list):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from levl_eval.datasets.files import dataset_dir
+from levl_eval.datasets.files import dataset_dir, numbered_lines
 from levl_eval.datasets.headers import image_header
 from levl_eval.depthmaps import is_depth_mode
 from levl_eval.errors import EvalDataError
@@ -64,9 +64,8 @@ def listed_samples(root: Path, split: str) -> tuple[FileSample, ...]:
     if not listing.is_file():
         raise EvalDataError(f"{listing}: missing; NYUv2 needs {' and '.join(SPLIT_LISTS.values())} "
                             "(see levl_eval.datasets.nyuv2)")
-    lines = listing.read_text(encoding="utf-8").splitlines()
-    samples = tuple(listed_pair(root, listing, number, line)
-                    for number, line in enumerate(lines, start=1) if line.strip())
+    lines = numbered_lines(listing, "one '<rgb> <depth> [focal]' pair per line")
+    samples = tuple(listed_pair(root, listing, number, line) for number, line in lines)
     if not samples:
         raise EvalDataError(f"{listing}: lists no image/depth pairs")
     return samples

@@ -29,3 +29,17 @@ AIRCRAFT: tuple[str, ...] = (
 )
 
 PETS: tuple[str, ...] = ("a photo of a {}, a type of pet.",)
+
+
+def template_problem(template: str) -> str | None:
+    """What keeps `template.format(name)` from naming the class, or None: zero-shot fills every
+    template with str.format, so a second `{}` (IndexError), a `{word}` (KeyError) or a lone
+    brace (ValueError) would otherwise fail deep inside the text encoding."""
+    marker = "\x00"
+    try:
+        filled = template.format(marker)
+    except (IndexError, KeyError, ValueError, AttributeError, TypeError):
+        count = template.count("{}")
+        return (f"has {count} {{}} placeholders, not one" if count > 1
+                else "has a stray brace or a named field")
+    return None if marker in filled else "has no {} placeholder"

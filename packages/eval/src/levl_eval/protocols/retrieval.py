@@ -1,6 +1,9 @@
 """Image↔text retrieval Recall@K (METHOD.md, "Retrieval", beyond the paper).
 
-Similarity = cosine of z_v and z_t (both L2-normalised). Image→text: an image scores a hit at K
+Similarity = cosine similarity, read out four ways as zero-shot does (a LeVLJEPA model aligns its
+modalities through its predictors, so z_v·z_t alone misses its alignment): z_v·z_t,
+pred_v(z_v)·z_t, z_v·pred_t(z_t), and the mean of the three cosine matrices (the headline, as in
+zero-shot). Image→text: an image scores a hit at K
 when any of its captions is among the K most similar captions; text→image: a caption scores a
 hit when its image is among the K most similar images. Ranks are computed as in
 `levl_eval.metrics` (ties go to the lower index), so a collapsed encoder whose similarities all
@@ -17,6 +20,7 @@ import torch.nn.functional as F
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import FeatureSource
 from levl_eval.protocols.base import EvalProtocol
+from levl_eval.protocols.zeroshot import HEADLINE_READOUT, READOUT_DESCRIPTIONS
 from levl_eval.taskdata import RetrievalData
 
 RECALL_AT: tuple[int, ...] = (1, 5, 10)
@@ -39,29 +43,61 @@ def recalls(ranks_Q: torch.Tensor, prefix: str) -> dict[str, float]:
     return {f"{prefix}_r{k}": (ranks_Q < k).double().mean().item() for k in RECALL_AT}
 
 
-def retrieval_ranks(
-    image_NE: torch.Tensor, text_ME: torch.Tensor, image_of_text_M: torch.Tensor, chunk: int = 1024
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(image→text ranks of the images that have a caption, text→image ranks [M]), in row chunks
-    so N×M never sits in memory whole."""
-    image_NE, text_ME = F.normalize(image_NE.float(), dim=-1), F.normalize(text_ME.float(), dim=-1)
+# (image, text) embedding pairs whose cosine-similarity matrices are averaged into one readout
+Pairs = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+
+def _similarity(pairs: Pairs, rows: slice, *, text_rows: bool = False) -> torch.Tensor:
+    """Mean cosine similarity of a block of rows (images, or texts with text_rows) with all of
+    the other side; inputs are already L2-normalised."""
+    blocks = [(text[rows] @ image.T) if text_rows else (image[rows] @ text.T)
+              for image, text in pairs]
+    return torch.stack(blocks).mean(dim=0)
+
+
+def readout_ranks(pairs: Pairs, image_of_text_M: torch.Tensor, chunk: int = 1024
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image→text ranks of the images that have a caption, text→image ranks [M]) under the mean
+    cosine of `pairs`, in row chunks so N×M never sits in memory whole."""
+    pairs = tuple((F.normalize(image.float(), dim=-1), F.normalize(text.float(), dim=-1))
+                  for image, text in pairs)
+    num_images, num_texts = pairs[0][0].shape[0], pairs[0][1].shape[0]
     i2t = []
-    for start in range(0, image_NE.shape[0], chunk):
-        sim_QM = image_NE[start:start + chunk] @ text_ME.T
+    for start in range(0, num_images, chunk):
+        sim_QM = _similarity(pairs, slice(start, start + chunk))
         correct_QM = image_of_text_M[None, :] == torch.arange(start, start + sim_QM.shape[0])[:, None]
         i2t.append(rank_of(sim_QM, best_target(sim_QM, correct_QM)))
-    t2i = [rank_of(text_ME[start:start + chunk] @ image_NE.T, image_of_text_M[start:start + chunk])
-           for start in range(0, text_ME.shape[0], chunk)]
-    has_caption_N = torch.bincount(image_of_text_M, minlength=image_NE.shape[0]) > 0
+    t2i = [rank_of(_similarity(pairs, slice(start, start + chunk), text_rows=True),
+                   image_of_text_M[start:start + chunk])
+           for start in range(0, num_texts, chunk)]
+    has_caption_N = torch.bincount(image_of_text_M, minlength=num_images) > 0
     return torch.cat(i2t)[has_caption_N], torch.cat(t2i)
 
 
-def retrieval_metrics(image_NE: torch.Tensor, text_ME: torch.Tensor, image_of_text_M: torch.Tensor) -> dict:
+def retrieval_ranks(image_NE: torch.Tensor, text_ME: torch.Tensor, image_of_text_M: torch.Tensor,
+                    chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ranks under the cosine of one image and one text embedding."""
+    return readout_ranks(((image_NE, text_ME),), image_of_text_M, chunk)
+
+
+def recall_metrics(ranks: tuple[torch.Tensor, torch.Tensor]) -> dict:
     """Recall@1/5/10 both ways and their mean (the usual "rsum / 6")."""
-    i2t_N, t2i_M = retrieval_ranks(image_NE, text_ME, image_of_text_M)
+    i2t_N, t2i_M = ranks
     metrics = {**recalls(i2t_N, "i2t"), **recalls(t2i_M, "t2i")}
     metrics["mean_recall"] = sum(metrics.values()) / len(metrics)
     return metrics
+
+
+def retrieval_metrics(image_NE: torch.Tensor, text_ME: torch.Tensor, image_of_text_M: torch.Tensor) -> dict:
+    """Recall@1/5/10 both ways and their mean under z_v·z_t-style cosine of two embeddings."""
+    return recall_metrics(retrieval_ranks(image_NE, text_ME, image_of_text_M))
+
+
+def readout_pairs(z_v: torch.Tensor, pred_v: torch.Tensor, z_t: torch.Tensor,
+                  pred_t: torch.Tensor) -> dict[str, Pairs]:
+    """The zero-shot readouts, as (image, text) pairs: one pair each, all three for the average."""
+    single = {"zv_zt": ((z_v, z_t),), "predv_zt": ((pred_v, z_t),), "zv_predt": ((z_v, pred_t),)}
+    return {**single, "average": tuple(pair for pairs in single.values() for pair in pairs)}
 
 
 class Retrieval(EvalProtocol):
@@ -71,7 +107,9 @@ class Retrieval(EvalProtocol):
 
     def settings(self) -> dict:
         return {
-            "readout": "z_v vs z_t, both L2-normalised (cosine similarity)",
+            "readouts": dict(READOUT_DESCRIPTIONS),
+            "headline_readout": HEADLINE_READOUT,
+            "similarity": "cosine (both sides L2-normalised)",
             "recall_at": list(RECALL_AT),
             "image_to_text": "hit when any of the image's captions is in the top K",
             "text_to_image": "hit when the caption's image is in the top K",
@@ -85,9 +123,14 @@ class Retrieval(EvalProtocol):
             raise EvalDataError(f"split {data.split.name}: no image with a caption to retrieve")
         texts = tuple(text for captions in images.captions for text in captions)
         text = encoder.text_features(texts)
-        metrics = retrieval_metrics(images.z_NE, text.z_ME, torch.tensor(owners))
+        owner_M = torch.tensor(owners)
+        pairs = readout_pairs(images.z_NE, images.pred_NE, text.z_ME, text.pred_ME)
+        readouts = {name: recall_metrics(readout_ranks(readout, owner_M))
+                    for name, readout in pairs.items()}
         return {
-            **metrics,
+            **readouts[HEADLINE_READOUT],
+            "readout": HEADLINE_READOUT,
+            "readouts": readouts,
             "settings": self.settings(),
             "data": {"dataset": data.dataset, "images": images.num_samples, "captions": len(texts),
                      "skipped": dict(images.skipped)},
