@@ -36,16 +36,23 @@ import torch.nn.functional as F
 
 BIN = Path(sys.executable).parent
 
+# The search's base: tiny_synthetic as it was before it (16-px patches), at screening length
+# (600 steps of batch 128, half the demo's run).
+BASE = ["steps=600", "model.vision.patch_size=16"]
+
 # name -> (recipe, --set list). Each grid varies one knob at a time against its first row.
 GRIDS: dict[str, dict[str, tuple[str, list[str]]]] = {
-    "synthetic": {  # screening length: 600 steps of batch 128 (half the demo's run)
-        "before": ("tiny_synthetic", ["steps=600"]),
-        "patch 8": ("tiny_synthetic", ["steps=600", "model.vision.patch_size=8"]),
-        "lambda 0.1": ("tiny_synthetic", ["steps=600", "objective.lambda_v=0.1",
-                                          "objective.lambda_t=0.1"]),
-        "lr 3e-3": ("tiny_synthetic", ["steps=600", "optim.lr=3e-3"]),
-        "cosine prediction": ("tiny_synthetic", ["steps=600", "objective.pred_loss=cosine"]),
-        "1024 slices": ("tiny_synthetic", ["steps=600", "objective.num_slices=1024"]),
+    "synthetic": {
+        "before": ("tiny_synthetic", BASE),
+        "patch 8": ("tiny_synthetic", [*BASE, "model.vision.patch_size=8"]),
+        "lambda 0.1": ("tiny_synthetic", [*BASE, "objective.lambda_v=0.1", "objective.lambda_t=0.1"]),
+        "lr 3e-3": ("tiny_synthetic", [*BASE, "optim.lr=3e-3"]),
+        "lr 3e-4": ("tiny_synthetic", [*BASE, "optim.lr=3e-4"]),
+        "cosine prediction": ("tiny_synthetic", [*BASE, "objective.pred_loss=cosine"]),
+        "1024 slices": ("tiny_synthetic", [*BASE, "objective.num_slices=1024"]),
+        "patch 8 + cosine": ("tiny_synthetic", [*BASE, "model.vision.patch_size=8",
+                                                "objective.pred_loss=cosine"]),
+        "infonce (reference)": ("tiny_synthetic", [*BASE, "objective.name=infonce"]),
     },
     "custom": {
         "small_custom": ("small_custom", []),

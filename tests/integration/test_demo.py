@@ -8,7 +8,10 @@ import pytest
 
 
 @pytest.mark.slow
-def test_demo_encoder_beats_a_random_one_on_zero_shot_and_linear_probe(cli, tmp_path):
+def test_demo_encoder_beats_a_random_one_on_retrieval_and_segmentation(cli, tmp_path):
+    """The margins the README states beyond the seed spread (docs/small-scale.md, 3 seeds):
+    retrieval R@1 7.4+ points, segmentation mIoU 1.1+ points. Zero-shot and the linear probe are
+    not asserted: at this scale they are within the spread or behind (the shape gap, issue 11)."""
     data, run, report = tmp_path / "data", tmp_path / "run", tmp_path / "eval"
     assert cli("levl-data", "synth", "--out", data, "--size", "tiny").returncode == 0
     train = cli("levl-train", "run", "tiny_synthetic", "--data", data / "train" / "manifest.json",
@@ -20,5 +23,5 @@ def test_demo_encoder_beats_a_random_one_on_zero_shot_and_linear_probe(cli, tmp_
     encoders = json.loads((report / "report.json").read_text())["encoders"]
     trained = next(e["protocols"] for e in encoders if not e["random_init"])
     random = next(e["protocols"] for e in encoders if e["random_init"])
-    assert trained["zeroshot"]["top1"] > random["zeroshot"]["top1"]
-    assert trained["linear"]["top1"] > random["linear"]["top1"]
+    assert trained["retrieval"]["i2t_r1"] > random["retrieval"]["i2t_r1"] + 0.05
+    assert trained["segmentation"]["miou"] > random["segmentation"]["miou"] + 0.005
