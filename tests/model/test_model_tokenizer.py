@@ -52,3 +52,31 @@ def test_cache_dir_holds_vocab_and_merges_and_is_reused(tmp_path):
     ]
     load_tokenizer(cache_root=tmp_path)
     assert list(tmp_path.iterdir()) == dirs
+
+
+def test_huge_captions_give_the_ids_of_the_whole_text_without_tokenizing_it(tokenizer):
+    """Only a prefix is tokenized (a 5 MB caption would cost ~0.8 GB), and the ids kept are those
+    the tokenizer gives the whole text: cut where a whitespace run starts, spaces runs, newlines
+    and long words included."""
+    captions = [
+        "a red circle " * 80_000,  # ~1 MB of short words
+        "  ".join(["wide  spaced\n\nwords"] * 20_000),  # whitespace runs around the cut
+        "x" * 3000 + " " + "y" * 9000 + " tail " * 10_000,  # long words: the prefix widens
+        "a short caption",
+    ]
+    seen = []
+    original = tokenizer.tokenizer
+
+    def spy(text, **kwargs):
+        seen.extend([text] if isinstance(text, str) else text)
+        return original(text, **kwargs)
+
+    tokenizer.tokenizer = spy
+    try:
+        rows = tokenizer.encode(captions)
+    finally:
+        tokenizer.tokenizer = original
+    reference = original(captions, add_special_tokens=False)["input_ids"]
+    keep = tokenizer.max_length - 1
+    assert rows == [row[:keep] + [EOS_ID] for row in reference]
+    assert max(len(text) for text in seen) < 200_000  # never the whole megabyte
