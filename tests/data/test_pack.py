@@ -115,6 +115,18 @@ def test_pack_skips_images_above_the_pixel_ceiling_before_decoding(tmp_path):
     assert manifest.data["stats"]["failures"]["image_too_large"] == 1
 
 
+def test_pack_counts_a_decompression_bomb_as_too_large_not_undecodable(tmp_path):
+    """PIL refuses an image of more than twice its pixel ceiling when opening it; that is a
+    size failure, like the ceiling's own check, not a decoding one."""
+    folder = make_folder(tmp_path / "pairs")
+    PIL.Image.new("1", (14_000, 14_000)).save(folder / "bomb.png")  # 196 Mpx, a 25 kB file
+    (folder / "bomb.txt").write_text("a blank page the size of a wall")
+    manifest = read_manifest(pack_shards(folder, tmp_path / "out"))
+    failures = manifest.data["stats"]["failures"]
+    assert failures["image_too_large"] == 1 and failures["undecodable"] == 1  # make_folder's own
+    assert manifest.num_samples == 5
+
+
 def test_pack_refuses_a_table_without_a_caption_column(tmp_path):
     (tmp_path / "list.csv").write_text("image,label\na.jpg,1\n")
     out = tmp_path / "out"

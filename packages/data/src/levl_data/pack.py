@@ -120,7 +120,9 @@ def _sample(
             image.load()
             stored, width, height = _stored_jpeg(image, raw, image_size)
             original = image.size
-    except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError):
+    except PIL.Image.DecompressionBombError:  # PIL refuses > 2x its ceiling at open, from the header
+        return "image_too_large"
+    except (OSError, SyntaxError, ValueError):
         return "undecodable"
     meta = {
         "source": image_path.name,
