@@ -127,6 +127,15 @@ def test_pack_counts_a_decompression_bomb_as_too_large_not_undecodable(tmp_path)
     assert manifest.num_samples == 5
 
 
+def test_pack_skips_and_counts_a_caption_file_that_is_not_utf8(tmp_path):
+    folder = make_folder(tmp_path / "pairs")
+    write_image(folder / "latin1.jpg", (40, 30))
+    (folder / "latin1.txt").write_bytes("une télé rouge".encode("latin-1"))
+    manifest = read_manifest(pack_shards(folder, tmp_path / "out"))
+    assert manifest.data["stats"]["failures"]["undecodable_caption"] == 1
+    assert manifest.num_samples == 5
+
+
 def test_pack_refuses_a_table_without_a_caption_column(tmp_path):
     (tmp_path / "list.csv").write_text("image,label\na.jpg,1\n")
     out = tmp_path / "out"

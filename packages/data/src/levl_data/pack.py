@@ -70,7 +70,7 @@ def pack_shards(
         )
 
 
-def _rows(source: Path) -> tuple[list[tuple[str, str | None]], list[dict]]:
+def _rows(source: Path) -> tuple[list[tuple[str, str | bytes | None]], list[dict]]:
     """(image path or URL, caption or None) pairs, and the metadata files they came from."""
     if source.is_dir():
         return list(_folder_pairs(source)), []
@@ -81,12 +81,21 @@ def _rows(source: Path) -> tuple[list[tuple[str, str | None]], list[dict]]:
     )
 
 
-def _folder_pairs(folder: Path) -> Iterator[tuple[str, str | None]]:
+def _folder_pairs(folder: Path) -> Iterator[tuple[str, str | bytes | None]]:
+    """A caption file that is not UTF-8 comes back as its bytes: one bad sample, skipped and
+    counted by `_sample`, must not abort the whole pack."""
     images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     for image in images:
         caption_file = image.with_suffix(".txt")
-        caption = caption_file.read_text("utf-8") if caption_file.is_file() else None
-        yield str(image), caption
+        yield str(image), _caption_text(caption_file) if caption_file.is_file() else None
+
+
+def _caption_text(caption_file: Path) -> str | bytes:
+    raw = caption_file.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
 
 
 def _table_rows(table_path: Path) -> list[tuple[str, str | None]]:
@@ -101,11 +110,14 @@ def _table_rows(table_path: Path) -> list[tuple[str, str | None]]:
 
 
 def _sample(
-    image_path: Path, caption: str | None, image_size: int | None, max_pixels: int, listing
+    image_path: Path, caption: str | bytes | None, image_size: int | None, max_pixels: int,
+    listing,
 ) -> dict | str:
     """The sample's members, or the failure reason (a str) when it must be skipped."""
     if caption is None:
         return "missing_caption"
+    if isinstance(caption, bytes):
+        return "undecodable_caption"  # the caption file is not UTF-8
     if not caption.strip():
         return "empty_caption"
     try:
