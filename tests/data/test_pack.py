@@ -136,6 +136,16 @@ def test_pack_skips_and_counts_a_caption_file_that_is_not_utf8(tmp_path):
     assert manifest.num_samples == 5
 
 
+def test_a_pack_with_nothing_readable_leaves_no_directory_behind(tmp_path):
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    (folder / "bad.jpg").write_bytes(CORRUPT_IMAGE)
+    (folder / "bad.txt").write_text("a caption for an image that is not one")
+    result = CliRunner().invoke(app, ["pack", "--from", str(folder), "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0 and "no readable image + caption pair" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_pack_refuses_a_table_without_a_caption_column(tmp_path):
     (tmp_path / "list.csv").write_text("image,label\na.jpg,1\n")
     out = tmp_path / "out"

@@ -45,6 +45,19 @@ def pack_shards(
         return _pack_urls(source, out_dir, samples_per_shard, image_size, name, split)
     if any(_is_url(image) for image, _ in rows):
         raise DataError(f"pack source {source}: mixes URLs and local paths (split it in two)")
+    created = not out_dir.exists()
+    try:
+        return _pack_local(source, out_dir, rows, metadata, samples_per_shard, image_size, name,
+                           split, max_pixels)
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed pack leaves no empty directory it made (never a file)
+        raise
+
+
+def _pack_local(source: Path, out_dir: Path, rows: list, metadata: list[dict],
+                samples_per_shard: int, image_size: int | None, name: str | None, split: str,
+                max_pixels: int) -> Path:
     listing = hashlib.sha256()
     with ShardSetWriter(out_dir, samples_per_shard=samples_per_shard) as writer:
         for index, (image_path, caption) in enumerate(rows):
