@@ -8,8 +8,8 @@ world's eval-test, or the photo set's val):
   caption vs the next image's caption (alignment without negatives is real only if the first
   clearly exceeds the second);
 - zero-shot top-1 against the split's class prompts, the mean of the three cosine readouts
-  (z_v·z_t, pred_v·z_t, z_v·pred_t) as levl-eval's zero-shot headline;
-- image->text R@1 / R@10 over the split's captions, same readout;
+  (z_v·z_t, pred_v·z_t, z_v·pred_t): levl-eval's zero-shot headline, computed by its code;
+- image->text R@1 / R@10 over the split's captions, same readout, by levl-eval's retrieval code;
 - effective rank of z_v and z_t;
 - a ridge-regression probe's top-1 on the CLS token (fit on a labelled train split, standardised
   features): does the image tower itself see the classes, whatever the text side does.
@@ -72,21 +72,14 @@ def train(recipe: str, sets: list[str], manifest: Path, out: Path) -> float:
     return time.perf_counter() - start
 
 
-def readout_logits(image: dict[str, torch.Tensor], text: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean of the three cosine readouts (levl-eval's zero-shot headline), images x texts."""
-    from levl_eval.protocols.zeroshot import cosine_logits
-
-    return torch.stack([cosine_logits(image["z"], text["z"]),
-                        cosine_logits(image["pred"], text["z"]),
-                        cosine_logits(image["z"], text["pred"])]).mean(dim=0)
-
-
 @torch.no_grad()
 def measure(model, preprocess, tokenizer, val_manifest: Path) -> dict[str, float]:
     """The held-out figures of one model (see the module docstring)."""
     from levl_data.loader import build_loader
     from levl_data.manifest import read_manifest
-    from levl_eval.protocols.zeroshot import prompt_ensemble
+    from levl_eval.featureset import ClassTextFeatures, SplitFeatures
+    from levl_eval.protocols.retrieval import readout_pairs, readout_ranks, recall_metrics
+    from levl_eval.protocols.zeroshot import HEADLINE_READOUT, zeroshot_logits
     from levl_train.metrics import effective_rank, matched_vs_shuffled_cosine
 
     model.eval()
@@ -108,15 +101,17 @@ def measure(model, preprocess, tokenizer, val_manifest: Path) -> dict[str, float
     task = read_manifest(val_manifest).labels
     prompts = [[template.format(name) for template in task["prompts"]] for name in task["classes"]]
     per_prompt = [encode_text(class_prompts) for class_prompts in prompts]
-    classes = {key: prompt_ensemble(torch.stack([p[key] for p in per_prompt]))
-               for key in ("z", "pred")}
-    zeroshot = readout_logits(image, classes).argmax(dim=1) == torch.tensor(labels)
-    similarity = readout_logits(image, text)
-    rank = (similarity > similarity.diag()[:, None]).sum(dim=1)
+    class_text = ClassTextFeatures(*(torch.stack([p[key] for p in per_prompt])
+                                     for key in ("z", "pred")))
+    labels_N = torch.tensor(labels)
+    split = SplitFeatures(image["z"], image["z"], image["pred"], labels_N)  # cls unused here
+    logits_NC = zeroshot_logits(split, class_text)[HEADLINE_READOUT]
+    pairs = readout_pairs(image["z"], image["pred"], text["z"], text["pred"])[HEADLINE_READOUT]
+    recall = recall_metrics(readout_ranks(pairs, torch.arange(len(labels))))
     matched, shuffled = matched_vs_shuffled_cosine(image["pred"], text["z"])
     return {"pred_cos": matched, "pred_cos_shuffled": shuffled,
-            "zeroshot": float(zeroshot.float().mean()), "i2t_r1": float((rank < 1).float().mean()),
-            "i2t_r10": float((rank < 10).float().mean()),
+            "zeroshot": float((logits_NC.argmax(dim=1) == labels_N).float().mean()),
+            "i2t_r1": recall["i2t_r1"], "i2t_r10": recall["i2t_r10"],
             "erank_v": effective_rank(image["z"]), "erank_t": effective_rank(text["z"])}
 
 
