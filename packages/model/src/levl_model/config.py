@@ -25,6 +25,11 @@ SIZES: dict[str, tuple[int, int, int]] = {
 }
 OBJECTIVES = ("levljepa", "infonce", "siglip")
 PRED_LOSSES = ("mse", "cosine")
+# Where SIGReg's characteristic function is estimated and which N scales it (METHOD.md):
+# local: this rank's rows, N of one rank's step batch (the reference code: the paper's run);
+# global: every rank's rows (all-reduced), N of the global batch (effective λ grows with ranks);
+# global_cf: every rank's rows, N of one rank's step batch (global's lower variance, local's λ).
+SIGREG_SCOPES = ("local", "global", "global_cf")
 PROJECTIONS = ("mlp", "linear")
 INITS = ("width_scaled", "reference")
 REFERENCE_INIT_STD = 0.02  # timm's ViT and GPT-2's initializer_range alike
@@ -222,6 +227,7 @@ class ObjectiveConfig:
     use_sigreg: bool = True
     stop_gradient: bool = True
     seed: int = 0
+    sigreg_scope: str = "local"
 
     def __post_init__(self) -> None:
         check_choice("objective", "name", self.name, OBJECTIVES)
@@ -240,6 +246,7 @@ class ObjectiveConfig:
         for key in ("use_predictors", "use_sigreg", "stop_gradient"):
             check_bool("objective", key, getattr(self, key))
         check_int("objective", "seed", self.seed, minimum=0)
+        check_choice("objective", "sigreg_scope", self.sigreg_scope, SIGREG_SCOPES)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -29,13 +29,24 @@ def gather_batch(x_BE: torch.Tensor) -> torch.Tensor:
     return torch.cat(all_gather(x_BE), dim=0)
 
 
-class Objective(nn.Module):
-    """Base class: `forward(out, step)` → {"loss": ..., <term>: ...}."""
+def world_size() -> int:
+    return dist.get_world_size() if running_distributed() else 1
 
-    def __init__(self, cfg: ObjectiveConfig, *, distributed: bool | None = None) -> None:
+
+class Objective(nn.Module):
+    """Base class: `forward(out, step)` → {"loss": ..., <term>: ...}.
+
+    `grad_accum` is how many micro-batches each rank accumulates per optimizer step: terms
+    whose size depends on the batch (SIGReg's N) are scaled to the step's batch, not the
+    micro-batch's, so accumulation does not change the effective loss weights.
+    """
+
+    def __init__(self, cfg: ObjectiveConfig, *, distributed: bool | None = None,
+                 grad_accum: int = 1) -> None:
         super().__init__()
         self.config = cfg
         self._distributed = distributed
+        self.grad_accum = grad_accum
 
     @property
     def distributed(self) -> bool:
@@ -44,6 +55,20 @@ class Objective(nn.Module):
 
     def forward(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+
+def sigreg_scale(scope: str, micro_batch: int, grad_accum: int, world: int) -> tuple[bool, int]:
+    """(pool the characteristic function over ranks?, the N that scales SIGReg).
+
+    N counts a whole optimizer step's rows (micro-batch × grad_accum), so accumulation leaves
+    the effective λ alone. `local` is the reference code's: with data-parallel gradient
+    averaging, the paper's 16 × 256 run had N = 256 whatever its world size. `global` scales by
+    the global batch, so its effective λ grows with the world size (×16 at 16 ranks).
+    """
+    per_rank = micro_batch * grad_accum
+    if scope == "global":
+        return True, per_rank * world
+    return scope == "global_cf", per_rank
 
 
 class LeVLJEPA(Objective):
@@ -69,6 +94,8 @@ class LeVLJEPA(Objective):
 
     def _sigreg(self, z_BE: torch.Tensor, step: int) -> torch.Tensor:
         cfg = self.config
+        pooled, n = sigreg_scale(cfg.sigreg_scope, z_BE.shape[0], self.grad_accum,
+                                 world_size() if self.distributed else 1)
         return sigreg(
             z_BE,
             num_slices=cfg.num_slices,
@@ -76,7 +103,8 @@ class LeVLJEPA(Objective):
             seed=cfg.seed,
             knots=cfg.knots,
             t_max=cfg.t_max,
-            distributed=self.distributed,
+            distributed=pooled and self.distributed,
+            n=n,
         )
 
     def sigreg_terms(
@@ -108,8 +136,9 @@ class LeVLJEPA(Objective):
 class InfoNCE(Objective):
     """CLIP loss: L2-normalised embeddings, learnable log-temperature init log(1/0.07)."""
 
-    def __init__(self, cfg: ObjectiveConfig, *, distributed: bool | None = None) -> None:
-        super().__init__(cfg, distributed=distributed)
+    def __init__(self, cfg: ObjectiveConfig, *, distributed: bool | None = None,
+                 grad_accum: int = 1) -> None:
+        super().__init__(cfg, distributed=distributed, grad_accum=grad_accum)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def forward(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
@@ -127,8 +156,9 @@ class InfoNCE(Objective):
 class SigLIP(Objective):
     """Sigmoid loss with learnable t' (init log 10; t = exp t') and bias b (init −10)."""
 
-    def __init__(self, cfg: ObjectiveConfig, *, distributed: bool | None = None) -> None:
-        super().__init__(cfg, distributed=distributed)
+    def __init__(self, cfg: ObjectiveConfig, *, distributed: bool | None = None,
+                 grad_accum: int = 1) -> None:
+        super().__init__(cfg, distributed=distributed, grad_accum=grad_accum)
         self.t_prime = nn.Parameter(torch.tensor(math.log(10.0)))
         self.bias = nn.Parameter(torch.tensor(-10.0))
 
@@ -152,6 +182,7 @@ OBJECTIVE_CLASSES: dict[str, type[Objective]] = {
 }
 
 
-def build_objective(cfg: ObjectiveConfig, *, distributed: bool | None = None) -> Objective:
+def build_objective(cfg: ObjectiveConfig, *, distributed: bool | None = None,
+                    grad_accum: int = 1) -> Objective:
     """`distributed=None` detects a multi-rank process group when the loss is computed."""
-    return OBJECTIVE_CLASSES[cfg.name](cfg, distributed=distributed)
+    return OBJECTIVE_CLASSES[cfg.name](cfg, distributed=distributed, grad_accum=grad_accum)

@@ -3,6 +3,10 @@
 Exactly METHOD.md: S unit directions fresh each step, the empirical characteristic function of
 every slice compared with a standard normal's, exp(-t²/2), on `knots` points of [0, t_max] with
 the reference code's trapezoid weights, scaled by N and averaged over slices.
+
+Which rows the characteristic function is estimated on (one rank's, or every rank's through an
+all-reduce) and which N scales it are the caller's choice: `objective.sigreg_scope` decides
+both (levl_model.objectives.sigreg_scale).
 """
 
 from __future__ import annotations
@@ -70,10 +74,13 @@ def sigreg(
     knots: int = 17,
     t_max: float = 3.0,
     distributed: bool = False,
+    n: int | None = None,
 ) -> torch.Tensor:
     """Mean over slices of N·Σ_t w(t)·[(mean cos(t x) − φ(t))² + (mean sin(t x))²].
 
-    Computed in float32 (float64 for a float64 z) with autocast off: the statistic subtracts
+    distributed=True averages the characteristic function over ranks (autograd-aware);
+    `n` is the N that scales the statistic, by default the rows it was estimated on (this
+    rank's, times the world size when distributed). Computed in float32 (float64 for a float64 z) with autocast off: the statistic subtracts
     numbers close to 1 and is scaled by N, which bf16 cannot resolve.
     """
     with torch.autocast(device_type=z_NE.device.type, enabled=False):
@@ -83,10 +90,11 @@ def sigreg(
                                          dtype=dtype)
         t_K, w_K = (v.to(z_NE.device) for v in epps_pulley_weights(knots, t_max, dtype))
         cf_2KS = empirical_cf(z_NE @ directions_ES.to(z_NE.device), t_K)
-        n = z_NE.shape[0]
+        rows = z_NE.shape[0]
         if distributed:
             cf_2KS, world = average_over_ranks(cf_2KS)
-            n *= world
+            rows *= world
+        n = rows if n is None else n
         phi_K1 = torch.exp(-(t_K**2) / 2)[:, None]
         err_KS = (cf_2KS[0] - phi_K1) ** 2 + cf_2KS[1] ** 2
         return (n * (w_K[:, None] * err_KS).sum(dim=0)).mean()

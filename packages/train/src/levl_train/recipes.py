@@ -134,8 +134,11 @@ def vit_b16_datacomp_l(smoke: bool = False) -> TrainConfig:
     cfg = TrainConfig(
         recipe="vit_b16_datacomp_l",
         model=model_config("base", image_size=224, patch_size=16, embed_dim=256),
+        # SIGReg per rank on the local batch (N = 4096 / ranks / grad_accum x grad_accum), as the
+        # reference code computes it: on the paper's 16 x 256 that is N = 256, the paper's
+        # effective weight. `global` would multiply it by the world size (x16 there).
         objective=ObjectiveConfig(name="levljepa", lambda_v=0.02, lambda_t=0.02,
-                                  num_slices=4096),
+                                  num_slices=4096, sigreg_scope="local"),
         preprocess=Preprocess(size=224, mean=CLIP_MEAN, std=CLIP_STD),
         data=DataConfig(batch_size=4096, num_workers=8, shuffle_buffer=10000),
         optim=OptimConfig(lr=2e-4, min_lr=2e-5, weight_decay=0.01, warmup_steps=1000,

@@ -96,7 +96,7 @@ def build_module(cfg: TrainConfig, env: DistEnv, device: torch.device) -> TrainM
     dtype = weight_dtype(cfg)
     with default_dtype(torch.float64):
         model = build_model(cfg.model, seed=cfg.seed)
-        objective = build_objective(cfg.objective)
+        objective = build_objective(cfg.objective, grad_accum=cfg.dist.grad_accum)
     if cfg.dist.activation_checkpointing:
         enable_activation_checkpointing(model)
     if env.multi and cfg.dist.sync_batchnorm:
