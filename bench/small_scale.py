@@ -83,17 +83,21 @@ def measure(model, preprocess, tokenizer, val_manifest: Path) -> dict[str, float
     from levl_train.metrics import effective_rank, matched_vs_shuffled_cosine
 
     model.eval()
+    # a model without predictors (the InfoNCE reference) is read out through z itself: its
+    # "pred cos" is cos(z_v, z_t) and every readout is z_v·z_t
+    vision_pred, text_pred = ((model.vision_pred, model.text_pred) if model.has_predictors
+                              else (torch.nn.Identity(), torch.nn.Identity()))
 
     def encode_text(captions: list[str]) -> dict[str, torch.Tensor]:
         z = model.encode_text(*tokenizer(captions)).z_BE
-        return {"z": z, "pred": model.text_pred(z)}
+        return {"z": z, "pred": text_pred(z)}
 
     images, texts, labels = [], [], []
     loader = build_loader(val_manifest, batch_size=100, image_transform=preprocess,
                           shuffle_buffer=0, drop_last=False)
     for batch in loader:
         z = model.encode_image(batch["image"]).z_BE
-        images.append({"z": z, "pred": model.vision_pred(z)})
+        images.append({"z": z, "pred": vision_pred(z)})
         texts.append(encode_text(list(batch["caption"])))
         labels += [meta["label"] for meta in batch["meta"]]
     image = {key: torch.cat([part[key] for part in images]) for key in ("z", "pred")}

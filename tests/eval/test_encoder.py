@@ -82,3 +82,21 @@ def test_each_checkpoint_and_its_baseline_are_fed_with_its_own_preprocessing(
     z_NE = own.image_features(data.test).z_NE
     torch.testing.assert_close(z_NE[:3], _reference_z(1, own, images_BCHW), rtol=1e-4, atol=1e-5)
     assert not torch.allclose(z_NE, clip.image_features(data.test).z_NE, atol=1e-3)
+
+
+def test_a_contrastive_checkpoint_with_untrained_predictors_is_read_without_them(
+        eval_world: Path, tmp_path: Path) -> None:
+    """Written before contrastive runs stopped building predictors: its MLPs are at their random
+    init, so neither it nor its random baseline offers predictor features to the readouts."""
+    from levl_eval.testing import save_micro_checkpoint
+    from levl_model.config import ObjectiveConfig
+
+    ckpt = save_micro_checkpoint(tmp_path / "infonce", objective_cfg=ObjectiveConfig(name="infonce"))
+    encoder, spec = load_frozen_checkpoint(ckpt, device="cpu", batch_size=8)
+    baseline = random_encoder(spec, seed=0, name="random", device="cpu", batch_size=8)
+    assert spec.model_config.heads.predictors is False
+    data = load_eval_data(eval_world)
+    for source in (encoder, baseline):
+        assert not source.model.has_predictors
+        assert source.image_features(data.test).pred_NE is None
+        assert source.class_text_features(data.classes, data.prompts).pred_CPE is None

@@ -118,3 +118,19 @@ def test_average_readout_matches_an_explicit_mean_of_cosine_matrices() -> None:
     result = _run_readouts(z_v, pred_v, z_t, pred_t)
     assert result["i2t_r1"] == pytest.approx(i2t_r1) and result["t2i_r5"] == pytest.approx(t2i_r5)
     assert 0.0 < i2t_r1 < 1.0
+
+
+def test_an_encoder_without_predictors_is_read_out_through_z_alone() -> None:
+    """A contrastive encoder has no predictor: its only readout is z_v·z_t, which is then its
+    headline "average" (no random predictor averaged in)."""
+    generator = torch.Generator().manual_seed(5)
+    z_v = torch.randn(N, EMBED, generator=generator)
+    z_t = z_v + 0.5 * torch.randn(N, EMBED, generator=generator)
+    captions = tuple((f"caption {i}",) for i in range(N))
+    images = SplitFeatures(z_v, z_v, None, torch.full((N,), -1), captions=captions)
+    source = StaticFeatures(images={"pairs": images},
+                            captions={c[0]: (z, None) for c, z in zip(captions, z_t, strict=True)})
+    result = Retrieval().run(source, RetrievalData("toy", EvalSplit("pairs")))
+    assert set(result["readouts"]) == {"zv_zt", "average"}
+    assert result["readouts"]["average"] == result["readouts"]["zv_zt"]
+    assert result["i2t_r1"] == retrieval_metrics(z_v, z_t, torch.arange(N))["i2t_r1"] > 0.5

@@ -89,3 +89,15 @@ def test_prompt_ensemble_normalises_before_averaging() -> None:
     a_E, b_E = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 100.0])
     ensemble_CE = prompt_ensemble(torch.stack([a_E, b_E])[None])
     torch.testing.assert_close(ensemble_CE[0], torch.tensor([2**-0.5, 2**-0.5]))
+
+
+def test_an_encoder_without_predictors_has_the_z_readout_as_its_headline() -> None:
+    generator = torch.Generator().manual_seed(6)
+    text = _class_text(generator)
+    images = _images_near(text, generator, noise=0.8)
+    no_pred_text = ClassTextFeatures(z_CPE=text.z_CPE, pred_CPE=None)
+    no_pred_images = SplitFeatures(images.cls_ND, images.z_NE, None, images.labels_N)
+    result = _run(no_pred_images, no_pred_text)
+    assert set(result["readouts"]) == {"zv_zt", "average"}
+    assert result["readouts"]["average"] == result["readouts"]["zv_zt"]
+    assert result["top1"] == _run(images, text)["readouts"]["zv_zt"]["top1"] > 1 / NUM_CLASSES

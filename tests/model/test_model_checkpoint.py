@@ -77,6 +77,36 @@ def test_round_trip_is_bitwise_and_metadata_equal(saved, parts):
     ]
 
 
+def test_a_checkpoint_with_0d_objective_scalars_still_loads(saved):
+    """Written before the objective's scalars became one-element vectors (for DeepSpeed)."""
+    path = saved / "model.safetensors"
+    tensors = load_file(path)
+    assert tensors["objective.bias"].shape == (1,)
+    save_file({key: value.reshape(()) if key.startswith("objective.") else value
+               for key, value in tensors.items()}, path)
+    loaded = load_checkpoint(saved)
+    assert loaded.objective.bias.tolist() == [-3.25]
+    assert loaded.objective.t_prime.shape == (1,)
+
+
+def test_a_model_without_predictors_round_trips_without_predictor_tensors(tmp_path, parts):
+    model, _, metadata = parts
+    config = model.config
+    config = type(config)(config.vision, config.text,
+                          type(config.heads)(**{**config.heads.to_dict(), "predictors": False}))
+    bare = build_model(config, seed=0)
+    assert not bare.has_predictors and set(bare(torch.randn(2, 3, 32, 32),
+                                                torch.ones(2, 3, dtype=torch.long),
+                                                torch.ones(2, 3, dtype=torch.long))) == {"z_v", "z_t"}
+    objective_cfg = ObjectiveConfig(name="infonce")
+    saved = save_checkpoint(tmp_path / "ckpt", model=bare, objective=build_objective(objective_cfg),
+                            metadata={**metadata, "model_config": config.to_dict(),
+                                      "objective_config": objective_cfg.to_dict()})
+    assert not [key for key in load_file(saved / "model.safetensors") if "_pred." in key]
+    loaded = load_checkpoint(saved)
+    assert not loaded.model.has_predictors and loaded.model_config == config
+
+
 def test_files_use_the_contract_prefixes_and_leave_no_temp_dirs(saved):
     keys = load_file(str(saved / "model.safetensors")).keys()
     prefixes = {k.split(".")[0] for k in keys}

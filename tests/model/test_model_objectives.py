@@ -159,3 +159,26 @@ def test_full_levljepa_step_reaches_every_model_parameter(micro_model, batch):
     LeVLJEPA(ObjectiveConfig(num_slices=16))(out, step=0)["loss"].backward()
     missing = [n for n, p in micro_model.named_parameters() if p.grad is None]
     assert missing == []
+
+
+def test_infonce_matches_open_clip_clip_loss_above_the_cap_with_a_gradient():
+    """The forward pass uses exp(logit_scale) unclamped, as open_clip's ClipLoss does: above
+    ln 100 the loss is open_clip's and the scale still gets a gradient (the trainer bounds the
+    parameter after each step instead)."""
+    from open_clip.loss import ClipLoss
+
+    objective = build_objective(ObjectiveConfig(name="infonce"))
+    with torch.no_grad():
+        objective.logit_scale.fill_(5.0)
+    out = random_out(b=8, seed=4)
+    loss = objective(out, step=0)["loss"]
+    reference = ClipLoss()(torch.nn.functional.normalize(out["z_v"], dim=-1),
+                           torch.nn.functional.normalize(out["z_t"], dim=-1),
+                           torch.tensor(5.0).exp())
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-6)
+    loss.backward()
+    assert objective.logit_scale.grad.abs().item() > 0
+    assert objective.parameter_bounds() == {"logit_scale": (0.0, math.log(100.0))}
+    assert build_objective(ObjectiveConfig(name="siglip")).parameter_bounds() == {
+        "t_prime": (0.0, math.log(100.0))}
+    assert build_objective(ObjectiveConfig()).parameter_bounds() == {}

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from levl_train.config import with_objective_heads
 from levl_train.distributed import DistEnv, backend_for
 from levl_train.engine import TorchEngine, uses_bf16
 from levl_train.errors import TrainError
@@ -194,3 +196,72 @@ def test_backend_is_nccl_on_gpus_and_gloo_on_the_cpu():
     assert backend_for(torch.device("cuda", 0), "gloo") == "gloo"
     with pytest.raises(TrainError, match="dist.backend=nccl needs CUDA"):
         backend_for(CPU, "nccl")
+
+
+def infonce_cfg(**changes):
+    cfg = micro_synthetic()
+    return with_objective_heads(dataclasses.replace(
+        cfg, objective=dataclasses.replace(cfg.objective, name="infonce"), **changes))
+
+
+def push_scale_up(module, value: float = 5.0) -> None:
+    """A logit scale above ln 100 with a gradient pushing it further up: the drift the forward
+    clamp used to hide."""
+    with torch.no_grad():
+        module.objective.logit_scale.fill_(value)
+
+
+def test_torch_engine_clamps_the_logit_scale_after_the_step_as_open_clip():
+    cfg = infonce_cfg()
+    engine = TorchEngine(build_module(cfg, DistEnv(), CPU), cfg)
+    push_scale_up(engine.module)
+    engine.step([micro_batch(0)], step=3)
+    assert engine.module.objective.logit_scale.item() == pytest.approx(math.log(100), abs=1e-7)
+    with torch.no_grad():
+        engine.module.objective.logit_scale.fill_(-0.5)
+    engine.step([micro_batch(1)], step=4)
+    assert engine.module.objective.logit_scale.item() == 0.0
+
+
+def _clamp_rank(rank: int, port: int, out_dir: str) -> None:
+    """One DeepSpeed rank: after a step the logit scale is clamped in the module and in ZeRO's
+    fp32 master copy, under stages 0, 2 and 3."""
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    from levl_train.distributed import init_process_group, shutdown
+    from levl_train.ds_engine import DeepSpeedEngine
+
+    torch.set_num_threads(1)
+    init_process_group(DistEnv(master_port=port), "gloo", 60)
+    results = {}
+    try:
+        for stage in (0, 2, 3):
+            cfg = infonce_cfg(engine="deepspeed", dist=dataclasses.replace(
+                micro_synthetic().dist, zero_stage=stage))
+            engine = DeepSpeedEngine(build_module(cfg, DistEnv(), CPU), cfg, micro_batch=MICRO,
+                                     world_size=1)
+            scale = engine.module.objective.logit_scale
+            with engine._gathered([scale]):
+                push_scale_up(engine.module)
+            master = safe_get_full_fp32_param(scale)
+            if master is not None:  # ZeRO's copy too, as if a step had left it there
+                from deepspeed.utils import safe_set_full_fp32_param
+                safe_set_full_fp32_param(scale, torch.full_like(master, 5.0))
+            engine.step([micro_batch(0)], step=3)
+            master = safe_get_full_fp32_param(scale)
+            with engine._gathered([scale]):
+                working = scale.item()
+            results[stage] = [working, None if master is None else master.item()]
+    finally:
+        shutdown()
+    with open(f"{out_dir}/clamped.json", "w") as f:
+        json.dump(results, f)
+
+
+def test_deepspeed_clamps_the_logit_scale_in_the_module_and_in_zero_master_weights(tmp_path):
+    mp.start_processes(_clamp_rank, args=(free_port(), str(tmp_path)), nprocs=1,
+                       start_method="fork")
+    results = json.loads((tmp_path / "clamped.json").read_text())
+    cap = pytest.approx(math.log(100), abs=1e-6)
+    assert results["0"] == [cap, None]  # no ZeRO: the module's parameter is the only copy
+    assert results["2"] == [cap, cap] and results["3"] == [cap, cap]

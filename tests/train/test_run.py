@@ -77,3 +77,28 @@ def test_cuda_requested_without_cuda_is_one_line(cli, shards, tmp_path):
                               env={"CUDA_VISIBLE_DEVICES": ""}))
     assert "CUDA is not available" in line
     assert not (tmp_path / "r").exists()
+
+
+def test_a_contrastive_run_builds_and_checkpoints_no_predictors(cli, shards, tmp_path):
+    """InfoNCE never trains the predictor MLPs, so `--set objective.name=infonce` alone leaves
+    them out of the model, the checkpoint and the diagnostics."""
+    out = tmp_path / "infonce"
+    result = cli("levl-train", "run", "micro_synthetic", "--data", shards, "--out", out,
+                 "--set", "objective.name=infonce", "--set", "steps=2", "--set", "log_every=2",
+                 "--set", "ckpt_every=2", "--set", "data.batch_size=8")
+    assert result.returncode == 0, result.stderr
+    loaded = load_checkpoint(out)
+    assert loaded.model_config.heads.predictors is False
+    assert not loaded.model.has_predictors
+    assert not [key for key in loaded.model.state_dict() if "_pred." in key]
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "cos_matched" in record and "logit_scale" in record
+    assert "pred_cos_matched" not in record
+
+
+def test_predictors_the_objective_does_not_train_are_one_line(cli, shards, tmp_path):
+    line = one_error_line(cli("levl-train", "run", "micro_synthetic", "--data", shards,
+                              "--out", tmp_path / "r", "--set", "objective.name=siglip",
+                              "--set", "model.heads.predictors=true"))
+    assert "model.heads.predictors=true" in line and "trains no predictors" in line
+    assert not (tmp_path / "r").exists()

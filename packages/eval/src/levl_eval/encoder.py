@@ -7,6 +7,7 @@ it, not one each.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,8 +34,8 @@ from levl_eval.featureset import (
 )
 from levl_eval.samples import target_transform
 from levl_model.checkpoint import load_checkpoint
-from levl_model.config import ModelConfig
-from levl_model.model import build_model
+from levl_model.config import ModelConfig, ObjectiveConfig, uses_predictors
+from levl_model.model import LevlModel, build_model
 from levl_model.preprocess import Preprocess, eval_transform
 from levl_model.tokenizer import CaptionTokenizer, load_tokenizer
 
@@ -157,6 +158,8 @@ def load_frozen_checkpoint(
 ) -> tuple[FrozenEncoder, BaselineSpec]:
     """Load a checkpoint dir (or a run dir's latest) as a FrozenEncoder, with its baseline spec."""
     loaded = load_checkpoint(path, device=device)
+    model, model_config = without_untrained_predictors(loaded.model, loaded.model_config,
+                                                       loaded.objective_config)
     ckpt_dir, metadata, preprocess = Path(loaded.path), loaded.metadata, loaded.preprocess
     tokenizer = tokenizer_for(loaded.tokenizer_spec, loaded.model_config.text.max_length, ckpt_dir)
     info = {
@@ -171,11 +174,25 @@ def load_frozen_checkpoint(
         "train_manifest_fingerprint": metadata.get("manifest_fingerprint"),
     }
     encoder = FrozenEncoder(
-        name=checkpoint_name(ckpt_dir), model=loaded.model.to(device).eval(),
+        name=checkpoint_name(ckpt_dir), model=model.to(device).eval(),
         preprocess=preprocess, tokenizer=tokenizer, device=device, batch_size=batch_size,
         num_workers=num_workers, info=info,
     )
-    return encoder, BaselineSpec(loaded.model_config, preprocess, tokenizer)
+    return encoder, BaselineSpec(model_config, preprocess, tokenizer)
+
+
+def without_untrained_predictors(model: LevlModel, model_config: ModelConfig,
+                                 objective_config: ObjectiveConfig) -> tuple[LevlModel, ModelConfig]:
+    """A contrastive checkpoint written before such runs stopped building predictors holds two
+    MLPs at their random init: evaluate it (and its random baseline) without them, or their
+    noise would be averaged into the zero-shot and retrieval headlines."""
+    if not model.has_predictors or uses_predictors(objective_config):
+        return model, model_config
+    model_config = dataclasses.replace(
+        model_config, heads=dataclasses.replace(model_config.heads, predictors=False))
+    model.vision_pred = model.text_pred = None
+    model.config = model_config
+    return model, model_config
 
 
 def random_encoder(

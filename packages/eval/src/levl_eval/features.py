@@ -52,8 +52,8 @@ def extract_split_features(
     model: torch.nn.Module, split: EvalSplit, transform: Callable, *,
     batch_size: int, device: str, num_workers: int = 0, desc: str = "",
 ) -> SplitFeatures:
-    """CLS feature, z_v and pred_v(z_v) of every image in the split (CPU float32), with its
-    labels and captions."""
+    """CLS feature, z_v and pred_v(z_v) (when the model has predictors) of every image in the
+    split (CPU float32), with its labels and captions."""
     model.eval()
     batches = split_batches(split, transform, batch_size=batch_size, num_workers=num_workers)
     parts: dict[str, list] = {"cls": [], "z": [], "pred": [], "labels": [], "captions": []}
@@ -62,14 +62,16 @@ def extract_split_features(
         image = model.encode_image(batch["image"].to(device, non_blocking=True))
         parts["cls"].append(image.cls_BD.float().cpu())
         parts["z"].append(image.z_BE.float().cpu())
-        parts["pred"].append(model.vision_pred(image.z_BE).float().cpu())
+        if model.has_predictors:
+            parts["pred"].append(model.vision_pred(image.z_BE).float().cpu())
         parts["labels"].append(batch["labels"])
         parts["captions"] += batch["captions"]
     if not parts["labels"]:
         raise no_sample_error(split, skipped)
     return SplitFeatures(
         cls_ND=torch.cat(parts["cls"]), z_NE=torch.cat(parts["z"]),
-        pred_NE=torch.cat(parts["pred"]), labels_N=torch.cat(parts["labels"]),
+        pred_NE=torch.cat(parts["pred"]) if parts["pred"] else None,
+        labels_N=torch.cat(parts["labels"]),
         skipped={reason: int(count) for reason, count in skipped.items() if count},
         captions=tuple(parts["captions"]),
     )
@@ -136,8 +138,10 @@ def encode_texts(
         input_ids_BL, attention_mask_BL = tokenizer(list(texts[start:start + batch_size]))
         z_BE = model.encode_text(input_ids_BL.to(device), attention_mask_BL.to(device)).z_BE
         z_parts.append(z_BE.float().cpu())
-        pred_parts.append(model.text_pred(z_BE).float().cpu())
-    return TextFeatures(z_ME=torch.cat(z_parts), pred_ME=torch.cat(pred_parts))
+        if model.has_predictors:
+            pred_parts.append(model.text_pred(z_BE).float().cpu())
+    return TextFeatures(z_ME=torch.cat(z_parts),
+                        pred_ME=torch.cat(pred_parts) if pred_parts else None)
 
 
 def class_prompt_texts(classes: tuple[str, ...], prompts: tuple[str, ...]) -> list[str]:
@@ -153,4 +157,6 @@ def encode_class_texts(
     texts = tuple(class_prompt_texts(classes, prompts))
     encoded = encode_texts(model, tokenizer, texts, batch_size=batch_size, device=device)
     shape = (len(classes), len(prompts), -1)
-    return ClassTextFeatures(z_CPE=encoded.z_ME.reshape(shape), pred_CPE=encoded.pred_ME.reshape(shape))
+    pred = encoded.pred_ME
+    return ClassTextFeatures(z_CPE=encoded.z_ME.reshape(shape),
+                             pred_CPE=None if pred is None else pred.reshape(shape))

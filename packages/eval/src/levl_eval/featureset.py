@@ -101,7 +101,7 @@ class SplitFeatures:
 
     cls_ND: torch.Tensor
     z_NE: torch.Tensor
-    pred_NE: torch.Tensor
+    pred_NE: torch.Tensor | None  # None: the encoder has no trained predictor
     labels_N: torch.Tensor
     skipped: dict[str, int] = field(default_factory=dict)
     captions: tuple[tuple[str, ...], ...] = ()  # per image; -1 labels mark unlabelled data
@@ -138,10 +138,11 @@ class PatchFeatures:
 
 @dataclass(frozen=True)
 class TextFeatures:
-    """z_t and pred_t(z_t) of a list of texts, in order (not normalised)."""
+    """z_t and pred_t(z_t) of a list of texts, in order (not normalised); no pred_t for an
+    encoder without trained predictors."""
 
     z_ME: torch.Tensor
-    pred_ME: torch.Tensor
+    pred_ME: torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ class ClassTextFeatures:
     """Text embeddings of every (class, prompt) pair, before any normalisation or averaging."""
 
     z_CPE: torch.Tensor
-    pred_CPE: torch.Tensor
+    pred_CPE: torch.Tensor | None
 
 
 class FeatureSource(Protocol):

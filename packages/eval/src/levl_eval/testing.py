@@ -41,13 +41,14 @@ from levl_model.tokenizer import load_tokenizer
 class StaticFeatures:
     """A FeatureSource whose features are given up front (keyed by split name).
 
-    `captions` maps a text to its (z_t, pred_t) pair of [E] tensors, for retrieval.
+    `captions` maps a text to its (z_t, pred_t) pair of [E] tensors, for retrieval (pred_t
+    None for an encoder without predictors).
     """
 
     images: dict[str, SplitFeatures] = field(default_factory=dict)
     text: ClassTextFeatures | None = None
     patches: dict[str, PatchFeatures] = field(default_factory=dict)
-    captions: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    captions: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = field(default_factory=dict)
     name: str = "static"
     calls: list[str] = field(default_factory=list)
 
@@ -61,7 +62,9 @@ class StaticFeatures:
 
     def text_features(self, texts: tuple[str, ...]) -> TextFeatures:
         pairs = [self.captions[text] for text in texts]
-        return TextFeatures(torch.stack([z for z, _ in pairs]), torch.stack([p for _, p in pairs]))
+        preds = [p for _, p in pairs]
+        return TextFeatures(torch.stack([z for z, _ in pairs]),
+                            None if None in preds else torch.stack(preds))
 
     def class_text_features(
         self, classes: tuple[str, ...], prompts: tuple[str, ...]
@@ -181,11 +184,12 @@ def micro_config(image_size: int = 32):
 
 
 def save_micro_checkpoint(ckpt_dir: Path, *, image_size: int = 32, seed: int = 0, step: int = 7,
-                          model: torch.nn.Module | None = None) -> Path:
+                          model: torch.nn.Module | None = None,
+                          objective_cfg: ObjectiveConfig | None = None) -> Path:
     """A tiny checkpoint written through levl_model's real save path (random weights unless a
-    micro `model` is given)."""
+    micro `model` is given; LeVLJEPA unless `objective_cfg` says otherwise)."""
     cfg = micro_config(image_size)
-    objective_cfg = ObjectiveConfig(num_slices=16)
+    objective_cfg = objective_cfg or ObjectiveConfig(num_slices=16)
     metadata = build_metadata(
         model_config=cfg, objective_config=objective_cfg,
         tokenizer_spec=load_tokenizer(max_length=cfg.text.max_length).spec(),

@@ -16,7 +16,7 @@ _EXPORTS = {
                               "load_checkpoint", "read_metadata", "resolve_checkpoint",
                               "save_checkpoint"],
     "levl_model.config": ["SIZES", "HeadsConfig", "ModelConfig", "ObjectiveConfig", "TextConfig",
-                          "VisionConfig", "model_config"],
+                          "VisionConfig", "model_config", "uses_predictors"],
     "levl_model.errors": ["CheckpointError", "ConfigError", "ModelError"],
     "levl_model.model": ["ImageFeatures", "LevlModel", "TextFeatures", "build_model"],
     "levl_model.objectives": ["InfoNCE", "LeVLJEPA", "Objective", "SigLIP", "build_objective"],

@@ -251,9 +251,16 @@ def existing_tensors_file(ckpt_dir: Path) -> Path:
 def read_tensors(ckpt_dir: Path) -> dict[str, torch.Tensor]:
     tensors_path = existing_tensors_file(ckpt_dir)
     try:
-        return load_file(str(tensors_path), device="cpu")
+        return scalars_as_vectors(load_file(str(tensors_path), device="cpu"))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"checkpoint {tensors_path}: unreadable safetensors ({exc})") from exc
+
+
+def scalars_as_vectors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Objective scalars (logit scale, SigLIP's t' and b) are one-element vectors since
+    DeepSpeed refused 0-d parameters; checkpoints written before that hold them 0-d."""
+    return {key: value.reshape(1) if key.startswith(OBJECTIVE_PREFIX) and value.ndim == 0
+            else value for key, value in tensors.items()}
 
 
 def _first(keys: list[str], n: int = 3) -> str:
@@ -316,7 +323,7 @@ def check_header(ckpt_dir: Path, model_config: ModelConfig, objective_config: Ob
         expected = dict(build_model(model_config).state_dict())
         expected |= {OBJECTIVE_PREFIX + key: value
                      for key, value in build_objective(objective_config).state_dict().items()}
-    problems = tensor_mismatches(expected, header_shapes(ckpt_dir))
+    problems = tensor_mismatches(expected, scalars_as_vectors(header_shapes(ckpt_dir)))
     if problems:
         raise CheckpointError(
             f"{where}: tensors do not match the metadata config: {'; '.join(problems)}")

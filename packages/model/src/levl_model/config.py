@@ -163,11 +163,15 @@ class HeadsConfig:
     # mlp: Linear→BatchNorm→GELU→Linear (LeVLJEPA's pre-projection); linear: CLIP's bias-free
     # linear map (proj_hidden unused)
     projection: str = "mlp"
+    # False: no predictor MLPs, for the objectives that never train them (the contrastive
+    # baselines, LeVLJEPA's no-predictor ablation): see uses_predictors
+    predictors: bool = True
 
     def __post_init__(self) -> None:
         for key in ("embed_dim", "proj_hidden", "pred_hidden", "pred_depth"):
             check_int("heads", key, getattr(self, key))
         check_choice("heads", "projection", self.projection, PROJECTIONS)
+        check_bool("heads", "predictors", self.predictors)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -254,6 +258,11 @@ class ObjectiveConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ObjectiveConfig:
         return dataclass_from_dict(cls, data, "objective")
+
+
+def uses_predictors(objective: ObjectiveConfig) -> bool:
+    """Whether the objective trains the predictor MLPs: only LeVLJEPA with its predictors on."""
+    return objective.name == "levljepa" and objective.use_predictors
 
 
 def model_config(

@@ -36,8 +36,14 @@ class LevlModel(nn.Module):
                                             heads.embed_dim)
         self.text_proj = build_projection(heads.projection, cfg.text.width, heads.proj_hidden,
                                           heads.embed_dim)
-        self.vision_pred = Predictor(heads.embed_dim, heads.pred_hidden, heads.pred_depth)
-        self.text_pred = Predictor(heads.embed_dim, heads.pred_hidden, heads.pred_depth)
+        self.vision_pred, self.text_pred = (
+            (Predictor(heads.embed_dim, heads.pred_hidden, heads.pred_depth),
+             Predictor(heads.embed_dim, heads.pred_hidden, heads.pred_depth))
+            if heads.predictors else (None, None))
+
+    @property
+    def has_predictors(self) -> bool:
+        return self.vision_pred is not None
 
     def encode_image(self, images_BCHW: torch.Tensor) -> ImageFeatures:
         cls_BD, patches_BLD = self.vision.forward_tokens(images_BCHW)
@@ -52,15 +58,14 @@ class LevlModel(nn.Module):
     def forward(
         self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """pred_v = vision_pred(z_v) predicts z_t; pred_t = text_pred(z_t) predicts z_v."""
+        """pred_v = vision_pred(z_v) predicts z_t; pred_t = text_pred(z_t) predicts z_v (only
+        in a model with predictors)."""
         z_v = self.vision_proj(self.vision(images))
         z_t = self.encode_text(input_ids, attention_mask).z_BE
-        return {
-            "z_v": z_v,
-            "z_t": z_t,
-            "pred_v": self.vision_pred(z_v),
-            "pred_t": self.text_pred(z_t),
-        }
+        if not self.has_predictors:
+            return {"z_v": z_v, "z_t": z_t}
+        return {"z_v": z_v, "z_t": z_t, "pred_v": self.vision_pred(z_v),
+                "pred_t": self.text_pred(z_t)}
 
 
 def build_model(cfg: ModelConfig, seed: int | None = None) -> LevlModel:

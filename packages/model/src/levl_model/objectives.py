@@ -56,6 +56,10 @@ class Objective(nn.Module):
     def forward(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def parameter_bounds(self) -> dict[str, tuple[float, float]]:
+        """{parameter name: (low, high)} the trainer clamps after every optimizer step."""
+        return {}
+
 
 def sigreg_scale(scope: str, micro_batch: int, grad_accum: int, world: int) -> tuple[bool, int]:
     """(pool the characteristic function over ranks?, the N that scales SIGReg).
@@ -133,34 +137,53 @@ class LeVLJEPA(Objective):
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
 
 
+def scalar_parameter(value: float) -> nn.Parameter:
+    """A one-element vector, not a 0-d tensor: DeepSpeed's model broadcast views every
+    parameter as bytes, which a 0-d tensor refuses (so InfoNCE/SigLIP could not start)."""
+    return nn.Parameter(torch.full((1,), value))
+
+
+# open_clip clamps the learnable log-scale to [0, ln 100] after each optimizer step (CLIP's cap)
+LOG_SCALE_BOUNDS = (0.0, math.log(100.0))
+
+
 class InfoNCE(Objective):
-    """CLIP loss: L2-normalised embeddings, learnable log-temperature init log(1/0.07)."""
+    """CLIP loss: L2-normalised embeddings, learnable log-temperature init log(1/0.07).
+
+    The scale is bounded as open_clip bounds it: the parameter is clamped after the step, not
+    the scale in the forward pass (which would leave the parameter drifting above ln 100 with
+    zero gradient, and every later decrease first undoing that drift).
+    """
 
     def __init__(self, cfg: ObjectiveConfig, *, distributed: bool | None = None,
                  grad_accum: int = 1) -> None:
         super().__init__(cfg, distributed=distributed, grad_accum=grad_accum)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.logit_scale = scalar_parameter(math.log(1 / 0.07))
 
     def forward(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
-        """Symmetric cross-entropy; the scale is capped at 100 as in CLIP to avoid blow-up."""
+        """Symmetric cross-entropy over the (gathered) batch."""
         z_v, z_t = out["z_v"], out["z_t"]
         if self.distributed:
             z_v, z_t = gather_batch(z_v), gather_batch(z_t)
-        scale = self.logit_scale.exp().clamp(max=100.0)
+        scale = self.logit_scale.exp()
         logits_VT = scale * F.normalize(z_v, dim=-1) @ F.normalize(z_t, dim=-1).T
         labels_B = torch.arange(logits_VT.shape[0], device=logits_VT.device)
         loss = (F.cross_entropy(logits_VT, labels_B) + F.cross_entropy(logits_VT.T, labels_B)) / 2
         return {"loss": loss, "infonce": loss.detach(), "logit_scale": self.logit_scale.detach()}
 
+    def parameter_bounds(self) -> dict[str, tuple[float, float]]:
+        return {"logit_scale": LOG_SCALE_BOUNDS}
+
 
 class SigLIP(Objective):
-    """Sigmoid loss with learnable t' (init log 10; t = exp t') and bias b (init −10)."""
+    """Sigmoid loss with learnable t' (init log 10; t = exp t') and bias b (init −10); t' is
+    clamped to [0, ln 100] after each step, as open_clip's trainer clamps every model's."""
 
     def __init__(self, cfg: ObjectiveConfig, *, distributed: bool | None = None,
                  grad_accum: int = 1) -> None:
         super().__init__(cfg, distributed=distributed, grad_accum=grad_accum)
-        self.t_prime = nn.Parameter(torch.tensor(math.log(10.0)))
-        self.bias = nn.Parameter(torch.tensor(-10.0))
+        self.t_prime = scalar_parameter(math.log(10.0))
+        self.bias = scalar_parameter(-10.0)
 
     def forward(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         """−(1/B) Σ_ij log σ(label_ij · (t·x_i·y_j + b)), label +1 on the diagonal, −1 elsewhere."""
@@ -173,6 +196,9 @@ class SigLIP(Objective):
         labels_VT = 2 * torch.eye(n, device=logits_VT.device, dtype=logits_VT.dtype) - 1
         loss = -F.logsigmoid(labels_VT * logits_VT).sum() / n
         return {"loss": loss, "siglip": loss.detach(), "t": t.detach(), "b": self.bias.detach()}
+
+    def parameter_bounds(self) -> dict[str, tuple[float, float]]:
+        return {"t_prime": LOG_SCALE_BOUNDS}
 
 
 OBJECTIVE_CLASSES: dict[str, type[Objective]] = {

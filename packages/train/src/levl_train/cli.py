@@ -15,7 +15,7 @@ import typer
 
 from levl_data.errors import DataError
 from levl_model.errors import ModelError
-from levl_train.config import apply_overrides
+from levl_train.config import apply_overrides, with_objective_heads
 from levl_train.errors import TrainError
 from levl_train.recipes import RECIPES, get_recipe
 
@@ -34,7 +34,10 @@ def _resolved(recipe: str, data: Path | None, set_: list[str] | None, smoke: boo
     cfg = get_recipe(recipe, smoke=smoke)
     if data is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=str(data)))
-    return absolute_manifest(apply_overrides(cfg, set_ or []))
+    cfg = apply_overrides(cfg, set_ or [])
+    if not any(item.strip().startswith("model.heads.predictors=") for item in set_ or []):
+        cfg = with_objective_heads(cfg)
+    return absolute_manifest(cfg)
 
 
 def absolute_manifest(cfg):

@@ -13,7 +13,14 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from levl_model.config import HeadsConfig, ModelConfig, ObjectiveConfig, TextConfig, VisionConfig
+from levl_model.config import (
+    HeadsConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    TextConfig,
+    VisionConfig,
+    uses_predictors,
+)
 from levl_model.preprocess import Preprocess
 from levl_train.errors import TrainError
 
@@ -184,6 +191,7 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.log.peak_tflops is not None and cfg.log.peak_tflops <= 0:
         raise TrainError(f"log.peak_tflops={cfg.log.peak_tflops} must be positive (or none)")
     check_schedule(cfg)
+    check_predictors(cfg)
     if cfg.optim.grad_clip < 0:
         raise TrainError(f"optim.grad_clip={cfg.optim.grad_clip} must be >= 0 (0 turns "
                          "clipping off)")
@@ -206,6 +214,25 @@ def check_finite(node: Any, prefix: str = "") -> None:
         values = value if isinstance(value, tuple) else (value,)
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
             raise TrainError(f"{key}={value} must be a finite number")
+
+
+def check_predictors(cfg: TrainConfig) -> None:
+    """Predictor MLPs exactly when the objective trains them: an InfoNCE run must not build,
+    checkpoint and hand to evaluation two MLPs left at their random init."""
+    wanted = uses_predictors(cfg.objective)
+    if cfg.model.heads.predictors != wanted:
+        what = "trains predictors" if wanted else "trains no predictors"
+        raise TrainError(f"model.heads.predictors={str(cfg.model.heads.predictors).lower()} but "
+                         f"objective {cfg.objective.name} (use_predictors="
+                         f"{str(cfg.objective.use_predictors).lower()}) {what}; set "
+                         f"model.heads.predictors={str(wanted).lower()}")
+
+
+def with_objective_heads(cfg: TrainConfig) -> TrainConfig:
+    """The recipe with predictors built exactly when its objective trains them (so
+    `--set objective.name=infonce` alone gives a model without predictors)."""
+    heads = dataclasses.replace(cfg.model.heads, predictors=uses_predictors(cfg.objective))
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, heads=heads))
 
 
 def check_data(data: DataConfig) -> None:

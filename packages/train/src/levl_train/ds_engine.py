@@ -25,6 +25,7 @@ from levl_train.engine import (
     StepOutput,
     TrainModule,
     _detached,
+    bounded_parameters,
     build_optimizer,
     set_lr,
 )
@@ -68,8 +69,30 @@ class DeepSpeedEngine:
             self.engine.step()
             for name, value in _detached(terms).items():
                 summed[name] = summed.get(name, 0) + value / len(micro_batches)
+        self._clamp_bounded_parameters()
         norm = self.engine.get_global_grad_norm() if grad_norm is None else grad_norm
         return StepOutput(summed, embeddings, lr, float(norm) if norm is not None else 0.0)
+
+    @torch.no_grad()
+    def _clamp_bounded_parameters(self) -> None:
+        """Clamp both copies of a bounded parameter: ZeRO's fp32 master partition (else the next
+        step would start from the unclamped value) and the module's working copy (gathered and
+        re-partitioned under stage 3). Every rank calls this: the master read is a collective."""
+        from deepspeed.utils import safe_get_full_fp32_param, safe_set_full_fp32_param
+
+        for parameter, low, high in bounded_parameters(self.module):
+            master = safe_get_full_fp32_param(parameter)
+            if master is not None:
+                safe_set_full_fp32_param(parameter, master.clamp(low, high))
+            with self._gathered([parameter]):
+                parameter.data.clamp_(low, high)
+
+    def _gathered(self, parameters: list[torch.nn.Parameter]):
+        if self.cfg.dist.zero_stage < 3:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(parameters, modifier_rank=0)
 
     def _grad_norm(self) -> float | None:
         """ZeRO records the global norm while clipping; stage 0 does not, so measure it here

@@ -44,7 +44,7 @@ class TrainModule(nn.Module):
             terms = self.objective(out, step)
         if not torch.isfinite(terms["loss"]):
             raise TrainError(f"loss is {terms['loss'].item()} at step {step}; lower optim.lr")
-        return terms, {name: out[name].detach() for name in EMBEDDINGS}
+        return terms, {name: out[name].detach() for name in EMBEDDINGS if name in out}
 
 
 def _autocast(device: torch.device, bf16: bool):
@@ -131,6 +131,7 @@ class TorchEngine:
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         grad_norm = clip_gradients(params, self.cfg.optim.grad_clip)
         self.optimizer.step()
+        clamp_bounded_parameters(self.module)
         return StepOutput(summed, embeddings, lr, grad_norm)
 
     def save_state(self, state_dir: Path, is_main: bool) -> None:
@@ -146,6 +147,20 @@ class TorchEngine:
     @contextlib.contextmanager
     def full_weights(self):
         yield
+
+
+def bounded_parameters(module: TrainModule) -> list[tuple[nn.Parameter, float, float]]:
+    """(parameter, low, high) for each objective parameter kept in a range (a logit scale)."""
+    objective = module.objective
+    return [(getattr(objective, name), low, high)
+            for name, (low, high) in objective.parameter_bounds().items()]
+
+
+@torch.no_grad()
+def clamp_bounded_parameters(module: TrainModule) -> None:
+    """After the optimizer step, as open_clip clamps its logit scale."""
+    for parameter, low, high in bounded_parameters(module):
+        parameter.clamp_(low, high)
 
 
 def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:

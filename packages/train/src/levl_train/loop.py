@@ -55,22 +55,19 @@ def micro_batches(run: Run, skipped: Counter, meter: ThroughputMeter) -> list[Mi
 
 def diagnostics(embeddings: dict) -> dict[str, float]:
     """Alignment of Z_V with Z_T (what contrastive losses train) and of pred_V(Z_V) with Z_T
-    (what LeVLJEPA trains: its two spaces meet only through the predictor)."""
+    (what LeVLJEPA trains: its two spaces meet only through the predictor), when it has one."""
     matched, shuffled = matched_vs_shuffled_cosine(embeddings["z_v"], embeddings["z_t"])
-    pred_matched, pred_shuffled = matched_vs_shuffled_cosine(embeddings["pred_v"],
-                                                             embeddings["z_t"])
-    return {
-        "cos_matched": matched,
-        "cos_shuffled": shuffled,
-        "pred_cos_matched": pred_matched,
-        "pred_cos_shuffled": pred_shuffled,
-        "erank_v": effective_rank(embeddings["z_v"]),
-        "erank_t": effective_rank(embeddings["z_t"]),
-    }
+    figures = {"cos_matched": matched, "cos_shuffled": shuffled}
+    if "pred_v" in embeddings:
+        figures["pred_cos_matched"], figures["pred_cos_shuffled"] = matched_vs_shuffled_cosine(
+            embeddings["pred_v"], embeddings["z_t"])
+    return {**figures, "erank_v": effective_rank(embeddings["z_v"]),
+            "erank_t": effective_rank(embeddings["z_t"])}
 
 
 def mean_over_ranks(terms: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Loss terms averaged over ranks (SIGReg is already global; the prediction terms are not)."""
+    """Loss terms averaged over ranks: what data-parallel training minimises (each rank sees
+    its own prediction terms, and its own SIGReg under sigreg_scope=local)."""
     names = sorted(terms)
     stacked = torch.stack([terms[name].double().reshape(()) for name in names])
     if dist.is_initialized() and dist.get_world_size() > 1:

@@ -112,7 +112,8 @@ def clip_parity(smoke: bool = False) -> TrainConfig:
     cfg = TrainConfig(
         recipe="clip_parity",
         model=ModelConfig(VisionConfig(192, 6, 3, patch_size=16, image_size=112),
-                          TextConfig(192, 6, 3), HeadsConfig(embed_dim=256, projection="linear")),
+                          TextConfig(192, 6, 3),
+                          HeadsConfig(embed_dim=256, projection="linear", predictors=False)),
         objective=ObjectiveConfig(name="infonce"),
         preprocess=Preprocess(size=112, mean=CLIP_MEAN, std=CLIP_STD),
         data=DataConfig(batch_size=64, num_workers=1, shuffle_buffer=2000, crop_scale_min=0.9,

@@ -93,10 +93,13 @@ def retrieval_metrics(image_NE: torch.Tensor, text_ME: torch.Tensor, image_of_te
     return recall_metrics(retrieval_ranks(image_NE, text_ME, image_of_text_M))
 
 
-def readout_pairs(z_v: torch.Tensor, pred_v: torch.Tensor, z_t: torch.Tensor,
-                  pred_t: torch.Tensor) -> dict[str, Pairs]:
-    """The zero-shot readouts, as (image, text) pairs: one pair each, all three for the average."""
-    single = {"zv_zt": ((z_v, z_t),), "predv_zt": ((pred_v, z_t),), "zv_predt": ((z_v, pred_t),)}
+def readout_pairs(z_v: torch.Tensor, pred_v: torch.Tensor | None, z_t: torch.Tensor,
+                  pred_t: torch.Tensor | None) -> dict[str, Pairs]:
+    """The zero-shot readouts, as (image, text) pairs: one pair each, all of them for the
+    average (z_v·z_t alone for an encoder without predictors)."""
+    single = {"zv_zt": ((z_v, z_t),)}
+    if pred_v is not None and pred_t is not None:
+        single |= {"predv_zt": ((pred_v, z_t),), "zv_predt": ((z_v, pred_t),)}
     return {**single, "average": tuple(pair for pairs in single.values() for pair in pairs)}
 
 

@@ -4,7 +4,8 @@ Class text = every prompt template filled with the class name; its embedding is 
 L2-normalised per-prompt embeddings, re-normalised (the CLIP prompt ensemble). Logits are cosine
 similarities. Four readouts, because a LeVLJEPA model aligns its modalities through predictors
 rather than directly: z_v·z_t, pred_v(z_v)·z_t, z_v·pred_t(z_t), and the mean of the three
-logit matrices.
+logit matrices. An encoder without trained predictors (a contrastive baseline) has z_v·z_t only,
+and its "average" is that one readout.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ READOUT_DESCRIPTIONS = {
     "zv_zt": "z_v . z_t",
     "predv_zt": "pred_v(z_v) . z_t",
     "zv_predt": "z_v . pred_t(z_t)",
-    "average": "mean of the three cosine-logit matrices",
+    "average": "mean of the three cosine-logit matrices (z_v . z_t alone without predictors)",
 }
 
 
@@ -45,14 +46,13 @@ def cosine_logits(image_NE: torch.Tensor, class_CE: torch.Tensor) -> torch.Tenso
 
 
 def zeroshot_logits(image: SplitFeatures, text: ClassTextFeatures) -> dict[str, torch.Tensor]:
-    """The four readouts' [N, C] logits."""
+    """The readouts' [N, C] logits: all four, or z_v·z_t and its "average" without predictors."""
     z_t_CE = prompt_ensemble(text.z_CPE.float())
-    pred_t_CE = prompt_ensemble(text.pred_CPE.float())
-    logits = {
-        "zv_zt": cosine_logits(image.z_NE.float(), z_t_CE),
-        "predv_zt": cosine_logits(image.pred_NE.float(), z_t_CE),
-        "zv_predt": cosine_logits(image.z_NE.float(), pred_t_CE),
-    }
+    logits = {"zv_zt": cosine_logits(image.z_NE.float(), z_t_CE)}
+    if image.pred_NE is not None and text.pred_CPE is not None:
+        logits["predv_zt"] = cosine_logits(image.pred_NE.float(), z_t_CE)
+        logits["zv_predt"] = cosine_logits(image.z_NE.float(),
+                                           prompt_ensemble(text.pred_CPE.float()))
     logits["average"] = torch.stack(list(logits.values())).mean(dim=0)
     return logits
 
