@@ -39,6 +39,29 @@ def test_train_transform_shape_and_grey_input_becomes_rgb():
     assert transform(mean_coloured_image(40, 40)).shape == (3, 32, 32)
 
 
+def test_uint8_pixels_normalised_later_are_bitwise_torchvisions_values():
+    """The trainer ships uint8 pixels and normalises on the device: the values must be exactly
+    torchvision's ToTensor + Normalize, so moving the normalisation changes no run."""
+    from torchvision import transforms as T
+
+    from levl_model.preprocess import normalize
+
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (40, 50, 3), dtype=torch.uint8, generator=generator).numpy()
+    image = Image.fromarray(pixels)
+    p = Preprocess(size=32)
+    for make in (lambda **kw: train_transform(p, scale=(0.5, 1.0), **kw),
+                 lambda **kw: eval_transform(p, **kw)):
+        torch.manual_seed(3)
+        shipped = make(uint8=True)(image)
+        torch.manual_seed(3)
+        expected = make()(image)
+        assert shipped.dtype == torch.uint8 and shipped.shape == (3, 32, 32)
+        assert torch.equal(normalize(shipped[None], p)[0], expected)
+    reference = T.Normalize(p.mean, p.std)(T.ToTensor()(image))
+    assert torch.equal(normalize(T.PILToTensor()(image)[None], p)[0], reference)
+
+
 def test_preprocess_round_trips_and_rejects_bad_values():
     p = Preprocess(size=224, resize_shorter=256)
     assert Preprocess.from_dict(p.to_dict()) == p

@@ -155,6 +155,7 @@ def build_loader(
     extra_transforms: Mapping[str, Callable] | None = None,
     max_failure_rate: float = 0.1,
     ffcv_image_pipeline: Sequence | None = None,
+    pin_memory: bool = False,
 ) -> ShardLoader | FfcvLoader:
     """A DataLoader of batch dicts over this rank's share of the manifest's shards.
 
@@ -167,7 +168,8 @@ def build_loader(
 
     A manifest of format `ffcv` is read by `levl_data.ffcv_loader` with the same batches
     (`ffcv_image_pipeline`, ffcv operations with the decoder first, replaces `image_transform`
-    there for ffcv's own JIT-compiled decode and augmentation).
+    there for ffcv's own JIT-compiled decode and augmentation). `pin_memory` pins each batch
+    (for a CUDA trainer's non-blocking host-to-device copies).
     """
     _check_options(batch_size, shuffle_buffer, num_workers, rank, world_size, max_failure_rate)
     if not isinstance(manifest, Manifest):
@@ -208,6 +210,7 @@ def build_loader(
         batch_size=None,
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),
+        pin_memory=pin_memory,
     )
     loader.manifest = manifest
     return loader

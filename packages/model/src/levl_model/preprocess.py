@@ -64,25 +64,39 @@ class Preprocess:
         return dataclass_from_dict(cls, data, "preprocess")
 
 
-def _to_normalized_tensor(p: Preprocess) -> list[Callable]:
+def _to_tensor(p: Preprocess, uint8: bool) -> list[Callable]:
+    """uint8 CHW pixels (for `normalize` on the device), or float pixels normalised here."""
+    if uint8:
+        return [T.PILToTensor()]
     return [T.ToTensor(), T.Normalize(p.mean, p.std)]
 
 
-def eval_transform(p: Preprocess) -> Callable[[Image.Image], torch.Tensor]:
+def normalize(images_BCHW: torch.Tensor, p: Preprocess) -> torch.Tensor:
+    """uint8 pixels → float32 normalised, on the images' device: ToTensor + Normalize's own
+    operations in their order (bitwise the same values as `uint8=False`)."""
+    mean = torch.as_tensor(p.mean, dtype=torch.float32, device=images_BCHW.device).view(-1, 1, 1)
+    std = torch.as_tensor(p.std, dtype=torch.float32, device=images_BCHW.device).view(-1, 1, 1)
+    return images_BCHW.to(torch.float32).div(255).sub(mean).div(std)
+
+
+def eval_transform(p: Preprocess, *, uint8: bool = False) -> Callable[[Image.Image], torch.Tensor]:
     """Resize the shorter side, centre crop, normalise: deterministic, aspect-preserving."""
     resize = T.Resize(p.resize_shorter or p.size, interpolation=INTERPOLATIONS[p.interpolation])
-    return T.Compose([T.Lambda(_rgb), resize, T.CenterCrop(p.size), *_to_normalized_tensor(p)])
+    return T.Compose([T.Lambda(_rgb), resize, T.CenterCrop(p.size), *_to_tensor(p, uint8)])
 
 
 def train_transform(
-    p: Preprocess, scale: tuple[float, float] = (0.8, 1.0), color_jitter: bool = True
+    p: Preprocess, scale: tuple[float, float] = (0.8, 1.0), color_jitter: bool = True, *,
+    uint8: bool = False,
 ) -> Callable[[Image.Image], torch.Tensor]:
     """RandomResizedCrop + mild colour jitter (the paper's light augmentation); open_clip's
-    default is scale (0.9, 1.0) without jitter."""
+    default is scale (0.9, 1.0) without jitter. The trainer asks for uint8 pixels: a quarter of
+    the bytes through the loader's workers and the host-to-device copy, normalised on the
+    device (`normalize`)."""
     crop = T.RandomResizedCrop(p.size, scale=scale, interpolation=INTERPOLATIONS[p.interpolation])
     jitter = [T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)] \
         if color_jitter else []
-    return T.Compose([T.Lambda(_rgb), crop, *jitter, *_to_normalized_tensor(p)])
+    return T.Compose([T.Lambda(_rgb), crop, *jitter, *_to_tensor(p, uint8)])
 
 
 def _rgb(image: Image.Image) -> Image.Image:

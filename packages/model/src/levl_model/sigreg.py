@@ -19,26 +19,30 @@ from levl_model.errors import ModelError
 
 
 def slice_directions(dim: int, num_slices: int, *, step: int, seed: int = 0,
-                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Unit columns A_ES from a CPU generator seeded by (seed, step).
+                     dtype: torch.dtype = torch.float32,
+                     device: torch.device | str = "cpu") -> torch.Tensor:
+    """Unit columns A_ES from a generator on `device` seeded by (seed, step).
 
     Seeding from the step (not a global RNG) means every rank draws the same A without
-    communication, and a resumed run redraws exactly the directions it would have used.
-    Drawn in float64 and then cast: float32 draws take a vectorised path on AVX2 CPUs only
-    (last-bit differences between CPUs); float64 draws are the same on every CPU.
+    communication, and a resumed run redraws exactly the directions it would have used. Drawn
+    where they are used: no host draw and E×S host-to-device copy each step (a GPU's generator
+    gives other numbers than the CPU's, the same on every rank). Drawn in float64 and then
+    cast: float32 draws take a vectorised path on AVX2 CPUs only (last-bit differences between
+    CPUs); float64 draws are the same on every CPU.
     """
-    generator = torch.Generator(device="cpu").manual_seed(seed * 1_000_003 + step)
-    directions_ES = torch.randn(dim, num_slices, generator=generator, dtype=torch.float64)
+    generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
+    directions_ES = torch.randn(dim, num_slices, generator=generator, dtype=torch.float64,
+                                device=device)
     return (directions_ES / directions_ES.norm(dim=0, keepdim=True)).to(dtype)
 
 
-def epps_pulley_weights(knots: int, t_max: float, dtype: torch.dtype = torch.float32
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+def epps_pulley_weights(knots: int, t_max: float, dtype: torch.dtype = torch.float32,
+                        device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """(t_K, w_K): trapezoid weights (dt at the ends, 2·dt inside, as the reference code)
-    times the Gaussian window exp(-t²/2)."""
-    t_K = torch.linspace(0.0, t_max, knots, dtype=dtype)
+    times the Gaussian window exp(-t²/2), made on `device` (no copy in the step)."""
+    t_K = torch.linspace(0.0, t_max, knots, dtype=dtype, device=device)
     dt = t_max / (knots - 1)
-    w_K = torch.full((knots,), 2 * dt, dtype=dtype)
+    w_K = torch.full((knots,), 2 * dt, dtype=dtype, device=device)
     w_K[0] = w_K[-1] = dt
     return t_K, w_K * torch.exp(-(t_K**2) / 2)
 
@@ -87,9 +91,9 @@ def sigreg(
         dtype = torch.promote_types(z_NE.dtype, torch.float32)
         z_NE = z_NE.to(dtype)
         directions_ES = slice_directions(z_NE.shape[1], num_slices, step=step, seed=seed,
-                                         dtype=dtype)
-        t_K, w_K = (v.to(z_NE.device) for v in epps_pulley_weights(knots, t_max, dtype))
-        cf_2KS = empirical_cf(z_NE @ directions_ES.to(z_NE.device), t_K)
+                                         dtype=dtype, device=z_NE.device)
+        t_K, w_K = epps_pulley_weights(knots, t_max, dtype, z_NE.device)
+        cf_2KS = empirical_cf(z_NE @ directions_ES, t_K)
         rows = z_NE.shape[0]
         if distributed:
             cf_2KS, world = average_over_ranks(cf_2KS)

@@ -19,6 +19,7 @@ from torch import nn
 
 from levl_model.model import LevlModel
 from levl_model.objectives import Objective
+from levl_model.preprocess import Preprocess, normalize
 from levl_train.config import TrainConfig
 from levl_train.errors import TrainError
 from levl_train.safe_load import load_weights_only
@@ -29,16 +30,19 @@ EMBEDDINGS = ("z_v", "z_t", "pred_v")
 
 
 class TrainModule(nn.Module):
-    """Model + objective as one module: the objective owns parameters too (temperatures)."""
+    """Model + objective as one module: the objective owns parameters too (temperatures).
+    uint8 images from the loader are normalised here, on the device, with `preprocess`."""
 
     def __init__(self, model: LevlModel, objective: Objective, autocast_bf16: bool,
-                 dtype: torch.dtype = torch.float32) -> None:
+                 dtype: torch.dtype = torch.float32, preprocess: Preprocess | None = None) -> None:
         super().__init__()
         self.model, self.objective = model, objective
-        self.autocast_bf16, self.dtype = autocast_bf16, dtype
+        self.autocast_bf16, self.dtype, self.preprocess = autocast_bf16, dtype, preprocess
 
     def forward(self, images, input_ids, attention_mask, step: int):
-        images = images.to(self.dtype)  # the loader's float32 pixels are exact in float64
+        if images.dtype == torch.uint8:
+            images = normalize(images, self.preprocess)
+        images = images.to(self.dtype)  # float32 pixels are exact in float64
         with _autocast(images.device, self.autocast_bf16):
             out = self.model(images, input_ids, attention_mask)
             terms = self.objective(out, step)

@@ -101,7 +101,7 @@ def build_module(cfg: TrainConfig, env: DistEnv, device: torch.device) -> TrainM
         enable_activation_checkpointing(model)
     if env.multi and cfg.dist.sync_batchnorm:
         sync_batchnorm(model, device)
-    module = TrainModule(model, objective, uses_bf16(cfg, device), dtype)
+    module = TrainModule(model, objective, uses_bf16(cfg, device), dtype, cfg.preprocess)
     return module.to(device=device, dtype=dtype).train()
 
 
@@ -137,10 +137,11 @@ def build_run(cfg: TrainConfig, out_dir: Path) -> Run:
     seed_everything(cfg)
     engine = build_engine(cfg, build_module(cfg, env, device), micro_batch, env)
     transform = train_transform(cfg.preprocess, (cfg.data.crop_scale_min, 1.0),
-                                cfg.data.color_jitter) if cfg.data.augment \
-        else eval_transform(cfg.preprocess)
+                                cfg.data.color_jitter, uint8=True) if cfg.data.augment \
+        else eval_transform(cfg.preprocess, uint8=True)
     stream = BatchStream(manifest, cfg.data, seed=cfg.seed, micro_batch=micro_batch,
-                         rank=env.rank, world_size=env.world_size, transform=transform)
+                         rank=env.rank, world_size=env.world_size, transform=transform,
+                         pin_memory=device.type == "cuda")
     tokenizer = load_tokenizer(cfg.tokenizer, max_length=cfg.model.text.max_length)
     run_dir = RunDir(Path(out_dir))
     if mode == "new" and env.is_main:

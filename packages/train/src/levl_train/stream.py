@@ -39,10 +39,11 @@ class BatchStream:
     """Yields this rank's micro-batches forever and knows where it is."""
 
     def __init__(self, manifest: Manifest, data: DataConfig, *, seed: int, micro_batch: int,
-                 rank: int, world_size: int, transform: Callable) -> None:
+                 rank: int, world_size: int, transform: Callable,
+                 pin_memory: bool = False) -> None:
         self.manifest, self.data, self.seed = manifest, data, seed
         self.micro_batch, self.rank, self.world_size = micro_batch, rank, world_size
-        self.transform = transform
+        self.transform, self.pin_memory = transform, pin_memory
         epoch_samples = data.epoch_samples or manifest.num_samples
         self.batches_per_epoch = epoch_samples // (micro_batch * world_size)
         if self.batches_per_epoch < 1:
@@ -58,6 +59,7 @@ class BatchStream:
             shuffle_buffer=self.data.shuffle_buffer, num_workers=self.data.num_workers,
             seed=epoch_seed(self.seed, epoch), rank=self.rank, world_size=self.world_size,
             resample=True, max_failure_rate=self.data.max_failure_rate,
+            pin_memory=self.pin_memory,
         )
         return iter(loader)
 
