@@ -30,7 +30,12 @@ def test_each_stage_reads_its_file_and_the_recipe_decides_the_batch(stage):
     assert merged["train_batch_size"] == 16 and merged["train_micro_batch_size_per_gpu"] == 4
     assert merged["gradient_accumulation_steps"] == 2
     assert merged["gradient_clipping"] == micro_synthetic().optim.grad_clip
-    assert merged["bf16"] == {"enabled": False}  # levl autocasts; weights stay fp32
+    assert merged["bf16"] == {"enabled": False}  # weights stay fp32
+    assert merged["torch_autocast"]["enabled"] is False  # an fp32 run
+    bf16 = deepspeed_config(staged(stage), micro_batch=4, world_size=2, bf16=True)
+    assert bf16["torch_autocast"]["enabled"] is True and bf16["torch_autocast"]["dtype"] == "bfloat16"
+    assert "transformers.pytorch_utils.Conv1D" in bf16["torch_autocast"][
+        "lower_precision_safe_modules"]  # GPT-2's matmuls
 
 
 def test_deepspeed_accepts_every_merged_config():

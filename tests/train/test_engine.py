@@ -265,3 +265,60 @@ def test_deepspeed_clamps_the_logit_scale_in_the_module_and_in_zero_master_weigh
     cap = pytest.approx(math.log(100), abs=1e-6)
     assert results["0"] == [cap, None]  # no ZeRO: the module's parameter is the only copy
     assert results["2"] == [cap, cap] and results["3"] == [cap, cap]
+
+
+def _bf16_rank(rank: int, port: int, out_dir: str) -> None:
+    """One DeepSpeed rank with bf16 (cpu_bf16 on this CPU): DeepSpeed's torch_autocast runs the
+    forward in bf16 and marks the matmul weights for bf16 reduction, the weights stay fp32, and
+    the checkpoint's tensors are ZeRO's fp32 master weights, bitwise."""
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    from levl_model.checkpoint import checkpoint_tensors
+    from levl_train.distributed import init_process_group, shutdown
+    from levl_train.ds_engine import DeepSpeedEngine
+
+    torch.set_num_threads(1)
+    init_process_group(DistEnv(master_port=port), "gloo", 60)
+    results = {}
+    try:
+        for stage in (2, 3):
+            cfg = micro_synthetic()
+            cfg = dataclasses.replace(cfg, engine="deepspeed", cpu_bf16=True,
+                                      dist=dataclasses.replace(cfg.dist, zero_stage=stage))
+            engine = DeepSpeedEngine(build_module(cfg, DistEnv(), CPU), cfg, micro_batch=MICRO,
+                                     world_size=1)
+            out = [engine.step([micro_batch(seed)], step=seed) for seed in range(2)][-1]
+            module = engine.module
+            masters = {name.removeprefix("model."): safe_get_full_fp32_param(p)
+                       for name, p in module.named_parameters()}
+            with engine.full_weights():
+                saved = checkpoint_tensors(module.model, module.objective)
+            results[stage] = {
+                "embedding_dtype": str(out.embeddings["pred_v"].dtype),
+                "weight_dtypes": sorted({str(p.dtype) for p in module.parameters()}),
+                "bf16_reduced": sorted({type(m).__name__ for m in module.modules()
+                                        if any(getattr(p, "comm_dtype", None) == torch.bfloat16
+                                               for p in m.parameters(recurse=False))}),
+                "saved_dtypes": sorted({str(t.dtype) for t in saved.values()}),
+                "masters_equal_saved": all(torch.equal(saved[name], master.reshape(saved[name].shape))
+                                           for name, master in masters.items()),
+                "masters": len(masters),
+            }
+    finally:
+        shutdown()
+    with open(f"{out_dir}/bf16.json", "w") as f:
+        json.dump(results, f)
+
+
+def test_deepspeed_bf16_autocasts_reduces_matmul_grads_in_bf16_and_saves_fp32_masters(tmp_path):
+    mp.start_processes(_bf16_rank, args=(free_port(), str(tmp_path)), nprocs=1,
+                       start_method="fork")
+    results = json.loads((tmp_path / "bf16.json").read_text())
+    for stage in ("2", "3"):
+        result = results[stage]
+        assert result["embedding_dtype"] == "torch.bfloat16"  # the forward ran under autocast
+        assert result["weight_dtypes"] == ["torch.float32"]
+        assert {"Linear", "Conv2d", "Conv1D", "Embedding"} <= set(result["bf16_reduced"])
+        assert "BatchNorm1d" not in result["bf16_reduced"]
+        assert result["saved_dtypes"] == ["torch.float32", "torch.int64"]  # + BN's counter
+        assert result["masters"] > 20 and result["masters_equal_saved"]

@@ -22,13 +22,21 @@ OWNED_KEYS = {
     "train_micro_batch_size_per_gpu": "data.batch_size / ranks / dist.grad_accum",
     "gradient_accumulation_steps": "dist.grad_accum",
     "gradient_clipping": "optim.grad_clip",
-    "bf16": "precision (levl autocasts; weights stay fp32)",
+    "bf16": "precision (DeepSpeed's torch_autocast: weights stay fp32)",
     "fp16": "precision",
     "torch_autocast": "precision",
     "optimizer": "optim.* (levl passes its own AdamW)",
     "scheduler": "optim.* (levl sets the LR every step)",
     "zero_allow_untested_optimizer": "levl (its torch AdamW under ZeRO)",
 }
+
+
+# The layers whose gradients DeepSpeed reduces in bf16 under torch_autocast: every matmul of the
+# ViT (Linear, the patch Conv2d) and of GPT-2 (transformers' Conv1D) and GPT-2's token table
+# (~40M of ViT-B + GPT-2's ~240M parameters); norms, embeddings tables of the ViT and the loss
+# scalars keep fp32 reductions.
+BF16_REDUCED_MODULES = ("torch.nn.Linear", "torch.nn.Conv2d", "torch.nn.Embedding",
+                        "transformers.pytorch_utils.Conv1D")
 
 
 def default_config_path(stage: int, anchors: list[Path] | None = None) -> Path:
@@ -75,8 +83,15 @@ def config_path(cfg: TrainConfig) -> Path:
     return default_config_path(cfg.dist.zero_stage)
 
 
-def deepspeed_config(cfg: TrainConfig, micro_batch: int, world_size: int) -> dict[str, Any]:
-    """The whole config handed to deepspeed.initialize: the ZeRO file plus the recipe's keys."""
+def deepspeed_config(cfg: TrainConfig, micro_batch: int, world_size: int,
+                     bf16: bool = False) -> dict[str, Any]:
+    """The whole config handed to deepspeed.initialize: the ZeRO file plus the recipe's keys.
+
+    `bf16` (the run autocasts: `engine.uses_bf16`) turns on DeepSpeed's own `torch_autocast`:
+    the forward runs under bf16 autocast, the weights (and so the optimizer's master copy and
+    model.safetensors) stay fp32, and under ZeRO the gradients of Linear/Conv weights (nearly
+    all of them) are reduced in bf16, half the bytes of an fp32 all-reduce. Its `bf16` mode
+    (bf16 weights) stays off: BatchNorm's fp32 statistics and the loss scalars want fp32."""
     stage = cfg.dist.zero_stage
     data = read_zero_file(config_path(cfg), stage)
     return {
@@ -86,6 +101,8 @@ def deepspeed_config(cfg: TrainConfig, micro_batch: int, world_size: int) -> dic
         "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": cfg.dist.grad_accum,
         "gradient_clipping": cfg.optim.grad_clip,
-        "bf16": {"enabled": False},  # bf16 is autocast inside the module, as in the torch engine
+        "bf16": {"enabled": False},
+        "torch_autocast": {"enabled": bf16, "dtype": "bfloat16",
+                           "lower_precision_safe_modules": list(BF16_REDUCED_MODULES)},
         "zero_allow_untested_optimizer": True,
     }

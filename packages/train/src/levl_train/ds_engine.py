@@ -2,8 +2,8 @@
 
 DeepSpeed owns gradient averaging, accumulation (it scales each micro-batch's loss by
 1/grad_accum) and clipping; we own the optimizer (a torch AdamW: no fused_adam JIT build), the
-LR (set every step from the stateless schedule) and bf16 autocast on CUDA (fp32 weights, as in
-the torch engine). Its engine checkpoint (module, optimizer partitions) is the train state,
+LR (set every step from the stateless schedule); bf16 runs use DeepSpeed's own torch_autocast
+(fp32 weights, bf16 forward and bf16 gradient reduction: ds_config.deepspeed_config). Its engine checkpoint (module, optimizer partitions) is the train state,
 read back weights-only (levl_train.safe_load), never unpickled as code.
 The DeepSpeed config is cluster/deepspeed/zero{stage}.json merged with the recipe (ds_config.py).
 """
@@ -44,7 +44,10 @@ class DeepSpeedEngine:
 
         logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
         self.cfg = cfg
-        self.ds_config = deepspeed_config(cfg, micro_batch, world_size)  # RUN/deepspeed.json
+        # DeepSpeed autocasts the forward itself (and reduces gradients in bf16): the module's
+        # own autocast would nest inside it
+        bf16, module.autocast_bf16 = module.autocast_bf16, False
+        self.ds_config = deepspeed_config(cfg, micro_batch, world_size, bf16)  # RUN/deepspeed.json
         try:
             self.engine, self.optimizer, _, _ = deepspeed.initialize(
                 model=module, optimizer=build_optimizer(module, cfg), config=self.ds_config)
