@@ -222,6 +222,10 @@ def test_extra_members_are_decoded_transformed_and_stacked(tmp_path, to_tensor):
     [
         (lambda content: content[:3000], "holds 1 samples, the manifest says 8"),
         (lambda content: b"\x00garbage" * 400, "is unreadable"),
+        # still a valid tar of the same 8 samples, just not the bytes the manifest hashed:
+        # a caption edited in place, and zero blocks appended after the end of the archive
+        (lambda content: content.replace(b"a red square", b"a red sphere", 1), "has sha256"),
+        (lambda content: content + bytes(10240), "(changed after the manifest was written)"),
     ],
 )
 @pytest.mark.parametrize("num_workers", [0, 2])

@@ -41,6 +41,7 @@ class _Plan:
     manifest_path: Path
     shard_urls: tuple[str, ...]
     shard_samples: Mapping[str, int]
+    shard_sha256: Mapping[str, str]
     members: dict
     extra_members: tuple[str, ...]
     image_transform: Callable[[PIL.Image.Image], torch.Tensor]
@@ -193,6 +194,10 @@ def build_loader(
             str(path): shard.num_samples
             for shard, path in zip(manifest.shards, manifest.shard_paths(), strict=True)
         },
+        shard_sha256={
+            str(path): shard.sha256
+            for shard, path in zip(manifest.shards, manifest.shard_paths(), strict=True)
+        },
         members=manifest.members,
         extra_members=tuple(extra_members),
         image_transform=image_transform,
@@ -271,33 +276,61 @@ def _shard_source(plan: _Plan, worker_id: int) -> list[Any]:
 
 
 def _tar_stages(plan: _Plan) -> list[Any]:
-    """webdataset's tarfile_to_samples, opened up to check each shard's sample count.
+    """webdataset's tarfile_to_samples, opened up to check each shard against the manifest.
 
     A truncated tar reads as a shorter valid tar, so without the check a damaged shard would
-    silently drop samples (and eval would score a subset).
+    silently drop samples (and eval would score a subset); a shard replaced after the manifest
+    was written would be trained on while checkpoints record the manifest's fingerprint.
     """
     handler = partial(_raise_shard_error, plan.manifest_path)
-    counts = _ShardCountCheck(plan)
+    checks = _ShardCheck(plan)
     return [
         partial(tariterators.url_opener, handler=handler),
-        counts.note_shard,
+        checks.note_shard,
         partial(tariterators.tar_file_expander, handler=handler),
-        counts.check_members,
+        checks.check_members,
         partial(tariterators.group_by_keys, handler=handler),
     ]
 
 
-class _ShardCountCheck:
-    """Counts the samples of each shard as its members stream past and compares at its end."""
+class _HashingReader:
+    """A shard's file object that hashes the bytes read through it: the sha256 comes from the
+    read that decodes the samples, with no second pass over the shard."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.digest = stream, hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.digest.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        """The whole file's sha256: what the tar reader left unread (end padding) is read now."""
+        while chunk := self.stream.read(1 << 20):
+            self.digest.update(chunk)
+        return self.digest.hexdigest()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class _ShardCheck:
+    """At each shard's end: its sample count, and (the first time this worker reads it whole)
+    its sha256, against the manifest's."""
 
     def __init__(self, plan: _Plan):
         self.plan = plan
         self.url: str | None = None
+        self.reader: _HashingReader | None = None
+        self.verified: set[str] = set()  # shards re-read (resampling) are hashed once
 
     def note_shard(self, sources: Iterator[dict]) -> Iterator[dict]:
         for source in sources:
             # The expander reads this shard up to its end-of-shard marker before pulling the next.
-            self.url = source["url"]
+            self.url, self.reader = source["url"], None
+            if self.url not in self.verified:
+                self.reader = source["stream"] = _HashingReader(source["stream"])
             yield source
 
     def check_members(self, files: Iterator[dict]) -> Iterator[dict]:
@@ -305,6 +338,7 @@ class _ShardCountCheck:
         for item in files:
             if item == {}:  # tar_file_expander's end-of-shard marker
                 self._compare(count)
+                self._verify()
                 count, previous = 0, None
             else:
                 key = sample_key(item["fname"])
@@ -320,6 +354,18 @@ class _ShardCountCheck:
                 f"the manifest says {expected} (truncated or replaced); run "
                 f"`levl-data verify {self.plan.manifest_path}`"
             )
+
+    def _verify(self) -> None:
+        if self.reader is None:
+            return
+        actual, expected = self.reader.hexdigest(), self.plan.shard_sha256[self.url]
+        if actual != expected:
+            raise DataError(
+                f"manifest {self.plan.manifest_path}: shard {self.url} has sha256 {actual}, the "
+                f"manifest says {expected} (changed after the manifest was written); restore "
+                f"the shard or re-pack, then run `levl-data verify {self.plan.manifest_path}`"
+            )
+        self.verified.add(self.url)
 
 
 def _stream_seed(seed: int, rank: int, worker_id: int) -> int:
@@ -358,7 +404,8 @@ def decode_raw_sample(
 
     Returns (sample, None) or (None, skip reason); a converter uses it to keep the same samples.
     """
-    plan = _Plan(manifest_path=Path(), shard_urls=(), shard_samples={}, members=members,
+    plan = _Plan(manifest_path=Path(), shard_urls=(), shard_samples={}, shard_sha256={},
+                 members=members,
                  extra_members=(), image_transform=image_transform)
     return _decode_sample(raw, plan)
 
