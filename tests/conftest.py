@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -23,3 +25,31 @@ def run_cli(tool: str, *args: str, cwd: Path | None = None, timeout: int = 600,
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# The console scripts' entry points, for running them in this process (`run_main`): a test that
+# needs only the `error:` line and the exit code would otherwise pay torch's import (~8 s on
+# the 2-core CI machine) in a subprocess per case.
+ENTRY_POINTS = {"levl-data": "levl_data.cli", "levl-train": "levl_train.cli",
+                "levl-eval": "levl_eval.cli"}
+
+
+@pytest.fixture
+def run_main(capsys, monkeypatch):
+    """`run_main(tool, *args)` calls the tool's console-script `main()` with that argv and
+    returns (returncode, stdout, stderr) like subprocess.run, for cli_asserts.one_error_line.
+    An exception that escapes `main()` (the traceback a user would see) fails the test."""
+
+    def run(tool: str, *args: object) -> SimpleNamespace:
+        main = importlib.import_module(ENTRY_POINTS[tool]).main
+        monkeypatch.setattr(sys, "argv", [tool, *map(str, args)])
+        capsys.readouterr()
+        try:
+            main()
+            code = 0
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return run

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import socket
+import sys
 
 import pytest
 import torch
@@ -101,7 +102,7 @@ def full_batch_reference(cfg):
     """The torch engine's step on one batch of 2 x MICRO: (loss, grad norm, weights after)."""
     engine = TorchEngine(per_sample_module(cfg), cfg)
     out = engine.step([concatenated(micro_batch(1), micro_batch(2))], step=0)
-    return float(out.terms["loss"]), out.grad_norm, flat_params(engine.module)
+    return float(out.terms["loss"]), float(out.grad_norm), flat_params(engine.module)
 
 
 def assert_same_step(loss, grad_norm, weights, reference):
@@ -116,7 +117,7 @@ def test_torch_engine_accumulating_two_micro_batches_equals_one_batch_of_both():
     cfg = micro_cfg(dist=dataclasses.replace(micro_cfg().dist, grad_accum=2))
     engine = TorchEngine(per_sample_module(cfg), cfg)
     out = engine.step([micro_batch(1), micro_batch(2)], step=0)
-    assert_same_step(float(out.terms["loss"]), out.grad_norm, flat_params(engine.module),
+    assert_same_step(float(out.terms["loss"]), float(out.grad_norm), flat_params(engine.module),
                      full_batch_reference(micro_cfg()))
 
 
@@ -137,7 +138,7 @@ def _deepspeed_rank(rank: int, port: int, out_dir: str) -> None:
                                      world_size=1)
             out = engine.step([micro_batch(1), micro_batch(2)], step=0)
             torch.save(flat_params(engine.module), f"{out_dir}/weights_zero{stage}.pt")
-            results[stage] = [float(out.terms["loss"]), out.grad_norm]
+            results[stage] = [float(out.terms["loss"]), float(out.grad_norm)]
     finally:
         shutdown()
     with open(f"{out_dir}/results.json", "w") as f:
@@ -322,3 +323,39 @@ def test_deepspeed_bf16_autocasts_reduces_matmul_grads_in_bf16_and_saves_fp32_ma
         assert "BatchNorm1d" not in result["bf16_reduced"]
         assert result["saved_dtypes"] == ["torch.float32", "torch.int64"]  # + BN's counter
         assert result["masters"] > 20 and result["masters_equal_saved"]
+
+
+HOST_READS = ("item", "tolist", "__float__", "__int__", "__bool__")
+
+
+def forbid_host_reads_from_levl(monkeypatch) -> list[str]:
+    """Make every tensor-to-host read (`.item()`, `float(t)`, `if t:`, ...) made from levl's
+    own code fail the test: on a GPU each one waits for the device to finish the step. Torch's
+    internals (the CPU optimizer) may still read; levl's step code may not."""
+    seen: list[str] = []
+    for name in HOST_READS:
+        original = getattr(torch.Tensor, name)
+
+        def guarded(self, *args, __original=original, __name=name, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if "/levl_" in caller and "/tests/" not in caller:
+                seen.append(f"{__name} in {caller}:{sys._getframe(1).f_lineno}")
+            return __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, guarded)
+    return seen
+
+
+@pytest.mark.parametrize("objective", ["levljepa", "infonce"])
+def test_a_step_reads_nothing_back_to_the_host(monkeypatch, objective):
+    cfg = micro_synthetic()
+    cfg = with_objective_heads(dataclasses.replace(
+        cfg, objective=dataclasses.replace(cfg.objective, name=objective),
+        dist=dataclasses.replace(cfg.dist, grad_accum=2)))
+    engine = TorchEngine(build_module(cfg, DistEnv(), CPU), cfg)
+    seen = forbid_host_reads_from_levl(monkeypatch)
+    images = torch.randint(0, 256, (MICRO, 3, 64, 64), dtype=torch.uint8)  # as the loader ships
+    out = engine.step([(images, *micro_batch(1)[1:]), (images, *micro_batch(2)[1:])], step=3)
+    monkeypatch.undo()
+    assert seen == []
+    assert torch.isfinite(out.terms["loss"]) and out.grad_norm.ndim == 0

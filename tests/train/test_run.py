@@ -102,3 +102,21 @@ def test_predictors_the_objective_does_not_train_are_one_line(cli, shards, tmp_p
                               "--set", "model.heads.predictors=true"))
     assert "model.heads.predictors=true" in line and "trains no predictors" in line
     assert not (tmp_path / "r").exists()
+
+
+def test_a_diverging_run_stops_at_its_next_log_step_and_saves_nothing(cli, shards, tmp_path):
+    """The loss is checked on the device every step and read at log and checkpoint steps: the
+    run stops there, names the step it diverged at, and writes no metrics or checkpoint."""
+    out = tmp_path / "nan"
+    result = cli(
+        "levl-train", "run", "micro_synthetic", "--data", shards, "--out", out,
+        "--set", "optim.lr=1e8", "--set", "optim.grad_clip=0", "--set", "optim.warmup_steps=1",
+        "--set", "steps=12", "--set", "log_every=4", "--set", "ckpt_every=4",
+        "--set", "data.batch_size=8")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr  # (and the progress bar)
+    line = errors[0]
+    assert "loss is not finite at step" in line and "lower optim.lr" in line
+    assert int(line.split("at step ")[1].split(";")[0]) <= 4
+    assert list((out / "checkpoints").iterdir()) == []
+    assert not (out / "metrics.jsonl").exists() or (out / "metrics.jsonl").read_text() == ""

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import submitit
 from cli_asserts import one_error_line
+from failing_shards import shards_failing_on
 
 from levl_data.testing import make_tiny_shards
 from levl_model.checkpoint import load_checkpoint
@@ -93,6 +94,25 @@ def test_two_nodes_train_one_rank_each_under_deepspeed(cli, slurm, shards, tmp_p
     assert (state / "rng_rank1.json").is_file()
     status = cli("levl-train", "status", out)
     assert "COMPLETED" in status.stdout and "step       3  samples seen 48" in status.stdout
+
+
+@pytest.mark.slow
+def test_one_ranks_data_error_ends_the_two_node_job_with_its_message(cli, slurm, tmp_path):
+    """Rank 1's shards were replaced: both tasks stop within seconds (not after the collective
+    timeout), and `--wait` reports rank 1's error, not rank 0's broken collective."""
+    manifest = shards_failing_on(tmp_path, rank=1)
+    out = tmp_path / "run"
+    started = time.monotonic()
+    result = cli("levl-train", "submit", "tiny_synthetic", "--nodes", "2", "--smoke", "--wait",
+                 "--data", manifest, "--out", out, "--set", "threads=1",
+                 "--set", "dist.timeout_s=600", cwd=ROOT)
+    assert time.monotonic() - started < 300
+    job_id = json.loads((out / "job.json").read_text())["job_id"]
+    line = one_error_line(result)
+    assert line.startswith(f"error: job {job_id} failed (rank 1 failed: manifest {manifest}: "), line
+    assert f"`levl-data verify {manifest}`" in line
+    rank0_log = (out / "slurm" / f"{job_id}_0_log.err").read_text()
+    assert "error: rank 1 failed: manifest" in rank0_log
 
 
 def test_explicit_torch_engine_on_two_nodes_is_refused(cli, shards, tmp_path):

@@ -12,11 +12,12 @@ from typing import Annotated
 
 import click
 import typer
+from tqdm import tqdm
 
 from levl_data.errors import DataError
 from levl_model.errors import ModelError
 from levl_train.config import apply_overrides, with_objective_heads
-from levl_train.errors import TrainError
+from levl_train.errors import PeerFailed, TrainError
 from levl_train.recipes import RECIPES, get_recipe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -104,8 +105,16 @@ def submit(
     set_: SetOpt = None,
     smoke: SmokeOpt = False,
     wait: Annotated[bool, typer.Option(help="Block until the job ends.")] = False,
+    step_time: Annotated[float | None, typer.Option(
+        help="Seconds per step on this placement, to check that the time limit reaches a "
+             "checkpoint; default: measured in --out's metrics.jsonl, when it continues a "
+             "run.")] = None,
 ) -> None:
-    """Queue RECIPE on SLURM through submitit: one task per GPU, requeued on preemption."""
+    """Queue RECIPE on SLURM through submitit: one task per GPU, requeued on preemption.
+
+    Refused before anything is queued or written: GPUs on a profile without GPUs, a missing or
+    invalid manifest, a time limit that cannot reach the first checkpoint."""
+    from levl_train.preflight import known_step_time
     from levl_train.profiles import load_profile
     from levl_train.submit import Placement, resolve_engine, wait_for_result
     from levl_train.submit import submit as submit_job
@@ -118,9 +127,9 @@ def submit(
     explicit_engine = any(item.partition("=")[0].strip() == "engine" for item in set_ or [])
     cfg, engine_note = resolve_engine(cfg, placement, explicit=explicit_engine)
     out = out or _default_out(recipe)
-    job = submit_job(cfg, out, site, placement)
-    if engine_note:
-        typer.echo(engine_note)
+    job, notes = submit_job(cfg, out, site, placement, known_step_time(step_time, out))
+    for note in filter(None, [engine_note, *notes]):
+        typer.echo(note)
     typer.echo(f"submitted job {job.job_id}: {recipe} on {placement.nodes} node(s) × "
                f"{placement.tasks_per_node} task(s), run dir {out}")
     if wait:
@@ -148,6 +157,11 @@ def recipes(
         typer.echo(f"{name:22s} {summary}")
 
 
+def _launch_rank() -> str:
+    """torchrun's RANK, else srun's SLURM_PROCID (before the process group exports RANK)."""
+    return os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)
@@ -157,8 +171,11 @@ def main() -> None:
     except USER_ERRORS as err:
         if "--debug" in sys.argv[1:]:
             raise
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike
-            print(f"error: {err}", file=sys.stderr)
+        # Rank 0 speaks for the job: an error every rank meets alike is printed once, and a
+        # rank's own failure reaches rank 0 as PeerFailed, which it has printed already.
+        if _launch_rank() == "0" and not isinstance(err, PeerFailed):
+            # tqdm.write: on a line of its own even when a run's progress bar is still open
+            tqdm.write(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         print("error: interrupted", file=sys.stderr)

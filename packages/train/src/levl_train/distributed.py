@@ -66,6 +66,21 @@ def dist_env(environ: Mapping[str, str] | None = None) -> DistEnv:
     return DistEnv(rank, world, local, env.get("MASTER_ADDR", "127.0.0.1"), port)
 
 
+def cuda_device_index(env: DistEnv, visible: int | None = None) -> int:
+    """The CUDA device this rank drives. A site that binds one GPU per task (`--gpus-per-task=1`,
+    `--gpu-bind=single:1`, or a prolog setting CUDA_VISIBLE_DEVICES per task) shows each task
+    exactly one device, cuda:0, whatever its local rank; otherwise every task on a node sees the
+    node's GPUs and takes cuda:LOCAL_RANK."""
+    count = torch.cuda.device_count() if visible is None else visible
+    if count == 1:
+        return 0
+    if env.local_rank >= count:
+        raise TrainError(f"local rank {env.local_rank} but this task sees {count} GPU(s); start "
+                         "one task per GPU (--gpus-per-node = tasks per node) or bind one GPU "
+                         "per task")
+    return env.local_rank
+
+
 def use_extensions_cache() -> None:
     """DeepSpeed JIT-compiles its shared-memory comm op (~45 s on 2 cores) on first use; a
     persistent TORCH_EXTENSIONS_DIR makes that a once-per-environment cost, not a per-run one.
@@ -93,7 +108,7 @@ def init_process_group(env: DistEnv, backend: str, timeout_s: int) -> None:
         return
     use_extensions_cache()
     os.environ.update(RANK=str(env.rank), WORLD_SIZE=str(env.world_size),
-                      LOCAL_RANK=str(env.local_rank), MASTER_ADDR=env.master_addr,
+                      LOCAL_RANK=str(deepspeed_local_rank(env)), MASTER_ADDR=env.master_addr,
                       MASTER_PORT=str(env.master_port))
     quiet_collective_deprecations()
     import deepspeed
@@ -101,6 +116,13 @@ def init_process_group(env: DistEnv, backend: str, timeout_s: int) -> None:
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
                                timeout=timedelta(seconds=timeout_s), rank=env.rank,
                                world_size=env.world_size, distributed_port=env.master_port)
+
+
+def deepspeed_local_rank(env: DistEnv) -> int:
+    """DeepSpeed takes LOCAL_RANK as the index of its accelerator (`set_device(LOCAL_RANK)`
+    whenever CUDA is present, even for a CPU run), so on a task bound to one GPU it must read 0;
+    without CUDA it stays the rank within the node (the CPU shared-memory all-reduce uses it)."""
+    return cuda_device_index(env) if torch.cuda.is_available() else env.local_rank
 
 
 def quiet_collective_deprecations() -> None:
@@ -118,5 +140,7 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
+    """Leave the process group (NCCL communicators, gloo sockets, the store): `train` reaches
+    this on every way out, errors included (`failures.stop_together`)."""
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -74,7 +74,7 @@ class DeepSpeedEngine:
                 summed[name] = summed.get(name, 0) + value / len(micro_batches)
         self._clamp_bounded_parameters()
         norm = self.engine.get_global_grad_norm() if grad_norm is None else grad_norm
-        return StepOutput(summed, embeddings, lr, float(norm) if norm is not None else 0.0)
+        return StepOutput(summed, embeddings, lr, torch.as_tensor(0.0 if norm is None else norm))
 
     @torch.no_grad()
     def _clamp_bounded_parameters(self) -> None:
@@ -97,13 +97,13 @@ class DeepSpeedEngine:
 
         return deepspeed.zero.GatheredParameters(parameters, modifier_rank=0)
 
-    def _grad_norm(self) -> float | None:
+    def _grad_norm(self) -> torch.Tensor | None:
         """ZeRO records the global norm while clipping; stage 0 does not, so measure it here
         (gradients are already averaged over ranks after the boundary backward)."""
         if self.cfg.dist.zero_stage > 0:
             return None
         grads = [p.grad for p in self.module.parameters() if p.grad is not None]
-        return float(torch.nn.utils.get_total_norm(grads))
+        return torch.nn.utils.get_total_norm(grads)
 
     def save_state(self, state_dir: Path, is_main: bool) -> None:
         """Every rank writes its optimizer partition; DeepSpeed barriers inside."""

@@ -21,7 +21,6 @@ from levl_model.model import LevlModel
 from levl_model.objectives import Objective
 from levl_model.preprocess import Preprocess, normalize
 from levl_train.config import TrainConfig
-from levl_train.errors import TrainError
 from levl_train.safe_load import load_weights_only
 from levl_train.schedule import lr_at
 
@@ -46,8 +45,6 @@ class TrainModule(nn.Module):
         with _autocast(images.device, self.autocast_bf16):
             out = self.model(images, input_ids, attention_mask)
             terms = self.objective(out, step)
-        if not torch.isfinite(terms["loss"]):
-            raise TrainError(f"loss is {terms['loss'].item()} at step {step}; lower optim.lr")
         return terms, {name: out[name].detach() for name in EMBEDDINGS if name in out}
 
 
@@ -108,7 +105,9 @@ class StepOutput:
     terms: dict[str, torch.Tensor]  # detached loss terms of the step (mean over micro-batches)
     embeddings: dict[str, torch.Tensor]  # of the last micro-batch, for diagnostics
     lr: float
-    grad_norm: float
+    # A 0-d tensor on the device, like the terms: the step never waits for the device to read
+    # a value back (the loop reads them, and checks the loss is finite, when it logs).
+    grad_norm: torch.Tensor
 
 
 class TorchEngine:
@@ -167,12 +166,13 @@ def clamp_bounded_parameters(module: TrainModule) -> None:
         parameter.clamp_(low, high)
 
 
-def clip_gradients(params: list[torch.Tensor], max_norm: float) -> float:
-    """Clip to `max_norm` and return the norm before clipping; 0 means no clipping (DeepSpeed's
-    convention), where torch's clip_grad_norm_ would instead scale every gradient to zero."""
+def clip_gradients(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Clip to `max_norm` and return the norm before clipping (on the device); 0 means no
+    clipping (DeepSpeed's convention), where torch's clip_grad_norm_ would instead scale every
+    gradient to zero."""
     if max_norm > 0:
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    return float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
 
 
 def _detached(terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

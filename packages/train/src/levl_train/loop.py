@@ -19,10 +19,12 @@ from levl_model.checkpoint import build_metadata, read_tensors, save_checkpoint
 from levl_train import __version__
 from levl_train.collapse import CollapseWatch, describe, weighted_terms
 from levl_train.config import TrainConfig, config_from_dict
-from levl_train.distributed import barrier
+from levl_train.distributed import barrier, dist_env
 from levl_train.engine import MicroBatch, StepOutput
 from levl_train.errors import TrainError
+from levl_train.failures import stop_together
 from levl_train.metrics import effective_rank, matched_vs_shuffled_cosine
+from levl_train.nonfinite import NonFiniteWatch
 from levl_train.resume import (
     Position,
     check_layout,
@@ -79,15 +81,17 @@ def mean_over_ranks(terms: dict[str, torch.Tensor]) -> dict[str, float]:
 
 def train(cfg: TrainConfig, out_dir: Path) -> Path:
     """Train `cfg` into `out_dir` (continuing it if it holds this run); returns the last
-    checkpoint directory."""
-    run = build_run(cfg, out_dir)
-    start = restore(run) if run.resuming else 0
-    sinks = open_sinks(run, start)
-    try:
-        return train_steps(run, start, sinks)
-    finally:
-        if sinks is not None:
-            sinks.close()
+    checkpoint directory. On N ranks, one rank's failure stops them all with its message, and
+    every rank leaves the process group on every way out (`stop_together`)."""
+    with stop_together(dist_env()):
+        run = build_run(cfg, out_dir)
+        start = restore(run) if run.resuming else 0
+        sinks = open_sinks(run, start)
+        try:
+            return train_steps(run, start, sinks)
+        finally:
+            if sinks is not None:
+                sinks.close()
 
 
 def train_steps(run: Run, start: int, sinks: MetricSinks | None) -> Path:
@@ -99,11 +103,16 @@ def train_steps(run: Run, start: int, sinks: MetricSinks | None) -> Path:
     bar = tqdm(total=cfg.steps, initial=start, desc=cfg.recipe, unit="step", dynamic_ncols=True,
                disable=not run.env.is_main)
     watch = CollapseWatch.for_run(cfg, run.stream.micro_batch)
+    nonfinite = NonFiniteWatch(run.device)
     for step in range(start, cfg.steps):
         batches = meter.wait_for(micro_batches, run, skipped, meter)
         result = meter.compute(run.engine.step, batches, step)
+        nonfinite.update(step, result.terms["loss"])
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        log_now = done % cfg.log_every == 0 or done == cfg.steps
+        if log_now or done % cfg.ckpt_every == 0:
+            nonfinite.check(run.device)  # never log or save what a NaN has touched
+        if log_now:
             losses, perf = mean_over_ranks(result.terms), meter.interval()  # collectives
             if sinks is not None:
                 record = log_record(run, done, result, losses, perf, skipped)
@@ -123,7 +132,8 @@ def log_record(run: Run, done: int, result: StepOutput, losses: dict, perf: dict
     """One metrics.jsonl line: losses averaged and `perf` summed over ranks, diagnostics of
     rank 0's last micro-batch."""
     return {"step": done, "samples_seen": done * run.cfg.data.batch_size, **losses,
-            "lr": result.lr, "grad_norm": result.grad_norm, **diagnostics(result.embeddings),
+            "lr": result.lr, "grad_norm": float(result.grad_norm),
+            **diagnostics(result.embeddings),
             **perf, "skipped": dict(skipped)}
 
 

@@ -30,12 +30,23 @@ class ClusterProfile:
     time_min: int = 60
 
     def __post_init__(self) -> None:
+        """Types are checked here, not by sbatch: `gpus_per_node = "8"` or `partition = 1`
+        would otherwise reach the queue as something else than meant."""
         for key, minimum in (("gpus_per_node", 0), ("cpus_per_task", 1), ("time_min", 1)):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise TrainError(
                     f"profile {self.name}: {key} must be an integer >= {minimum}, got {value!r}"
                 )
+        for key in ("partition", "account", "qos", "constraint"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise TrainError(f"profile {self.name}: {key} must be a string, got {value!r}")
+        memory = self.mem_per_task_gb
+        if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int | float)
+                                   or not memory > 0):
+            raise TrainError(f"profile {self.name}: mem_per_task_gb must be a positive number, "
+                             f"got {memory!r}")
 
 
 def find_profile(name_or_path: str) -> Path:

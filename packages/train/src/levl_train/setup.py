@@ -24,6 +24,7 @@ from levl_train.distributed import (
     DistEnv,
     backend_for,
     barrier,
+    cuda_device_index,
     dist_env,
     init_process_group,
 )
@@ -64,8 +65,9 @@ def resolve_device(name: str, env: DistEnv) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise TrainError("device=cuda was asked for but CUDA is not available; use --set device=cpu")
     if name == "cuda":
-        torch.cuda.set_device(env.local_rank)
-        return torch.device("cuda", env.local_rank)
+        index = cuda_device_index(env)  # cuda:0 where the site binds one GPU per task
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
     return torch.device("cpu")
 
 

@@ -16,9 +16,11 @@ while the job waits in the queue cannot change what it trains.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
+import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -31,7 +33,9 @@ from typing import Any
 from levl_model.checkpoint import LATEST_FILE
 from levl_train.config import TrainConfig, config_from_dict
 from levl_train.errors import TrainError
+from levl_train.preflight import SIGNAL_DELAY_S, StepTime, check_submission
 from levl_train.profiles import ClusterProfile
+from levl_train.rundir import write_json_atomic
 
 SNAPSHOT_PACKAGES = ("levl_data", "levl_model", "levl_train")
 JOB_FILE = "job.json"
@@ -144,6 +148,7 @@ def deepspeed_files(cfg: TrainConfig) -> Path | None:
 
 
 def build_executor(folder: Path, profile: ClusterProfile, placement: Placement, code: Path):
+    """submitit's executor for the job: the profile's site settings, one task per GPU."""
     import submitit
 
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
@@ -157,8 +162,11 @@ def build_executor(folder: Path, profile: ClusterProfile, placement: Placement, 
         nodes=placement.nodes,
         tasks_per_node=placement.tasks_per_node,
         cpus_per_task=profile.cpus_per_task,
+        # Slurm >= 22.05 no longer hands sbatch's --cpus-per-task down to srun: without this,
+        # each task's step gets one CPU, whatever the allocation holds.
+        slurm_srun_args=["--cpus-per-task", str(profile.cpus_per_task)],
         timeout_min=profile.time_min,
-        slurm_signal_delay_s=120,
+        slurm_signal_delay_s=SIGNAL_DELAY_S,
         slurm_setup=[f"export PYTHONPATH={code}${{PYTHONPATH:+:$PYTHONPATH}}"],
         **({"gpus_per_node": placement.gpus_per_node} if placement.gpus_per_node else {}),
         **({"mem_gb": profile.mem_per_task_gb * placement.tasks_per_node}
@@ -193,28 +201,47 @@ def check_controller() -> None:
                          "SLURM_CONF, or start the local cluster with cluster/local/start")
 
 
-def submit(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placement: Placement):
-    """Queue the run; returns the submitit job. RUN/job.json records what was submitted."""
+def submit(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placement: Placement,
+           step_time: StepTime | None = None):
+    """Queue the run; returns the submitit job and the notes worth printing. Every refusal
+    comes before the run dir is touched, and a submission SLURM refuses takes back the run dir
+    it created. RUN/job.json records what was submitted."""
     check_placement(cfg, placement)
+    notes = check_submission(cfg, profile, placement.gpus_per_node, placement.world_size,
+                             step_time)
     deepspeed_dir = deepspeed_files(cfg)
     check_controller()
+    created = not run_dir.exists()
+    try:
+        job = queue_job(cfg, run_dir, profile, placement, deepspeed_dir)
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    record = {"job_id": job.job_id, "recipe": cfg.recipe, "profile": profile.name,
+              "nodes": placement.nodes, "tasks_per_node": placement.tasks_per_node,
+              "world_size": placement.world_size, "engine": cfg.engine,
+              "submitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+              "command": sys.argv}
+    write_json_atomic(run_dir / JOB_FILE, record)
+    return job, notes
+
+
+def queue_job(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placement: Placement,
+              deepspeed_dir: Path | None):
+    """Snapshot the code into the run dir and hand the job to sbatch."""
     run_dir.mkdir(parents=True, exist_ok=True)
     code = snapshot_code(run_dir, deepspeed_dir)
     executor = build_executor(run_dir / "slurm", profile, placement, code)
     from submitit.core.utils import FailedJobError
 
     try:
-        job = executor.submit(TrainJob(cfg.to_dict(), str(run_dir), profile.cpus_per_task))
+        # submitit echoes a refusing sbatch's stderr; its first error line is in ours instead
+        with contextlib.redirect_stderr(io.StringIO()):
+            return executor.submit(TrainJob(cfg.to_dict(), str(run_dir), profile.cpus_per_task))
     except (FailedJobError, subprocess.CalledProcessError, OSError) as err:
         raise TrainError(f"SLURM refused the job or is unreachable ({_first_line(err)}); "
                          "check `sinfo` and the profile") from None
-    record = {"job_id": job.job_id, "recipe": cfg.recipe, "profile": profile.name,
-              "nodes": placement.nodes, "tasks_per_node": placement.tasks_per_node,
-              "world_size": placement.world_size, "engine": cfg.engine,
-              "submitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
-              "command": sys.argv}
-    (run_dir / JOB_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    return job
 
 
 def _first_line(err: BaseException) -> str:
@@ -237,5 +264,19 @@ def wait_for_result(job, run_dir: Path) -> str:
     try:
         return job.task(0).result()
     except UncompletedJobError as err:
-        raise TrainError(f"job {job.job_id} failed ({_first_line(err)}); its logs are in "
+        raise TrainError(f"job {job.job_id} failed ({_raised(err)}); its logs are in "
                          f"{run_dir / 'slurm'}") from None
+
+
+EXCEPTION_LINE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*): (?P<message>.+)$")
+
+
+def _raised(err: BaseException) -> str:
+    """The exception that ended rank 0's task: the traceback's last `Name: message` line (a
+    chained traceback lists the cause first: a broken collective, say, before the PeerFailed
+    naming the rank that broke it); levl's own errors by their message alone."""
+    found = [m for m in map(EXCEPTION_LINE.match, str(err).splitlines()) if m]
+    if not found:
+        return _first_line(err)
+    name, message = found[-1]["name"], found[-1]["message"]
+    return message if name.startswith("levl_") else f"{name}: {message}"

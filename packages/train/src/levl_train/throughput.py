@@ -56,6 +56,7 @@ class ThroughputMeter:
         self.samples = self.tokens = self.flops = 0.0
         self.data_s = self.compute_s = 0.0
         self.steps = 0
+        self.events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self.started = time.perf_counter()
 
     def wait_for(self, fn, *args):
@@ -65,14 +66,28 @@ class ThroughputMeter:
         return result
 
     def compute(self, fn, *args):
-        """Times `fn` to the end of its device work (CUDA kernels run asynchronously)."""
-        start = time.perf_counter()
-        result = fn(*args)
+        """Times `fn`'s work: on CUDA with events around its kernels, read once per interval
+        (synchronising every step would stall the host the step is meant to run ahead of);
+        elsewhere with the wall clock."""
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.compute_s += time.perf_counter() - start
+            start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            start.record()
+            result = fn(*args)
+            end.record()
+            self.events.append((start, end))
+        else:
+            started = time.perf_counter()
+            result = fn(*args)
+            self.compute_s += time.perf_counter() - started
         self.steps += 1
         return result
+
+    def _device_compute_s(self) -> float:
+        """The interval's CUDA event times, after one wait for its last step's kernels."""
+        if not self.events:
+            return 0.0
+        self.events[-1][1].synchronize()
+        return sum(start.elapsed_time(end) for start, end in self.events) / 1000
 
     def count_text(self, attention_mask_BL: torch.Tensor) -> None:
         """Count one micro-batch's samples, real text tokens and model FLOPs (on the CPU mask,
@@ -85,6 +100,7 @@ class ThroughputMeter:
 
     def interval(self) -> dict[str, float | None]:
         """The figures of the steps since the last call (a collective), then start anew."""
+        self.compute_s += self._device_compute_s()
         wall_s = time.perf_counter() - self.started
         summed = reduce_over_ranks(
             [self.samples, self.tokens, self.flops, self.data_s, self.compute_s, wall_s,

@@ -1,0 +1,239 @@
+"""One rank's failure stops every rank within seconds, with that rank's message.
+
+A rank that fails alone (a data error, a non-finite loss, a full disk) leaves the others inside
+their next collective. On NCCL they would wait out `dist.timeout_s` (600 s by default) and die
+of a timeout that names no cause; on gloo they die at once, but of "Connection closed by peer",
+and the failing rank's own message was printed nowhere (the CLI speaks for rank 0 only).
+
+`stop_together` guards a multi-rank run. Its side channel is the rendezvous store
+(MASTER_ADDR:MASTER_PORT: torchrun's agent store, or rank 0's under srun), reached through
+clients of its own, so that a collective blocking the main thread cannot block it:
+
+- the first rank to fail claims the failure (an atomic `add`), writes its message, waits until
+  every other rank has seen it (at most ACK_TIMEOUT_S: under srun the store lives in rank 0,
+  and rank 0 must print the message before a launcher kills it), then raises its own error;
+- a watcher thread on every rank polls the store every POLL_S; on a peer's failure it keeps the
+  message (rank 0 prints it: `error: rank R failed: ...`), acknowledges it, aborts the process
+  group on NCCL (the blocked collective then raises) and, should the main thread still be inside
+  the guard GRACE_S later (a wait nothing interrupts, e.g. DeepSpeed's shared-memory all-reduce),
+  ends the process;
+- the main thread's own exception (typically a collective broken by the failing rank's exit)
+  becomes `PeerFailed`, naming the first failure, which rank 0 has already printed.
+
+So whichever rank fails, the job's output holds one `error:` line, from rank 0, and every path
+out of the guard, failure or not, leaves the process group (`shutdown`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch.distributed as dist
+from tqdm import tqdm
+
+from levl_data.errors import DataError
+from levl_model.errors import ModelError
+from levl_train.distributed import DistEnv, shutdown
+from levl_train.errors import PeerFailed, TrainError
+
+POLL_S = 0.25
+ACK_TIMEOUT_S = 5.0
+GRACE_S = 10.0
+STORE_TIMEOUT_S = 5.0
+PRE_GROUP_TIMEOUT_S = 2.0
+EXIT_CODE = 2  # the CLI's exit code for a user-facing error
+USER_ERRORS = (TrainError, DataError, ModelError)
+
+
+@dataclass(frozen=True)
+class Failure:
+    rank: int | None  # None: the store itself went away (its host exited)
+    message: str
+
+    def describe(self) -> str:
+        return self.message if self.rank is None else f"rank {self.rank} failed: {self.message}"
+
+
+def failure_message(err: BaseException) -> str:
+    """One line: a user-facing error as it reads, anything else with its type (its traceback
+    stays in the failing rank's own output)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, USER_ERRORS):
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+class FailureChannel:
+    """One client of the rendezvous store: claim a failure, read it, acknowledge it."""
+
+    def __init__(self, env: DistEnv, timeout_s: float = STORE_TIMEOUT_S) -> None:
+        self.env = env
+        # torchrun's agent store outlives a restart of its workers: the keys name the restart
+        self.prefix = f"levl/failure/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+        self.store = dist.TCPStore(env.master_addr, env.master_port, is_master=False,
+                                   timeout=timedelta(seconds=timeout_s),
+                                   wait_for_workers=False)
+
+    def claim(self, message: str) -> Failure | None:
+        """None when this rank failed first (its message is now the run's), else the failure
+        that came first (seen, so acknowledged)."""
+        if self.store.add(f"{self.prefix}/claims", 1) == 1:
+            record = {"rank": self.env.rank, "message": message}
+            self.store.set(f"{self.prefix}/message", json.dumps(record))
+            self._wait_for_acknowledgements()
+            return None
+        self.store.wait([f"{self.prefix}/message"], timedelta(seconds=STORE_TIMEOUT_S))
+        first = self.read()
+        self.acknowledge()
+        return first
+
+    def read(self) -> Failure | None:
+        key = f"{self.prefix}/message"
+        if not self.store.check([key]):
+            return None
+        record = json.loads(self.store.get(key))
+        return Failure(record["rank"], record["message"])
+
+    def acknowledge(self) -> None:
+        """Idempotent (one key per rank): the watcher and the main thread may both see it."""
+        self.store.set(f"{self.prefix}/seen/{self.env.rank}", "1")
+
+    def _wait_for_acknowledgements(self) -> None:
+        others = [f"{self.prefix}/seen/{rank}" for rank in range(self.env.world_size)
+                  if rank != self.env.rank]
+        deadline = time.monotonic() + ACK_TIMEOUT_S
+        while not self.store.check(others) and time.monotonic() < deadline:
+            time.sleep(POLL_S / 5)
+
+
+class FailureWatch:
+    """One rank's watcher thread, and the single place that prints a peer's failure."""
+
+    def __init__(self, env: DistEnv) -> None:
+        self.env = env
+        self.peer: Failure | None = None
+        self.left = threading.Event()  # the main thread has left the guard
+        self._reported = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._watch, name="levl-failure-watch",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.left.set()
+        self._thread.join(timeout=2 * POLL_S)
+
+    def report(self, failure: Failure) -> None:
+        """Rank 0 prints the first failure once, whichever thread learns it first."""
+        with self._lock:
+            if self._reported or not self.env.is_main:
+                return
+            self._reported = True
+        # tqdm.write: on a line of its own, not after the progress bar's carriage return
+        tqdm.write(f"error: {failure.describe()}", file=sys.stderr)
+        sys.stderr.flush()
+
+    def _connect(self) -> FailureChannel | None:
+        """Under srun the store appears when rank 0 joins the group: retry until it does."""
+        while not self.left.is_set():
+            try:
+                return FailureChannel(self.env)
+            except Exception:
+                if self.left.wait(POLL_S):
+                    break
+        return None
+
+    def _watch(self) -> None:
+        channel = self._connect()
+        while channel is not None and not self.left.wait(POLL_S):
+            try:
+                failure = channel.read()
+            except Exception:  # the store's host (rank 0 under srun, or torchrun) is gone
+                if not self.left.wait(1.0):  # not just a normal end on the store's host
+                    self._stop(Failure(None, f"rank {self.env.rank} lost the rendezvous store "
+                                             f"at {self.env.master_addr}:{self.env.master_port} "
+                                             "(rank 0 or the launcher exited)"), None)
+                return
+            if failure is not None:
+                if failure.rank != self.env.rank:  # our own: the main thread is raising it
+                    self._stop(failure, channel)
+                return
+
+    def _stop(self, failure: Failure, channel: FailureChannel | None) -> None:
+        """Keep, print and acknowledge a peer's failure, unblock the main thread, and end the
+        process if it is still inside the guard GRACE_S later."""
+        self.peer = failure
+        self.report(failure)
+        with contextlib.suppress(Exception):
+            if channel is not None:
+                channel.acknowledge()
+        backstop = threading.Timer(GRACE_S, self._exit, args=(failure,))
+        backstop.daemon = True
+        backstop.start()
+        abort_blocked_collectives()
+        if self.left.wait(GRACE_S + 1):
+            backstop.cancel()
+
+    def _exit(self, failure: Failure) -> None:
+        if self.left.is_set():
+            return
+        if not self.env.is_main:
+            print(f"levl: rank {self.env.rank} stopped ({failure.describe()})", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_CODE)
+
+
+def abort_blocked_collectives() -> None:
+    """NCCL can abort a communicator under a blocked collective, which then raises in the main
+    thread; gloo cannot (its collectives end when the failing rank's sockets close)."""
+    with contextlib.suppress(Exception):
+        if dist.is_initialized() and dist.get_backend() == "nccl":
+            from torch.distributed.distributed_c10d import _abort_process_group
+
+            _abort_process_group()
+
+
+@contextlib.contextmanager
+def stop_together(env: DistEnv):
+    """Guard a run: on one rank's failure every rank stops, rank 0 printing that rank's message;
+    and every rank leaves the process group however it leaves (see the module docstring)."""
+    watch = FailureWatch(env) if env.multi else None
+    if watch is not None:
+        watch.start()
+    try:
+        yield
+    except Exception as err:
+        first = first_failure(env, err, watch) if watch is not None else None
+        if first is not None:
+            watch.report(first)
+            raise PeerFailed(first.describe()) from err
+        raise
+    finally:
+        if watch is not None:
+            watch.stop()
+        shutdown()
+
+
+def first_failure(env: DistEnv, err: Exception, watch: FailureWatch) -> Failure | None:
+    """None when `err` is the run's first failure, else the failure that came first; without
+    the store, what the watcher saw, if anything. Before this rank has joined the group the
+    store may not exist yet (srun: rank 0 starts it when it joins), so it is given
+    PRE_GROUP_TIMEOUT_S, not the full store timeout: an error every rank meets alike while
+    validating its input should not wait for a store no rank will start."""
+    if watch.peer is not None:  # a peer claimed first (or the store is gone): nothing to ask
+        return watch.peer
+    timeout_s = STORE_TIMEOUT_S if dist.is_initialized() else PRE_GROUP_TIMEOUT_S
+    try:
+        return FailureChannel(env, timeout_s).claim(failure_message(err))
+    except Exception:
+        return watch.peer

@@ -1,0 +1,151 @@
+"""One rank's failure stops every rank within seconds, and rank 0 prints that rank's message.
+
+The ranks are started as srun starts them (SLURM_PROCID/SLURM_NTASKS, rank 0 hosting the
+rendezvous store), each with its own stderr, on the CPU (gloo).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from failing_shards import shards_failing_on
+
+BIN = Path(sys.executable).parent
+COLLECTIVE_TIMEOUT_S = 300
+STOP_WITHIN_S = 20  # failures.GRACE_S (10 s) is the longest any rank may linger
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_rank(rank: int, port: int, argv: list[str], log_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "SLURM_PROCID": str(rank), "SLURM_NTASKS": "2",
+           "SLURM_LOCALID": str(rank), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(name, None)
+    with open(log_dir / f"rank{rank}.err", "w") as stderr:
+        return subprocess.Popen([*map(str, argv)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=stderr, start_new_session=True)
+
+
+def wait_for_line(path: Path, prefix: str, processes: list[subprocess.Popen],
+                  timeout: float) -> float:
+    """Poll `path` until a line starts with `prefix`; returns when it appeared."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(line.startswith(prefix) for line in lines(path)):
+            return time.monotonic()
+        if all(p.poll() is not None for p in processes):
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"no line {prefix!r} in {path}:\n{path.read_text()[-3000:]}")
+
+
+def lines(path: Path) -> list[str]:
+    """stderr lines, tqdm's carriage-return redraws split off."""
+    return [part.strip() for line in path.read_text().splitlines() for part in line.split("\r")]
+
+
+def finish_all(processes: list[subprocess.Popen], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    try:
+        return [p.wait(timeout=max(0.1, deadline - time.monotonic())) for p in processes]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                os.killpg(p.pid, 9)
+
+
+@pytest.mark.parametrize("failing", [1, pytest.param(0, marks=pytest.mark.slow)])
+def test_a_data_error_on_one_rank_stops_both_with_its_message(tmp_path, failing):
+    """`failing`'s shards were replaced: its loader raises at its first batch while the other
+    rank is already inside the step's collectives. Both ranks exit (code 2) seconds
+    after, far inside the collective timeout, and rank 0 prints the failing rank's error as the
+    one `error:` line; rank 1 prints none. Rank 0 failing is the harder case under srun: the
+    store that carries the message lives in rank 0's process."""
+    manifest = shards_failing_on(tmp_path, failing)
+    argv = [BIN / "levl-train", "run", "micro_synthetic", "--data", manifest,
+            "--out", tmp_path / "run", "--set", "engine=deepspeed", "--set", "steps=6",
+            "--set", "data.batch_size=8", "--set", "threads=1",
+            "--set", f"dist.timeout_s={COLLECTIVE_TIMEOUT_S}"]
+    port = free_port()
+    started = time.monotonic()
+    ranks = [start_rank(rank, port, argv, tmp_path) for rank in (0, 1)]
+    reported = wait_for_line(tmp_path / "rank0.err", "error: ", ranks, timeout=240)
+    codes = finish_all(ranks, timeout=STOP_WITHIN_S)
+    stopped = time.monotonic()
+    assert codes == [2, 2], codes
+    assert stopped - reported < STOP_WITHIN_S
+    assert stopped - started < COLLECTIVE_TIMEOUT_S / 2
+    errors = [line for line in lines(tmp_path / "rank0.err") if line.startswith("error: ")]
+    who = "rank 1 failed: " if failing == 1 else ""
+    assert len(errors) == 1 and errors[0].startswith(f"error: {who}manifest {manifest}: "), errors
+    assert f"`levl-data verify {manifest}`" in errors[0], errors  # the loader's DataError
+    assert not [line for line in lines(tmp_path / "rank1.err") if "error:" in line]
+
+
+WATCHED_RANK = textwrap.dedent("""
+    import sys, time
+    import torch.distributed as dist
+    from levl_train import failures
+    from levl_train.distributed import dist_env, init_process_group
+    from levl_train.errors import TrainError
+
+    failures.GRACE_S = 3.0
+    env = dist_env()
+    with failures.stop_together(env):
+        init_process_group(env, "gloo", 300)
+        dist.barrier()
+        if env.rank == 1:
+            raise TrainError("loss is nan at step 3; lower optim.lr")
+        time.sleep(120)  # a wait nothing interrupts (NCCL without abort, a shm all-reduce)
+""")
+
+
+def test_a_rank_stuck_where_nothing_interrupts_it_is_stopped_by_the_watcher(tmp_path):
+    """Rank 0 sits in a wait no error reaches (on NCCL a collective whose peer died hangs so
+    until the timeout): its watcher prints rank 1's message, and ends the process GRACE_S
+    later, while rank 1 exits with its own error."""
+    script = tmp_path / "rank.py"
+    script.write_text(WATCHED_RANK)
+    port = free_port()
+    ranks = [start_rank(rank, port, [sys.executable, script], tmp_path) for rank in (0, 1)]
+    reported = wait_for_line(tmp_path / "rank0.err", "error: ", ranks, timeout=120)
+    codes = finish_all(ranks, timeout=STOP_WITHIN_S)
+    assert codes[0] == 2, (codes, (tmp_path / "rank0.err").read_text())
+    assert codes[1] == 1  # a script, not the CLI: the TrainError is a traceback here
+    assert time.monotonic() - reported < STOP_WITHIN_S
+    errors = [line for line in lines(tmp_path / "rank0.err") if line.startswith("error: ")]
+    assert errors == ["error: rank 1 failed: loss is nan at step 3; lower optim.lr"], errors
+    assert "TrainError: loss is nan at step 3" in (tmp_path / "rank1.err").read_text()
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_every_way_out_of_a_run_leaves_the_process_group(tmp_path, fails):
+    """`train` runs inside stop_together: whether the run ends or raises, the group is
+    destroyed (NCCL communicators and the store are not left to the interpreter's exit)."""
+    import torch.distributed as dist
+
+    from levl_train.distributed import DistEnv
+    from levl_train.errors import TrainError
+    from levl_train.failures import stop_together
+
+    expected = pytest.raises(TrainError) if fails else contextlib.nullcontext()
+    with expected, stop_together(DistEnv()):
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path}/init", rank=0,
+                                world_size=1)
+        if fails:
+            raise TrainError("loss is nan at step 3; lower optim.lr")
+    assert not dist.is_initialized()
