@@ -71,11 +71,19 @@ def _to_tensor(p: Preprocess, uint8: bool) -> list[Callable]:
     return [T.ToTensor(), T.Normalize(p.mean, p.std)]
 
 
-def normalize(images_BCHW: torch.Tensor, p: Preprocess) -> torch.Tensor:
+def pixel_stats(p: Preprocess, device: torch.device | str = "cpu"
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) as [3, 1, 1] float32 tensors on `device`, for `normalize`."""
+    return tuple(torch.tensor(values, dtype=torch.float32).view(-1, 1, 1).to(device)
+                 for values in (p.mean, p.std))  # type: ignore[return-value]
+
+
+def normalize(images_BCHW: torch.Tensor, p: Preprocess,
+              stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """uint8 pixels → float32 normalised, on the images' device: ToTensor + Normalize's own
-    operations in their order (bitwise the same values as `uint8=False`)."""
-    mean = torch.as_tensor(p.mean, dtype=torch.float32, device=images_BCHW.device).view(-1, 1, 1)
-    std = torch.as_tensor(p.std, dtype=torch.float32, device=images_BCHW.device).view(-1, 1, 1)
+    operations in their order (bitwise the same values as `uint8=False`). `stats` are
+    `pixel_stats` already on that device (a trainer makes them once)."""
+    mean, std = stats or pixel_stats(p, images_BCHW.device)
     return images_BCHW.to(torch.float32).div(255).sub(mean).div(std)
 
 

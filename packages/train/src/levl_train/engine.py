@@ -19,7 +19,7 @@ from torch import nn
 
 from levl_model.model import LevlModel
 from levl_model.objectives import Objective
-from levl_model.preprocess import Preprocess, normalize
+from levl_model.preprocess import Preprocess, normalize, pixel_stats
 from levl_train.config import TrainConfig
 from levl_train.safe_load import load_weights_only
 from levl_train.schedule import lr_at
@@ -40,12 +40,21 @@ class TrainModule(nn.Module):
 
     def forward(self, images, input_ids, attention_mask, step: int):
         if images.dtype == torch.uint8:
-            images = normalize(images, self.preprocess)
+            images = normalize(images, self.preprocess, self._pixel_stats(images.device))
         images = images.to(self.dtype)  # float32 pixels are exact in float64
         with _autocast(images.device, self.autocast_bf16):
             out = self.model(images, input_ids, attention_mask)
             terms = self.objective(out, step)
         return terms, {name: out[name].detach() for name in EMBEDDINGS if name in out}
+
+
+    def _pixel_stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The preprocess mean and std on `device`, made once: a tensor made from a Python list
+        on a GPU is a copy the host waits for, every step."""
+        cached = getattr(self, "_stats", None)
+        if cached is None or cached[0].device != device:
+            cached = self._stats = pixel_stats(self.preprocess, device)
+        return cached
 
 
 def _autocast(device: torch.device, bf16: bool):

@@ -43,16 +43,24 @@ from levl_train.throughput import ThroughputMeter, reduce_over_ranks
 
 
 def micro_batches(run: Run, skipped: Counter, meter: ThroughputMeter) -> list[MicroBatch]:
-    """The step's grad_accum micro-batches, tokenized and on the device."""
+    """The step's grad_accum micro-batches, tokenized and on the device: every copy from pinned
+    memory and non-blocking (a copy from pageable memory makes the host wait for the device)."""
     batches = []
     for _ in range(run.cfg.dist.grad_accum):
         batch = next(run.stream)
         skipped.update(batch.get("skipped", {}))
         input_ids, attention_mask = run.tokenizer(batch["caption"])
         meter.count_text(attention_mask)
-        batches.append((batch["image"].to(run.device, non_blocking=True),
-                        input_ids.to(run.device), attention_mask.to(run.device)))
+        batches.append(tuple(to_device(tensor, run.device) for tensor in
+                             (batch["image"], input_ids, attention_mask)))
     return batches
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type != "cuda":
+        return tensor
+    pinned = tensor if tensor.is_pinned() else tensor.pin_memory()
+    return pinned.to(device, non_blocking=True)
 
 
 def diagnostics(embeddings: dict) -> dict[str, float]:
