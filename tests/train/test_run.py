@@ -120,3 +120,18 @@ def test_a_diverging_run_stops_at_its_next_log_step_and_saves_nothing(cli, shard
     assert int(line.split("at step ")[1].split(";")[0]) <= 4
     assert list((out / "checkpoints").iterdir()) == []
     assert not (out / "metrics.jsonl").exists() or (out / "metrics.jsonl").read_text() == ""
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_run_dir(cli, tmp_path):
+    """Every shard unreadable: the first batch fails, and the run dir it had created goes away
+    (a stub would otherwise be mistaken for a run that started), so the command can be rerun."""
+    manifest = make_tiny_shards(tmp_path / "bad", n=16)
+    for shard in manifest.parent.glob("*.tar"):
+        shard.write_bytes(b"\x00garbage" * 400)
+    out = tmp_path / "run"
+    result = cli("levl-train", "run", "micro_synthetic", "--data", manifest, "--out", out,
+                 "--set", "steps=4", "--set", "data.batch_size=8")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr
+    assert "unreadable" in errors[0]
+    assert not out.exists()

@@ -97,9 +97,23 @@ def train(cfg: TrainConfig, out_dir: Path) -> Path:
         sinks = open_sinks(run, start)
         try:
             return train_steps(run, start, sinks)
+        except BaseException:
+            if sinks is not None:
+                sinks.close()
+                sinks = None
+            discard_if_unstarted(run)
+            raise
         finally:
             if sinks is not None:
                 sinks.close()
+
+
+def discard_if_unstarted(run: Run) -> None:
+    """A new run that fails before its first step (its first batch is unreadable, say) leaves
+    no stub run dir behind: the same command can simply be rerun. A killed run cannot get here
+    and keeps its dir, which `run`/`resume` restart from step 0."""
+    if run.mode == "new" and run.steps_done == 0 and run.env.is_main:
+        run.run_dir.discard_new_run()
 
 
 def train_steps(run: Run, start: int, sinks: MetricSinks | None) -> Path:
@@ -116,7 +130,7 @@ def train_steps(run: Run, start: int, sinks: MetricSinks | None) -> Path:
         batches = meter.wait_for(micro_batches, run, skipped, meter)
         result = meter.compute(run.engine.step, batches, step)
         nonfinite.update(step, result.terms["loss"])
-        done = step + 1
+        done = run.steps_done = step + 1
         log_now = done % cfg.log_every == 0 or done == cfg.steps
         if log_now or done % cfg.ckpt_every == 0:
             nonfinite.check(run.device)  # never log or save what a NaN has touched

@@ -53,6 +53,7 @@ class Run:
     tokenizer: CaptionTokenizer
     stream: BatchStream
     mode: str  # resume_mode's: new | resume | restart
+    steps_done: int = 0  # steps this process completed (train_steps counts them)
 
     @property
     def resuming(self) -> bool:
