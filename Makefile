@@ -7,7 +7,7 @@ PACKAGES := packages/data packages/model packages/train packages/eval
 FFCV_DEBS := libturbojpeg0-dev libopencv-dev pkg-config
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-slow lint bench clean
 
 $(STAMP): Makefile pyproject.toml $(addsuffix /pyproject.toml,$(PACKAGES))
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -35,6 +35,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# the cases too long for CI (real SLURM jobs, SIGKILL/resume and disk-full faults, the demo)
+test-slow: $(STAMP)
+	$(PY) -m pytest -q tests -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check packages tests bench

@@ -19,6 +19,7 @@ from levl_eval.datasets import (
     read_places365,
 )
 from levl_eval.datasets import prompts as default_prompts
+from levl_eval.datasets.clip_imagenet import OPENAI_IMAGENET_TEMPLATES
 from levl_eval.datasets.files import evenly_spaced
 from levl_eval.datasets.fixtures import (
     write_aircraft_layout,
@@ -60,6 +61,26 @@ def test_imagenet_classnames_file_overrides_and_must_match_the_class_count(tmp_p
     names.write_text("tench\ngoldfish\n")
     with pytest.raises(EvalDataError, match=r"imagenet/classnames\.txt: 2 names for 4 class directories"):
         read_imagenet(tmp_path)
+
+
+def test_imagenet_offers_clip_s_curated_names_for_zero_shot_by_wnid(tmp_path: Path) -> None:
+    # cock and kite: WordNet's first lemmas differ from CLIP's curated names
+    write_imagenet_layout(tmp_path, train=1, val=1, wnids=("n01440764", "n01514668", "n01608432"))
+    data = read_imagenet(tmp_path)
+    assert data.classes == ("tench", "cock", "kite")
+    assert data.curated_classes == ("tench", "rooster", "kite (bird of prey)")
+    assert "CLIP" in data.curated_source and data.describe()["curated_classes"][1] == "rooster"
+    assert data.prompts == OPENAI_IMAGENET_TEMPLATES  # CLIP's 80 ImageNet templates
+
+
+def test_imagenet_without_imagenet_1k_wnids_has_no_curated_names(tmp_path: Path) -> None:
+    write_imagenet_layout(tmp_path, train=1, val=1)
+    for split in ("train", "val"):
+        (tmp_path / "imagenet" / split / "n01440764").rename(tmp_path / "imagenet" / split / "fish")
+    (tmp_path / "imagenet" / "classnames.txt").write_text("fish\ngoldfish\ncrane\ntower crane\n")
+    data = read_imagenet(tmp_path)
+    assert data.curated_classes == () and data.curated_source == ""
+    assert "curated_classes" not in data.describe()
 
 
 def test_imagenet_directory_that_is_no_wnid_needs_a_classnames_file(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ from levl_eval.datasets.fixtures import (
     write_pope_layout,
     write_vqav2_layout,
 )
+from levl_eval.protocols import build_protocol
+from levl_eval.runner import EvalOptions
 from levl_eval.testing_llm import tiny_llm
 from levl_eval.vlm_items import PROMPT
 
@@ -68,7 +70,7 @@ def test_linear_runs_on_every_classification_dataset_under_data_root(
     assert report["encoders"][1]["protocols"]["linear:pets"]["top1"] >= 0.8
 
 
-def test_zeroshot_uses_each_dataset_s_prompts(
+def test_zeroshot_scores_every_dataset_with_each_prompt_set_side_by_side(
     eval_world: Path, micro_run: Path, classification_root: Path, tmp_path: Path
 ) -> None:
     result = _invoke("zeroshot", "--ckpt", micro_run, "--data", eval_world, "--out", tmp_path / "z",
@@ -76,8 +78,32 @@ def test_zeroshot_uses_each_dataset_s_prompts(
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "z" / "report.json").read_text())
     assert report["tasks"]["zeroshot:pets"]["data"]["prompts"] == list(prompts.PETS)
-    scores = report["encoders"][0]["protocols"]["zeroshot:imagenet"]
-    assert scores["data"]["num_prompts"] == len(prompts.IMAGENET) and scores["data"]["num_classes"] == 4
+    for encoder in report["encoders"]:
+        scores = encoder["protocols"]["zeroshot:imagenet"]
+        assert scores["prompt_set"] == "openai80" and set(scores["prompt_sets"]) == {"single", "openai80"}
+        assert scores["data"]["num_prompts"] == 80 and scores["data"]["num_classes"] == 4
+        assert scores["data"]["class_names"] == "curated" and "CLIP" in scores["data"]["class_names_source"]
+        pets = encoder["protocols"]["zeroshot:pets"]
+        assert pets["prompt_set"] == "dataset" and set(pets["prompt_sets"]) == {"single", "openai80", "dataset"}
+        assert pets["data"]["class_names"] == "dataset"
+    markdown = (tmp_path / "z" / "report.md").read_text()
+    for task in ("zeroshot", *(f"zeroshot:{name}" for name in CLASSIFICATION)):
+        dataset = task.partition(":")[2]
+        assert f"## Zero-shot readouts{f' ({dataset})' if dataset else ''}\n" in markdown
+    assert markdown.count("| openai80 (80) ★ |") == 2  # imagenet: checkpoint and random rows
+    assert report["options"]["class_names"] == "curated"
+
+
+def test_class_names_option_reaches_zero_shot_and_a_wrong_one_is_one_line(
+    eval_world: Path, tmp_path: Path
+) -> None:
+    assert EvalOptions(class_names="dataset").protocol_options("zeroshot") == {"class_names": "dataset"}
+    assert build_protocol("zeroshot", **EvalOptions().protocol_options("zeroshot")).class_names == "curated"
+    result = _invoke("all", "--ckpt", tmp_path / "no-such-ckpt", "--data", eval_world,
+                     "--out", tmp_path / "o", "--device", "cpu", "--class-names", "wordnet")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == ("error: --class-names 'wordnet': unknown; use one of "
+                                     "curated, dataset")
 
 
 def test_malformed_classification_layout_is_one_line_before_any_checkpoint_loads(

@@ -121,6 +121,53 @@ def test_read_report_refuses_other_json(tmp_path: Path) -> None:
         read_report(tmp_path)
 
 
+def _zeroshot_result(sets: dict[str, tuple[int, float]], headline: str, names: str) -> dict:
+    """A zero-shot result with every readout of each prompt set at one top-1 (set -> (P, top1))."""
+    scored = {name: {"num_prompts": count, "readouts": {r: _result(top1) for r in
+                                                         ("zv_zt", "predv_zt", "zv_predt", "average")}}
+              for name, (count, top1) in sets.items()}
+    return {**scored[headline]["readouts"]["average"], "readout": "average", "prompt_set": headline,
+            "readouts": scored[headline]["readouts"], "prompt_sets": scored, "settings": {},
+            "data": {"class_names": names, "class_names_source": f"{names} names"}}
+
+
+def _prompt_sets_report() -> dict:
+    results = {
+        "zeroshot": _zeroshot_result({"single": (1, 0.25), "openai80": (80, 0.375),
+                                      "dataset": (5, 0.5)}, "dataset", "dataset"),
+        "zeroshot:imagenet": _zeroshot_result({"single": (1, 0.125), "openai80": (80, 0.625)},
+                                              "openai80", "curated"),
+    }
+    checkpoint = {"name": "run", "kind": "checkpoint", "protocols": results}
+    return build_report(encoders=[checkpoint], data={}, protocols=list(results), device="cpu",
+                        producer={})
+
+
+def test_markdown_shows_every_zero_shot_dataset_s_readouts_per_prompt_set(tmp_path: Path) -> None:
+    publish_report(tmp_path / "out", _prompt_sets_report())
+    markdown = (tmp_path / "out" / REPORT_MD).read_text()
+    synthetic = markdown.split("## Zero-shot readouts\n")[1].split("##")[0]
+    imagenet = markdown.split("## Zero-shot readouts (imagenet)\n")[1].split("##")[0]
+    header = "| encoder | prompts | z_v·z_t top-1 | pred_v·z_t top-1 | z_v·pred_t top-1 | average top-1 |"
+    assert header in synthetic and header in imagenet
+    assert "| run | single (1) | 25.00 | 25.00 | 25.00 | 25.00 |" in synthetic
+    assert "| run | openai80 (80) | 37.50 | 37.50 | 37.50 | 37.50 |" in synthetic
+    assert "| run | dataset (5) ★ | 50.00 | 50.00 | 50.00 | 50.00 |" in synthetic
+    assert "| run | single (1) | 12.50 | 12.50 | 12.50 | 12.50 |" in imagenet
+    assert "| run | openai80 (80) ★ | 62.50 | 62.50 | 62.50 | 62.50 |" in imagenet
+    assert "Class names: curated — curated names." in imagenet
+    assert "| zero-shot top-1 (imagenet) | 62.50 |" in markdown  # the headline set's average
+    assert read_report(tmp_path / "out")["encoders"][0]["protocols"]["zeroshot:imagenet"]["prompt_set"] == "openai80"
+
+
+def test_a_prompt_set_without_readouts_is_an_invalid_report(tmp_path: Path) -> None:
+    report = _prompt_sets_report()
+    del report["encoders"][0]["protocols"]["zeroshot:imagenet"]["prompt_sets"]["single"]["readouts"]
+    (tmp_path / REPORT_JSON).write_text(json.dumps(report))
+    with pytest.raises(EvalError, match="prompt_sets/single: 'readouts' is a required property"):
+        read_report(tmp_path)
+
+
 def _depth_report(rmse: float, data_root: str = "/datasets") -> dict:
     result = {"rmse": rmse, "abs_rel": 0.1234, "delta1": 0.8765,
               "settings": {}, "data": {}}

@@ -1,6 +1,7 @@
 """Data parallelism must not change the math: on 2 gloo ranks, the LeVLJEPA heads with global
-BatchNorm and distributed SIGReg give, after data-parallel gradient averaging, the loss,
-gradients and BatchNorm running statistics of one process on the concatenated batch."""
+BatchNorm and SIGReg over the global batch (`sigreg_scope=global`, the scope that claims it)
+give, after data-parallel gradient averaging, the loss, gradients and BatchNorm running
+statistics of one process on the concatenated batch."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def features() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def loss_and_grads(heads: Heads, features_v, features_t) -> tuple[float, torch.Tensor]:
-    objective = build_objective(ObjectiveConfig(num_slices=64))
+    objective = build_objective(ObjectiveConfig(num_slices=64, sigreg_scope="global"))
     loss = objective(heads(features_v, features_t), STEP)["loss"]
     loss.backward()
     return loss.item(), torch.cat([p.grad.ravel() for p in heads.parameters()])

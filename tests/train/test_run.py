@@ -38,43 +38,43 @@ def test_smoke_run_writes_config_metrics_and_valid_checkpoints(cli, shards, tmp_
     assert loaded.metadata["recipe"]["recipe"] == "micro_synthetic"
 
 
-def test_unknown_recipe_is_one_line_and_nothing_is_written(cli, shards, tmp_path):
-    line = one_error_line(cli("levl-train", "run", "nope", "--data", shards, "--out",
+def test_unknown_recipe_is_one_line_and_nothing_is_written(run_main, shards, tmp_path):
+    line = one_error_line(run_main("levl-train", "run", "nope", "--data", shards, "--out",
                               tmp_path / "r"))
     assert "unknown recipe 'nope'" in line
     assert not (tmp_path / "r").exists()
 
 
-def test_unknown_override_key_is_one_line_and_nothing_is_written(cli, shards, tmp_path):
-    line = one_error_line(cli("levl-train", "run", "micro_synthetic", "--data", shards,
+def test_unknown_override_key_is_one_line_and_nothing_is_written(run_main, shards, tmp_path):
+    line = one_error_line(run_main("levl-train", "run", "micro_synthetic", "--data", shards,
                               "--out", tmp_path / "r", "--set", "optim.lrr=1"))
     assert "optim.lrr" in line
     assert not (tmp_path / "r").exists()
 
 
-def test_invalid_manifest_is_named_and_nothing_is_written(cli, tmp_path):
+def test_invalid_manifest_is_named_and_nothing_is_written(run_main, tmp_path):
     bad = tmp_path / "manifest.json"
     bad.write_text(json.dumps({"schema": "levl.shards/v9"}))
-    line = one_error_line(cli("levl-train", "run", "micro_synthetic", "--data", bad,
+    line = one_error_line(run_main("levl-train", "run", "micro_synthetic", "--data", bad,
                               "--out", tmp_path / "r"))
     assert str(bad) in line
     assert not (tmp_path / "r").exists()
 
 
-def test_an_existing_run_dir_is_refused(cli, shards, tmp_path):
+def test_an_existing_run_dir_is_refused(run_main, shards, tmp_path):
     out = tmp_path / "r"
     out.mkdir()
     (out / "config.json").write_text("{}")
-    line = one_error_line(cli("levl-train", "run", "micro_synthetic", "--data", shards,
+    line = one_error_line(run_main("levl-train", "run", "micro_synthetic", "--data", shards,
                               "--out", out, "--smoke"))
     assert "already holds a run" in line
     assert (out / "config.json").read_text() == "{}"
 
 
-def test_cuda_requested_without_cuda_is_one_line(cli, shards, tmp_path):
-    line = one_error_line(cli("levl-train", "run", "micro_synthetic", "--data", shards,
-                              "--out", tmp_path / "r", "--set", "device=cuda",
-                              env={"CUDA_VISIBLE_DEVICES": ""}))
+def test_cuda_requested_without_cuda_is_one_line(run_main, shards, tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    line = one_error_line(run_main("levl-train", "run", "micro_synthetic", "--data", shards,
+                                   "--out", tmp_path / "r", "--set", "device=cuda"))
     assert "CUDA is not available" in line
     assert not (tmp_path / "r").exists()
 
@@ -96,8 +96,8 @@ def test_a_contrastive_run_builds_and_checkpoints_no_predictors(cli, shards, tmp
     assert "pred_cos_matched" not in record
 
 
-def test_predictors_the_objective_does_not_train_are_one_line(cli, shards, tmp_path):
-    line = one_error_line(cli("levl-train", "run", "micro_synthetic", "--data", shards,
+def test_predictors_the_objective_does_not_train_are_one_line(run_main, shards, tmp_path):
+    line = one_error_line(run_main("levl-train", "run", "micro_synthetic", "--data", shards,
                               "--out", tmp_path / "r", "--set", "objective.name=siglip",
                               "--set", "model.heads.predictors=true"))
     assert "model.heads.predictors=true" in line and "trains no predictors" in line

@@ -115,9 +115,10 @@ def test_one_ranks_data_error_ends_the_two_node_job_with_its_message(cli, slurm,
     assert "error: rank 1 failed: manifest" in rank0_log
 
 
-def test_explicit_torch_engine_on_two_nodes_is_refused(cli, shards, tmp_path):
-    result = cli("levl-train", "submit", "tiny_synthetic", "--nodes", "2", "--data", shards,
-                 "--out", tmp_path / "run", "--set", "engine=torch", cwd=ROOT)
+def test_explicit_torch_engine_on_two_nodes_is_refused(run_main, monkeypatch, shards, tmp_path):
+    monkeypatch.chdir(ROOT)  # the checkout's cluster/profiles/
+    result = run_main("levl-train", "submit", "tiny_synthetic", "--nodes", "2", "--data", shards,
+                      "--out", tmp_path / "run", "--set", "engine=torch")
     assert "--set engine=torch runs one process but --nodes 2" in one_error_line(result)
     assert not (tmp_path / "run").exists()
 
@@ -202,24 +203,27 @@ def test_signal_before_the_first_checkpoint_lets_the_requeued_job_start_anew(tmp
     assert RunDir(run).restart() == run / "unfinished" / "attempt-2"
 
 
-def test_unknown_profile_is_one_line(cli, shards, tmp_path):
-    result = cli("levl-train", "submit", "micro_synthetic", "--profile", "nosuchsite",
-                 "--data", shards, "--out", tmp_path / "run", cwd=ROOT)
+def test_unknown_profile_is_one_line(run_main, monkeypatch, shards, tmp_path):
+    monkeypatch.chdir(ROOT)  # the checkout's cluster/profiles/
+    result = run_main("levl-train", "submit", "micro_synthetic", "--profile", "nosuchsite",
+                      "--data", shards, "--out", tmp_path / "run")
     assert "unknown cluster profile 'nosuchsite'" in one_error_line(result)
     assert not (tmp_path / "run").exists()
 
 
-def test_profile_with_a_typo_is_one_line(cli, shards, tmp_path):
+def test_profile_with_a_typo_is_one_line(run_main, monkeypatch, shards, tmp_path):
+    monkeypatch.chdir(ROOT)  # the checkout's cluster/profiles/
     bad = tmp_path / "site.toml"
     bad.write_text('partition = "gpu"\nacount = "me"\n')
-    result = cli("levl-train", "submit", "micro_synthetic", "--profile", bad,
-                 "--data", shards, "--out", tmp_path / "run", cwd=ROOT)
+    result = run_main("levl-train", "submit", "micro_synthetic", "--profile", bad,
+                      "--data", shards, "--out", tmp_path / "run")
     assert "unknown key 'acount'" in one_error_line(result)
 
 
-def test_batch_that_does_not_split_over_ranks_is_refused_before_queueing(cli, shards, tmp_path):
-    result = cli("levl-train", "submit", "micro_synthetic", "--nodes", "3",
-                 "--data", shards, "--out", tmp_path / "run", cwd=ROOT)
+def test_batch_that_does_not_split_over_ranks_is_refused_before_queueing(run_main, monkeypatch, shards, tmp_path):
+    monkeypatch.chdir(ROOT)  # the checkout's cluster/profiles/
+    result = run_main("levl-train", "submit", "micro_synthetic", "--nodes", "3",
+                      "--data", shards, "--out", tmp_path / "run")
     assert "does not split over 3 ranks" in one_error_line(result)
     assert not (tmp_path / "run").exists()
 

@@ -2,7 +2,8 @@
 
     levl-eval all --ckpt RUN_OR_CKPT [--ckpt ...] --data SYNTH_DIR --out DIR [--datasets ROOT] [--vlm]
     levl-eval zeroshot|linear|segmentation|depth|background|retrieval ...same options...
-    (all and linear: [--probe linear|mlp|attentive|all]; every command: [--cache DIR | --no-cache],
+    (all and linear: [--probe linear|mlp|attentive|all]; all and zeroshot: [--class-names
+     curated|dataset]; every command: [--cache DIR | --no-cache],
      features cached by default under ~/.cache/levl/features, see levl_eval.feature_cache)
     levl-eval vlm ...same options... [--llm NAME] [--vlm-epochs N] [--vlm-max-steps N]
                   [--save-bridges DIR | --bridges DIR]   (keep trained bridges / score with them)
@@ -36,6 +37,7 @@ from levl_eval.feature_cache import default_cache_dir
 from levl_eval.probes import PROBE_NAMES
 from levl_eval.protocols import OPT_IN, PROTOCOLS
 from levl_eval.protocols.linear import check_probe_names
+from levl_eval.protocols.zeroshot import check_class_names
 from levl_eval.report import (
     check_output_dir,
     format_headline,
@@ -72,6 +74,7 @@ SaveBridgesOpt = Annotated[Path | None, typer.Option("--save-bridges", help="vlm
 ProbeOpt = Annotated[list[str] | None, typer.Option("--probe", help=f"linear: probe to train (repeatable, or `all`: {', '.join(PROBE_NAMES)}; default linear).")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Feature cache dir, reused across runs (default $LEVL_FEATURE_CACHE, else ~/.cache/levl/features).")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Extract every feature afresh; read and write no cache.")]
+ClassNamesOpt = Annotated[str, typer.Option("--class-names", help="zeroshot: `curated` fills the prompts with a dataset's curated names when it has them (CLIP's for ImageNet), `dataset` with its own.")]
 
 
 def feature_options(probe: list[str] | None, cache: Path | None, no_cache: bool) -> dict:
@@ -123,14 +126,14 @@ def skipped_summary(skipped: list[dict]) -> str:
 def evaluate_and_publish(
     protocols: tuple[str, ...], ckpt: list[Path], data: Path, out: Path, device: str,
     batch_size: int, workers: int, random_seed: int, datasets: Path | None = None,
-    vlm: dict | None = None, features: dict | None = None,
+    vlm: dict | None = None, features: dict | None = None, class_names: str = "curated",
 ) -> None:
     """Check cheap things first (names, device, --out), evaluate, then publish atomically."""
     options = EvalOptions(
         protocols=check_protocol_names(protocols), device=resolve_device(device),
         batch_size=batch_size, num_workers=workers, random_seed=random_seed,
         datasets=None if datasets is None else str(datasets), vlm=dict(vlm or {}),
-        **(features or {}),
+        class_names=check_class_names(class_names), **(features or {}),
     )
     check_output_dir(out.absolute())
     report = run_evaluation(ckpt, data, options)
@@ -154,7 +157,7 @@ def all_command(
     llm: LlmOpt = None, vlm_epochs: VlmEpochsOpt = None, vlm_max_steps: VlmStepsOpt = None,
     vlm_max_questions: VlmQuestionsOpt = None, bridges: BridgesOpt = None,
     save_bridges: SaveBridgesOpt = None, probe: ProbeOpt = None, cache: CacheOpt = None,
-    no_cache: NoCacheOpt = False, debug: DebugOpt = False,
+    no_cache: NoCacheOpt = False, class_names: ClassNamesOpt = "curated", debug: DebugOpt = False,
 ) -> None:
     """Run every protocol (or those named by --protocol) on each checkpoint and a random baseline."""
     default = [name for name in PROTOCOLS if name not in OPT_IN or vlm]
@@ -162,7 +165,7 @@ def all_command(
     guarded(debug, lambda: evaluate_and_publish(
         names, ckpt, data, out, device, batch_size, workers, random_seed, datasets,
         vlm_overrides(llm, vlm_epochs, vlm_max_steps, vlm_max_questions, bridges, save_bridges),
-        feature_options(probe, cache, no_cache)))
+        feature_options(probe, cache, no_cache), class_names))
 
 
 def single_protocol_command(name: str) -> Callable[..., None]:
@@ -183,8 +186,21 @@ def single_protocol_command(name: str) -> Callable[..., None]:
 
 
 for _name in PROTOCOLS:
-    if _name not in ("vlm", "linear"):
+    if _name not in ("vlm", "linear", "zeroshot"):
         app.command(_name)(single_protocol_command(_name))
+
+
+@app.command("zeroshot")
+def zeroshot_command(
+    ckpt: CkptOpt, data: DataOpt, out: OutOpt, device: DeviceOpt = "auto",
+    batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
+    datasets: DatasetsOpt = None, class_names: ClassNamesOpt = "curated", cache: CacheOpt = None,
+    no_cache: NoCacheOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Run only zero-shot classification (every prompt set side by side; plus the random baseline)."""
+    guarded(debug, lambda: evaluate_and_publish(
+        ("zeroshot",), ckpt, data, out, device, batch_size, workers, random_seed, datasets,
+        features=feature_options(None, cache, no_cache), class_names=class_names))
 
 
 @app.command("linear")

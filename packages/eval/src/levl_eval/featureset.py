@@ -73,13 +73,21 @@ class EvalSplit:
 @dataclass(frozen=True)
 class EvalData:
     """A labelled classification task: a train split (for probes), a test split, class names and
-    the prompt templates zero-shot turns them into texts with."""
+    the prompt templates zero-shot turns them into texts with.
+
+    `curated_classes`, when given, are other names of the same classes, written for zero-shot
+    text: CLIP's curated ImageNet names say "kite (bird of prey)" and "rooster" where WordNet's
+    first lemmas say "kite" and "cock". Zero-shot prefers them unless asked for the dataset's
+    own (`ZeroShot(class_names="dataset")`), so published ImageNet numbers compare.
+    """
 
     train: EvalSplit
     test: EvalSplit
     classes: tuple[str, ...]
     prompts: tuple[str, ...] = ("a photo of a {}.",)
     root: Path | None = None
+    curated_classes: tuple[str, ...] = ()
+    curated_source: str = ""  # where the curated names come from, for the report
 
     @property
     def num_classes(self) -> int:
@@ -92,6 +100,8 @@ class EvalData:
             "test": self.test.describe(),
             "classes": list(self.classes),
             "prompts": list(self.prompts),
+            **({"curated_classes": list(self.curated_classes), "curated_source": self.curated_source}
+               if self.curated_classes else {}),
         }
 
 

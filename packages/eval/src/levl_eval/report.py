@@ -23,7 +23,7 @@ from pathlib import Path
 import jsonschema
 
 from levl_eval.errors import EvalError, OutputError
-from levl_eval.plots import PLOTS_DIR, plot_lines, write_plots
+from levl_eval.plots import PLOTS_DIR, plot_lines, tasks_of, write_plots
 from levl_eval.protocols.zeroshot import READOUT_DESCRIPTIONS, READOUT_LABELS
 from levl_model.jsontext import parse_json
 
@@ -182,16 +182,51 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 READOUT_TABLES = {"zeroshot": ("Zero-shot readouts", "top1", "top-1"),
                   "retrieval": ("Retrieval readouts", "i2t_r1", "i2t R@1")}
+HEADLINE_MARK = "★"
 
 
-def readout_table(report: dict, protocol: str) -> list[str]:
-    """One metric of every readout (zero-shot, retrieval), to see which pairing carries the
-    alignment: a LeVLJEPA encoder aligns through its predictors, a contrastive one directly."""
+def prompt_set_label(name: str, scored: dict, headline: str | None) -> str:
+    """`openai80 (80) ★`: the set's name, its template count, the headline's mark."""
+    mark = f" {HEADLINE_MARK}" if name == headline else ""
+    return f"{name} ({scored.get('num_prompts', '?')}){mark}"
+
+
+def readout_rows(result: dict) -> list[tuple[str, dict]]:
+    """(prompt set, readouts) of one task result: a row per zero-shot prompt set, the headline
+    set marked; a single unlabelled row for a result without prompt sets (retrieval, a report
+    written before zero-shot scored several)."""
+    sets = result.get("prompt_sets")
+    if not sets:
+        return [("", result.get("readouts", {}))]
+    return [(prompt_set_label(name, scored, result.get("prompt_set")), scored.get("readouts", {}))
+            for name, scored in sets.items()]
+
+
+def class_names_line(report: dict, task: str) -> list[str]:
+    """Which class names a zero-shot task filled its templates with (curated or the dataset's)."""
+    result = next((e["protocols"][task] for e in report["encoders"] if task in e.get("protocols", {})), {})
+    data = result.get("data", {})
+    if "class_names" not in data:
+        return []
+    return [f"{HEADLINE_MARK} = the headline prompt set (the dataset's own templates). Class names: "
+            f"{data['class_names']} — {data.get('class_names_source')}.", ""]
+
+
+def readout_table(report: dict, task: str) -> list[str]:
+    """One metric of every readout of one task (zero-shot, retrieval), to see which pairing
+    carries the alignment (a LeVLJEPA encoder aligns through its predictors, a contrastive one
+    directly), with zero-shot's prompt sets side by side."""
+    protocol, _, dataset = task.partition(":")
     title, key, label = READOUT_TABLES[protocol]
-    header = ["encoder", *(f"{READOUT_LABELS[r]} {label}" for r in READOUT_DESCRIPTIONS)]
-    rows = [[enc["name"], *(percent(metric_at(enc, protocol, ("readouts", r, key)))
-                            for r in READOUT_DESCRIPTIONS)] for enc in report["encoders"]]
-    return [f"## {title}", "", *markdown_table(header, rows), ""]
+    results = [(enc["name"], enc.get("protocols", {}).get(task, {})) for enc in report["encoders"]]
+    with_sets = any("prompt_sets" in result for _, result in results)
+    header = ["encoder", *(["prompts"] if with_sets else []),
+              *(f"{READOUT_LABELS[r]} {label}" for r in READOUT_DESCRIPTIONS)]
+    rows = [[name, *([prompts or "—"] if with_sets else []),
+             *(percent(readouts.get(r, {}).get(key)) for r in READOUT_DESCRIPTIONS)]
+            for name, result in results for prompts, readouts in readout_rows(result)]
+    heading = f"## {title}{f' ({dataset})' if dataset else ''}"
+    return [heading, "", *class_names_line(report, task), *markdown_table(header, rows), ""]
 
 
 def skipped_lines(report: dict) -> list[str]:
@@ -252,8 +287,8 @@ def render_markdown(report: dict) -> str:
         *markdown_table(*headline_table(report)), "",
     ]
     for protocol in READOUT_TABLES:
-        if protocol in report.get("protocols", []):
-            lines += readout_table(report, protocol)
+        for task in tasks_of(report, protocol):
+            lines += readout_table(report, task)
     lines += plot_lines(report, plot_columns(report))
     return "\n".join(lines + skipped_lines(report) + source_lines(report) + encoder_lines(report)
                      + settings_lines(report))

@@ -41,11 +41,14 @@ class EvalOptions:
     vlm: dict = field(default_factory=dict)  # VLMSettings fields to override (--llm, ...)
     probes: tuple[str, ...] = ("linear",)  # probes the `linear` protocol trains (--probe)
     cache_dir: str | None = None  # on-disk feature cache (levl_eval.feature_cache); None: off
+    class_names: str = "curated"  # zeroshot: a dataset's curated names (CLIP's for ImageNet) or its own
 
     def protocol_options(self, protocol: str) -> dict:
-        """Constructor options of one protocol (`vlm` and `linear` take some)."""
+        """Constructor options of one protocol (`vlm`, `linear` and `zeroshot` take some)."""
         if protocol == "linear":
             return {"probes": self.probes}
+        if protocol == "zeroshot":
+            return {"class_names": self.class_names}
         return {"settings": VLMSettings(**self.vlm)} if protocol == "vlm" and self.vlm else {}
 
     def feature_cache(self) -> FeatureCache | None:

@@ -42,7 +42,10 @@ class StaticFeatures:
     """A FeatureSource whose features are given up front (keyed by split name).
 
     `captions` maps a text to its (z_t, pred_t) pair of [E] tensors, for retrieval (pred_t
-    None for an encoder without predictors).
+    None for an encoder without predictors). `text` holds [C, P, E] class-text features; zero-shot
+    asks for several prompt sets (levl_eval.datasets.prompts), so template p of any set gets
+    `text[:, p % P]` (a set of P templates gets `text` itself); `text_requests` records each
+    (class names, templates) asked for.
     """
 
     images: dict[str, SplitFeatures] = field(default_factory=dict)
@@ -51,6 +54,7 @@ class StaticFeatures:
     captions: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = field(default_factory=dict)
     name: str = "static"
     calls: list[str] = field(default_factory=list)
+    text_requests: list[tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
 
     def image_features(self, split: EvalSplit) -> SplitFeatures:
         self.calls.append(split.name)
@@ -69,7 +73,11 @@ class StaticFeatures:
     def class_text_features(
         self, classes: tuple[str, ...], prompts: tuple[str, ...]
     ) -> ClassTextFeatures:
-        return self.text
+        self.text_requests.append((tuple(classes), tuple(prompts)))
+        index_P = torch.arange(len(prompts)) % self.text.z_CPE.shape[1]
+        pred_CPE = self.text.pred_CPE
+        return ClassTextFeatures(self.text.z_CPE[:, index_P],
+                                 None if pred_CPE is None else pred_CPE[:, index_P])
 
 
 def static_data(num_classes: int, prompts: tuple[str, ...] = ("a photo of a {}.",)) -> EvalData:

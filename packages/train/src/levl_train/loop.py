@@ -208,11 +208,39 @@ def restore(run: Run) -> int:
 
 
 def save(run: Run, step: int) -> Path:
+    """Write the checkpoint of `step`; a write the filesystem refuses (disk full, quota) is one
+    error naming the checkpoint still intact, with the partial files removed."""
+    ckpt_dir = run.run_dir.checkpoint_dir(step)
+    staging = ckpt_dir.parent / f".{ckpt_dir.name}.train_state"
+    try:
+        return _save(run, step, ckpt_dir, staging)
+    except (OSError, RuntimeError) as exc:
+        problem = write_failure(staging.parent, exc)
+        if problem is None:
+            raise
+        if run.env.is_main:
+            shutil.rmtree(staging, ignore_errors=True)
+        latest = run.run_dir.latest_checkpoint()
+        kept = f"the last checkpoint, {latest}, is intact" if latest else "no checkpoint yet"
+        raise TrainError(f"checkpoint {ckpt_dir.name} could not be written in {ckpt_dir.parent} "
+                         f"({problem}); {kept}: free space, then `levl-train resume "
+                         f"{run.run_dir.path}`") from exc
+
+
+def write_failure(folder: Path, exc: BaseException) -> str | None:
+    """What went wrong when a checkpoint write failed for want of space or access, else None.
+    torch.save reports a full disk as a RuntimeError about the zip writer's position, not as
+    ENOSPC: the free space decides."""
+    free = shutil.disk_usage(folder).free
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}; {free} bytes free"
+    return f"no space left: {free} bytes free" if free < 1 << 20 else None
+
+
+def _save(run: Run, step: int, ckpt_dir: Path, staging: Path) -> Path:
     """All ranks write their train state into one staging dir; rank 0 then writes the
     consolidated weights and moves the staging dir in before the checkpoint's atomic rename."""
     cfg, env = run.cfg, run.env
-    ckpt_dir = run.run_dir.checkpoint_dir(step)
-    staging = ckpt_dir.parent / f".{ckpt_dir.name}.train_state"
     if env.is_main:
         shutil.rmtree(staging, ignore_errors=True)  # left by a run killed while saving
         staging.mkdir(parents=True)

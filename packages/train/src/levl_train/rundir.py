@@ -85,6 +85,11 @@ class RunDir:
         tmp.write_text(str(ckpt_dir.relative_to(self.path)) + "\n")
         os.replace(tmp, self.path / "latest")
 
+    def latest_checkpoint(self) -> str | None:
+        """What `latest` points at (relative to the run dir), or None before the first."""
+        latest = self.path / "latest"
+        return latest.read_text().strip() if latest.is_file() else None
+
     def prune(self, keep_last: int) -> None:
         """Keep only the newest `keep_last` checkpoints."""
         finished = sorted(p for p in self.checkpoints.glob("step_*") if p.is_dir())

@@ -42,8 +42,9 @@ def write_imagefolder_layout(root: Path, classes: tuple[str, ...] = ("blue_jay",
     return root
 
 
-def write_imagenet_layout(root: Path, train: int = 4, val: int = 2) -> Path:
-    write_folder_tree(root / "imagenet", IMAGENET_WNIDS, {"train": train, "val": val}, ".JPEG")
+def write_imagenet_layout(root: Path, train: int = 4, val: int = 2,
+                          wnids: tuple[str, ...] = IMAGENET_WNIDS) -> Path:
+    write_folder_tree(root / "imagenet", wnids, {"train": train, "val": val}, ".JPEG")
     return root
 
 

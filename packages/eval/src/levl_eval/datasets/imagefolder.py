@@ -57,6 +57,9 @@ class FolderLayout:
     test: str = "val"
     train_cap: int | None = TRAIN_PER_CLASS_CAP
     names: Callable[[Path, list[str]], list[str]] = readable  # when there is no classnames.txt
+    # names written for zero-shot text, from the class directories (() when it has none for them)
+    curated: Callable[[list[str]], tuple[str, ...]] | None = None
+    curated_source: str = ""
 
 
 IMAGEFOLDER = FolderLayout("imagefolder", "imagefolder")
@@ -131,10 +134,12 @@ def read_folder(datasets_root: Path, layout: FolderLayout) -> ClassificationData
     test = folder_split(f"{layout.dataset}/{layout.test}", test_dir, dirs, None)
     rule = (f"{layout.train}/: at most {layout.train_cap} images per class, evenly spaced over each "
             "class's sorted files" if layout.train_cap is not None else f"{layout.train}/: every image")
+    curated = layout.curated(dirs) if layout.curated is not None else ()
     return ClassificationData(
         train=train, test=test, classes=class_names(root, train_dir, dirs, layout),
         prompts=prompt_templates(root, layout.prompts), root=root, dataset=layout.dataset,
         train_rule=rule, notes={"train_per_class_cap": layout.train_cap},
+        curated_classes=curated, curated_source=layout.curated_source if curated else "",
     )
 
 

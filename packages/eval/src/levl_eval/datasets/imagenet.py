@@ -6,14 +6,18 @@ usual `valprep.sh`):
     imagenet/
         train/<wnid>/*.JPEG          n01440764/ ... n15075141/ (1000 directories)
         val/<wnid>/*.JPEG            the same 1000 directories, 50 images each
-        classnames.txt               optional: one name per line in sorted-wnid order (e.g.
-                                     OpenAI CLIP's curated names); prompts.txt optional too
+        classnames.txt               optional: one name per line in sorted-wnid order;
+                                     prompts.txt optional too
 
-Without classnames.txt each wnid is named by the first lemma of its WordNet synset from the
-ImageNet-1k table timm ships (`n01440764` -> `tench`); a wnid outside ImageNet-1k then needs the
-file. The two first lemmas used twice are told apart (`crane bird` / `construction crane`,
-`maillot tights` / `tank suit`); CLIP's curated names, as classnames.txt, read better still.
-The probe trains on at most 500 images per class (levl_eval.datasets.imagefolder).
+Zero-shot names the classes with CLIP's curated names (levl_eval.datasets.clip_imagenet, looked
+up by wnid, so a subset of the 1000 classes works too), as published ImageNet zero-shot numbers
+do; `ZeroShot(class_names="dataset")` (`levl-eval ... --class-names dataset`) uses the dataset's
+own names instead. Those are classnames.txt's, else the first lemma of each wnid's WordNet synset
+from the ImageNet-1k table timm ships (`n01440764` -> `tench`), with the two first lemmas used
+twice told apart (`crane bird` / `construction crane`, `maillot tights` / `tank suit`); a wnid
+outside ImageNet-1k needs classnames.txt (and has no curated name). The prompts are CLIP's 80
+ImageNet templates unless prompts.txt is given. The probe trains on at most 500 images per class
+(levl_eval.datasets.imagefolder).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from timm.data import ImageNetInfo  # timm (a levl-model dependency) ships the synset table
 
 from levl_eval.datasets import prompts
+from levl_eval.datasets.clip_imagenet import IMAGENET_CLASSNAMES
 from levl_eval.datasets.imagefolder import CLASSNAMES, FolderLayout, read_folder
 from levl_eval.errors import EvalDataError
 from levl_eval.taskdata import ClassificationData
@@ -45,7 +50,18 @@ def wordnet_names(split_dir: Path, wnids: list[str]) -> list[str]:
             for wnid in wnids]
 
 
-IMAGENET = FolderLayout("imagenet", "imagenet", prompts=prompts.IMAGENET, names=wordnet_names)
+def clip_names(wnids: list[str]) -> tuple[str, ...]:
+    """CLIP's curated name of each wnid (by its ImageNet-1k index), or () when one is outside
+    ImageNet-1k (zero-shot then uses the dataset's names)."""
+    index = {wnid: i for i, wnid in enumerate(ImageNetInfo("imagenet-1k").label_names())}
+    if any(wnid not in index for wnid in wnids):
+        return ()
+    return tuple(IMAGENET_CLASSNAMES[index[wnid]] for wnid in wnids)
+
+
+CLIP_NAMES_SOURCE = "CLIP's curated ImageNet class names (open_clip IMAGENET_CLASSNAMES)"
+IMAGENET = FolderLayout("imagenet", "imagenet", prompts=prompts.IMAGENET, names=wordnet_names,
+                        curated=clip_names, curated_source=CLIP_NAMES_SOURCE)
 
 
 def read_imagenet(datasets_root: Path) -> ClassificationData:
