@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from levl_eval.featureset import EvalSplit, SplitFeatures
+from levl_eval.geometry import CHECKPOINT, PAPER_PROBE
 from levl_eval.protocols.background import BackgroundRobustness
 from levl_eval.protocols.linear import LinearProbeSettings
 from levl_eval.taskdata import VARIANTS, BackgroundData
@@ -35,7 +36,7 @@ def _features(labels_N, family_N, generator, reads: str) -> SplitFeatures:
     return SplitFeatures(x_ND, x_ND, x_ND, labels_N)
 
 
-def _run(reads: str) -> dict:
+def _toy(reads: str) -> tuple[StaticFeatures, BackgroundData]:
     generator = torch.Generator().manual_seed(0)
     names = {"original": "test", "mixed_same": "test/mixed_same", "mixed_rand": "test/mixed_rand"}
     images = {"train": _features(*_scenes(generator, "original"), generator, reads)}
@@ -44,7 +45,22 @@ def _run(reads: str) -> dict:
     data = BackgroundData("toy", EvalSplit("train"),
                           {variant: EvalSplit(name) for variant, name in names.items()},
                           tuple(f"c{i}" for i in range(NUM_CLASSES)), train_rule="toy train split")
-    return BackgroundRobustness(settings=FAST).run(StaticFeatures(images=images), data)
+    return StaticFeatures(images=images), data
+
+
+def _run(reads: str) -> dict:
+    return BackgroundRobustness(settings=FAST).run(*_toy(reads))
+
+
+def test_every_variant_is_read_under_the_probe_geometry_it_records() -> None:
+    source, data = _toy("object")
+    result = BackgroundRobustness(settings=FAST).run(source, data)
+    assert {geometry for _, geometry in source.geometries} == {PAPER_PROBE} and len(source.geometries) == 4
+    assert result["settings"]["geometry"] == PAPER_PROBE.describe()
+    source, data = _toy("object")
+    result = BackgroundRobustness(settings=FAST, geometry=CHECKPOINT).run(source, data)
+    assert {geometry for _, geometry in source.geometries} == {CHECKPOINT}
+    assert result["settings"]["geometry"]["name"] == "checkpoint"
 
 
 def test_background_features_drop_on_mixed_rand() -> None:

@@ -1,5 +1,6 @@
 """The on-disk feature cache: a second run on the same inputs extracts nothing; a changed
-checkpoint, transform or dataset misses; --no-cache reads and writes nothing."""
+checkpoint, transform (normalisation or the probes' geometry) or dataset misses; --no-cache
+reads and writes nothing."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from typer.testing import CliRunner
 
 import levl_eval.encoder as encoder_module
 from levl_eval.cli import app
+from levl_eval.datasets import read_imagenet
+from levl_eval.datasets.fixtures import write_imagenet_layout
+from levl_eval.encoder import FrozenEncoder, load_frozen_checkpoint
 from levl_eval.feature_cache import FeatureCache, default_cache_dir, entry_key, split_identity
 from levl_eval.featureset import EvalSplit, FileSample, SplitFeatures
+from levl_eval.geometry import CHECKPOINT, PAPER_PROBE
 from levl_eval.runner import EvalOptions, run_evaluation
 from levl_eval.testing import save_micro_checkpoint, write_image
 
@@ -89,6 +94,28 @@ def test_cli_cache_flag_reports_hits(
     assert json.loads((tmp_path / "out" / "report.json").read_text())["options"]["cache_dir"] == str(tmp_path / "cache")
     clash = CliRunner().invoke(app, [*args, "--no-cache"])
     assert clash.exit_code == 2 and clash.stderr.startswith("error: --cache and --no-cache")
+
+
+def test_a_changed_geometry_misses_and_the_same_geometry_hits(tmp_path: Path, extractions: list[str]) -> None:
+    data = read_imagenet(write_imagenet_layout(tmp_path / "datasets", train=1, val=1))
+    ckpt, cache = save_micro_checkpoint(tmp_path / "ckpt"), FeatureCache(tmp_path / "cache")
+
+    def fresh() -> FrozenEncoder:  # a new process: nothing memoised, only the disk cache
+        encoder = load_frozen_checkpoint(ckpt, device="cpu", batch_size=8)[0]
+        encoder.feature_cache = cache
+        return encoder
+
+    own = fresh().image_features(data.test)
+    paper = fresh().image_features(data.test, PAPER_PROBE)
+    assert (cache.hits, cache.misses) == (0, 2) and len(extractions) == 2  # not the 32 px entry
+    assert not torch.allclose(own.cls_ND, paper.cls_ND)
+    again = fresh().image_features(data.test, PAPER_PROBE)
+    assert (cache.hits, cache.misses) == (1, 2) and torch.equal(again.cls_ND, paper.cls_ND)
+    # the checkpoint's own geometry keys as before geometries existed: its entries stay valid
+    assert torch.equal(fresh().image_features(data.test, CHECKPOINT).cls_ND, own.cls_ND)
+    assert (cache.hits, cache.misses) == (2, 2) and len(extractions) == 2
+    patches = fresh().patch_features(data.test, PAPER_PROBE)
+    assert patches.grid_hw == (14, 14) and cache.misses == 3  # patch tokens: their own entry
 
 
 def test_default_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

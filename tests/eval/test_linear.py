@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from levl_eval.featureset import ClassTextFeatures, SplitFeatures
+from levl_eval.geometry import PAPER_PROBE
 from levl_eval.protocols.linear import (
     LinearProbe,
     LinearProbeSettings,
@@ -46,6 +47,7 @@ def test_separable_features_reach_perfect_accuracy() -> None:
     assert result["data"]["train"]["samples"] == 200
     assert result["data"]["test"]["samples"] == 100
     assert result["settings"]["epochs"] == 20 and result["settings"]["lr"] == 0.1
+    assert source.geometries == [("eval-train", PAPER_PROBE), ("eval-test", PAPER_PROBE)]
 
 
 def test_noise_with_random_labels_stays_near_chance() -> None:
@@ -70,6 +72,10 @@ def test_default_settings_follow_the_paper() -> None:
         0.1, 1e-4, 4096, 50,
     )
     assert settings["std_clamp"] == 1e-8
+    assert settings["geometry"] == {"name": "paper", "resize_shorter": 256, "interpolation": "bicubic",
+                                    "center_crop": 224,
+                                    "mean_std": "the checkpoint's own (each encoder's `preprocess`)"}
+    assert settings["train_per_class_cap"] is None  # the whole training split, as the paper
 
 
 def test_standardizer_uses_train_statistics_and_clamps_std() -> None:

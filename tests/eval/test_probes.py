@@ -8,6 +8,7 @@ import torch
 
 from levl_eval.errors import EvalError
 from levl_eval.featureset import PatchFeatures, SplitFeatures
+from levl_eval.geometry import PAPER_PROBE
 from levl_eval.probes import AttentiveProbeSettings, MLPProbeSettings, attention_heads
 from levl_eval.protocols.linear import LinearProbe, LinearProbeSettings, check_probe_names
 from levl_eval.testing import StaticFeatures, static_data
@@ -66,6 +67,10 @@ def test_attentive_probe_finds_a_class_held_by_one_patch_token() -> None:
     assert attentive["top1"] > 0.9
     assert attentive["num_heads"] == 1 and attentive["settings"]["feature"] == "final-norm patch tokens"
     assert "patches:eval-train" in source.calls and "patches:eval-test" in source.calls
+    # CLS features and patch tokens of both splits are read under the paper's probe geometry
+    assert set(source.geometries) == {(name, PAPER_PROBE) for name in
+                                      ("eval-train", "eval-test", "patches:eval-train", "patches:eval-test")}
+    assert attentive["settings"]["geometry"] == PAPER_PROBE.describe()
 
 
 def test_probes_are_deterministic_and_default_to_linear_only() -> None:

@@ -20,7 +20,7 @@ from levl_eval.datasets import (
 )
 from levl_eval.datasets import prompts as default_prompts
 from levl_eval.datasets.clip_imagenet import OPENAI_IMAGENET_TEMPLATES
-from levl_eval.datasets.files import evenly_spaced
+from levl_eval.datasets.files import evenly_spaced, per_class_capped
 from levl_eval.datasets.fixtures import (
     write_aircraft_layout,
     write_imagefolder_layout,
@@ -50,7 +50,7 @@ def test_imagenet_names_wnids_from_the_shipped_synset_table(tmp_path: Path) -> N
     batch = next(split_batches(data.test, eval_transform(Preprocess(size=16)), batch_size=8))
     assert batch["image"].shape == (8, 3, 16, 16) and batch["labels"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     described = data.describe()
-    assert described["dataset"] == "imagenet" and "at most 500 images per class" in described["train_rule"]
+    assert described["dataset"] == "imagenet" and described["train_rule"] == "train/ (every image)"
 
 
 def test_imagenet_classnames_file_overrides_and_must_match_the_class_count(tmp_path: Path) -> None:
@@ -97,13 +97,21 @@ def test_places365_names_subcategories_in_parentheses(tmp_path: Path) -> None:
     assert data.prompts == default_prompts.SCENES and len(data.test.files) == 4
 
 
-def test_train_split_is_capped_per_class_evenly_and_val_never(tmp_path: Path) -> None:
+def test_train_split_is_read_whole_and_a_per_class_cap_keeps_evenly_spaced_files(tmp_path: Path) -> None:
     write_imagefolder_layout(tmp_path, train=7, val=5)
-    data = read_folder(tmp_path, replace(IMAGEFOLDER, train_cap=3))
-    kept = [s.image.name for s in data.train.files if s.label == 0]
+    data = read_folder(tmp_path, IMAGEFOLDER)
+    assert len(data.train.files) == 14 and len(data.test.files) == 10
+    capped = per_class_capped(data.train, 3)
+    kept = [s.image.name for s in capped.files if s.label == 0]
     assert kept == ["train_0_000.jpg", "train_0_002.jpg", "train_0_004.jpg"]
-    assert len(data.test.files) == 10 and "at most 3 images per class" in data.train_rule
+    assert [s.label for s in capped.files] == [0, 0, 0, 1, 1, 1] and capped.name != data.train.name
+    assert per_class_capped(data.train, None) is data.train and per_class_capped(data.train, 9).files == data.train.files
     assert evenly_spaced(list(range(10)), 4) == [0, 2, 5, 7] and evenly_spaced([1, 2], 4) == [1, 2]
+    # labels interleaved (a list-file split such as Aircraft): each label capped, stored order kept
+    f = data.train.files
+    mixed = replace(data.train, files=(f[0], f[7], f[1], f[8], f[2]))
+    assert per_class_capped(mixed, 2).files == (f[0], f[7], f[1], f[8])
+    assert per_class_capped(mixed, 1).files == (f[0], f[7])
 
 
 def test_imagefolder_reads_its_own_classnames_and_prompts(tmp_path: Path) -> None:

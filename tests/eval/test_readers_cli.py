@@ -23,6 +23,7 @@ from levl_eval.datasets.fixtures import (
     write_pope_layout,
     write_vqav2_layout,
 )
+from levl_eval.geometry import CHECKPOINT, PAPER_PROBE
 from levl_eval.protocols import build_protocol
 from levl_eval.runner import EvalOptions
 from levl_eval.testing_llm import tiny_llm
@@ -59,13 +60,21 @@ def test_linear_runs_on_every_classification_dataset_under_data_root(
     assert report["protocols"] == ["linear", *(f"linear:{name}" for name in CLASSIFICATION)]
     assert report["skipped"] == []
     imagenet = report["tasks"]["linear:imagenet"]["data"]
-    assert imagenet["classes"][:2] == ["tench", "goldfish"] and "at most 500" in imagenet["train_rule"]
+    assert imagenet["classes"][:2] == ["tench", "goldfish"] and imagenet["train_rule"] == "train/ (every image)"
     assert report["options"]["datasets"] == str(classification_root)
+    assert report["options"]["train_per_class_cap"] is None
     for encoder in report["encoders"]:
         linear = encoder["protocols"]["linear:imagenet"]
         assert linear["data"]["train"]["samples"] == 16 and linear["data"]["test"]["samples"] == 8
         assert linear["data"]["num_classes"] == 4 and 0.0 <= linear["top1"] <= 1.0
         assert encoder["protocols"]["linear:pets"]["data"]["test"]["samples"] == 6
+        # real datasets: the paper's probe geometry; the synthetic world: the checkpoint's own
+        for name in CLASSIFICATION:
+            settings = encoder["protocols"][f"linear:{name}"]["settings"]
+            assert settings["geometry"] == PAPER_PROBE.describe() and settings["train_per_class_cap"] is None
+        assert encoder["protocols"]["linear"]["settings"]["geometry"] == CHECKPOINT.describe()
+        assert encoder["preprocess"]["size"] == 32  # each encoder's own mean/std are on record
+    assert '"center_crop": 224' in (out / "report.md").read_text()
     # class-coloured images: even frozen random features separate them linearly
     assert report["encoders"][1]["protocols"]["linear:pets"]["top1"] >= 0.8
 

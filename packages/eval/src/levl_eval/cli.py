@@ -2,7 +2,8 @@
 
     levl-eval all --ckpt RUN_OR_CKPT [--ckpt ...] --data SYNTH_DIR --out DIR [--datasets ROOT] [--vlm]
     levl-eval zeroshot|linear|segmentation|depth|background|retrieval ...same options...
-    (all and linear: [--probe linear|mlp|attentive|all]; all and zeroshot: [--class-names
+    (all and linear: [--probe linear|mlp|attentive|all] [--train-per-class-cap N];
+     all and zeroshot: [--class-names
      curated|dataset]; every command: [--cache DIR | --no-cache],
      features cached by default under ~/.cache/levl/features, see levl_eval.feature_cache)
     levl-eval vlm ...same options... [--llm NAME] [--vlm-epochs N] [--vlm-max-steps N]
@@ -72,12 +73,14 @@ VlmQuestionsOpt = Annotated[int | None, typer.Option("--vlm-max-questions", min=
 BridgesOpt = Annotated[Path | None, typer.Option("--bridges", help="vlm: score with the bridges saved in this --save-bridges directory instead of training them.")]
 SaveBridgesOpt = Annotated[Path | None, typer.Option("--save-bridges", help="vlm: keep every trained bridge here (one .safetensors per encoder and dataset).")]
 ProbeOpt = Annotated[list[str] | None, typer.Option("--probe", help=f"linear: probe to train (repeatable, or `all`: {', '.join(PROBE_NAMES)}; default linear).")]
+CapOpt = Annotated[int | None, typer.Option("--train-per-class-cap", min=1, help="linear: train the probes on at most N images per class of a real dataset's train split (evenly spaced; default: every image, as the paper); recorded in the report.")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Feature cache dir, reused across runs (default $LEVL_FEATURE_CACHE, else ~/.cache/levl/features).")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Extract every feature afresh; read and write no cache.")]
 ClassNamesOpt = Annotated[str, typer.Option("--class-names", help="zeroshot: `curated` fills the prompts with a dataset's curated names when it has them (CLIP's for ImageNet), `dataset` with its own.")]
 
 
-def feature_options(probe: list[str] | None, cache: Path | None, no_cache: bool) -> dict:
+def feature_options(probe: list[str] | None, cache: Path | None, no_cache: bool,
+                    train_per_class_cap: int | None = None) -> dict:
     """EvalOptions fields for the probes and the on-disk feature cache (checked here, early)."""
     if cache is not None and no_cache:
         raise EvalError("--cache and --no-cache contradict each other; pass one of them")
@@ -85,7 +88,8 @@ def feature_options(probe: list[str] | None, cache: Path | None, no_cache: bool)
     if root is not None and root.exists() and not root.is_dir():
         raise EvalError(f"--cache {root}: exists and is not a directory; pass a directory")
     return {"probes": check_probe_names(tuple(probe or ("linear",))),
-            "cache_dir": None if root is None else str(root)}
+            "cache_dir": None if root is None else str(root),
+            "train_per_class_cap": train_per_class_cap}
 
 
 def vlm_overrides(llm: str | None, epochs: int | None, max_steps: int | None,
@@ -156,7 +160,8 @@ def all_command(
     vlm: Annotated[bool, typer.Option("--vlm", help="Also run the frozen-VLM protocol (slow on CPU).")] = False,
     llm: LlmOpt = None, vlm_epochs: VlmEpochsOpt = None, vlm_max_steps: VlmStepsOpt = None,
     vlm_max_questions: VlmQuestionsOpt = None, bridges: BridgesOpt = None,
-    save_bridges: SaveBridgesOpt = None, probe: ProbeOpt = None, cache: CacheOpt = None,
+    save_bridges: SaveBridgesOpt = None, probe: ProbeOpt = None,
+    train_per_class_cap: CapOpt = None, cache: CacheOpt = None,
     no_cache: NoCacheOpt = False, class_names: ClassNamesOpt = "curated", debug: DebugOpt = False,
 ) -> None:
     """Run every protocol (or those named by --protocol) on each checkpoint and a random baseline."""
@@ -165,7 +170,7 @@ def all_command(
     guarded(debug, lambda: evaluate_and_publish(
         names, ckpt, data, out, device, batch_size, workers, random_seed, datasets,
         vlm_overrides(llm, vlm_epochs, vlm_max_steps, vlm_max_questions, bridges, save_bridges),
-        feature_options(probe, cache, no_cache), class_names))
+        feature_options(probe, cache, no_cache, train_per_class_cap), class_names))
 
 
 def single_protocol_command(name: str) -> Callable[..., None]:
@@ -207,13 +212,13 @@ def zeroshot_command(
 def linear_command(
     ckpt: CkptOpt, data: DataOpt, out: OutOpt, device: DeviceOpt = "auto",
     batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
-    datasets: DatasetsOpt = None, probe: ProbeOpt = None, cache: CacheOpt = None,
-    no_cache: NoCacheOpt = False, debug: DebugOpt = False,
+    datasets: DatasetsOpt = None, probe: ProbeOpt = None, train_per_class_cap: CapOpt = None,
+    cache: CacheOpt = None, no_cache: NoCacheOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Run only the probes (linear; --probe mlp / attentive / all; plus the random baseline)."""
     guarded(debug, lambda: evaluate_and_publish(
         ("linear",), ckpt, data, out, device, batch_size, workers, random_seed, datasets,
-        features=feature_options(probe, cache, no_cache)))
+        features=feature_options(probe, cache, no_cache, train_per_class_cap)))
 
 
 @app.command("vlm")

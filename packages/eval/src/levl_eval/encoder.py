@@ -1,8 +1,11 @@
 """Frozen encoders under evaluation: a checkpoint, or the random-init baseline of its config.
 
-A `FrozenEncoder` memoises its features, so protocols that share a split (zero-shot, the linear
-probe, the background original and retrieval all read eval-test) pay for one forward pass over
-it, not one each.
+A `FrozenEncoder` memoises its features per split and transform, so protocols that share a split
+under one transform (on the synthetic world zero-shot, the linear probe, the background original
+and retrieval all read eval-test under the checkpoint's own preprocessing) pay for one forward
+pass over it, not one each. The probes ask for `levl_eval.geometry.PAPER_PROBE` on real
+datasets, so there the probe and zero-shot read val under their own transforms (one pass each,
+or one when the checkpoint's preprocessing already is the paper's).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from levl_eval.featureset import (
     SplitFeatures,
     TextFeatures,
 )
+from levl_eval.geometry import ImageGeometry
 from levl_eval.samples import target_transform
 from levl_model.checkpoint import load_checkpoint
 from levl_model.config import ModelConfig, ObjectiveConfig, uses_predictors
@@ -55,42 +59,52 @@ class FrozenEncoder:
     num_workers: int = 0
     info: dict = field(default_factory=dict)
     feature_cache: FeatureCache | None = None  # features on disk across runs (levl_eval.feature_cache)
-    _identity: dict | None = field(default=None, repr=False)
-    _images: dict[str, SplitFeatures] = field(default_factory=dict, repr=False)
+    _weights: dict | None = field(default=None, repr=False)
+    _images: dict[tuple[str, Preprocess], SplitFeatures] = field(default_factory=dict, repr=False)
     _texts: dict[tuple, ClassTextFeatures] = field(default_factory=dict, repr=False)
-    _patches: dict[str, PatchFeatures] = field(default_factory=dict, repr=False)
+    _patches: dict[tuple[str, Preprocess], PatchFeatures] = field(default_factory=dict, repr=False)
     _captions: dict[tuple, TextFeatures] = field(default_factory=dict, repr=False)
 
-    def image_features(self, split: EvalSplit) -> SplitFeatures:
-        if split.name not in self._images:
-            self._images[split.name] = self.cached("image", split, SplitFeatures, lambda: extract_split_features(
-                self.model, split, eval_transform(self.preprocess), batch_size=self.batch_size,
+    def preprocess_for(self, geometry: ImageGeometry | None) -> Preprocess:
+        """The transform images go through under `geometry` (None: the checkpoint's own)."""
+        return self.preprocess if geometry is None else geometry.applied_to(self.preprocess)
+
+    def image_features(self, split: EvalSplit, geometry: ImageGeometry | None = None) -> SplitFeatures:
+        preprocess = self.preprocess_for(geometry)
+        key = (split.name, preprocess)  # one pass per split and transform, whatever asks for it
+        if key not in self._images:
+            self._images[key] = self.cached("image", split, preprocess, SplitFeatures, lambda: extract_split_features(
+                self.model, split, eval_transform(preprocess), batch_size=self.batch_size,
                 device=self.device, num_workers=self.num_workers, desc=f"{self.name} {split.name}",
             ))
-        return self._images[split.name]
+        return self._images[key]
 
-    def patch_features(self, split: EvalSplit) -> PatchFeatures:
-        if split.name not in self._patches:
-            masks = target_transform(split, self.preprocess) if split_has_masks(split) else None
+    def patch_features(self, split: EvalSplit, geometry: ImageGeometry | None = None) -> PatchFeatures:
+        preprocess = self.preprocess_for(geometry)
+        key = (split.name, preprocess)
+        if key not in self._patches:
+            masks = target_transform(split, preprocess) if split_has_masks(split) else None
             kind = "patches+targets" if masks else "patches"
-            self._patches[split.name] = self.cached(kind, split, PatchFeatures, lambda: extract_patch_features(
-                self.model, split, eval_transform(self.preprocess), masks,
+            self._patches[key] = self.cached(kind, split, preprocess, PatchFeatures, lambda: extract_patch_features(
+                self.model, split, eval_transform(preprocess), masks,
                 batch_size=self.batch_size, device=self.device, num_workers=self.num_workers,
                 desc=f"{self.name} {split.name} patches",
             ))
-        return self._patches[split.name]
+        return self._patches[key]
 
-    def cached(self, kind: str, split: EvalSplit, layout: type[T], extract: Callable[[], T]) -> T:
-        """`extract()`, or its result from the on-disk feature cache when one is set."""
+    def cached(self, kind: str, split: EvalSplit, preprocess: Preprocess, layout: type[T],
+               extract: Callable[[], T]) -> T:
+        """`extract()`, or its result from the on-disk feature cache when one is set; the key
+        holds the transform the features were extracted under (`preprocess`)."""
         if self.feature_cache is None:
             return extract()
-        if self._identity is None:  # hashing the weights costs a read of the file: once
-            self._identity = {
+        if self._weights is None:  # hashing the weights costs a read of the file: once
+            self._weights = {
                 "weights": weights_identity(self.model, self.info.get("path")),
                 "model_config": self.model.config.to_dict(),
-                "preprocess": self.preprocess.to_dict(),
             }
-        key = entry_key(kind, self._identity, split, layout)
+        identity = {**self._weights, "preprocess": preprocess.to_dict()}
+        key = entry_key(kind, identity, split, layout)
         return self.feature_cache.get_or_extract(key, layout, extract)
 
     def text_features(self, texts: tuple[str, ...]) -> TextFeatures:
@@ -172,6 +186,7 @@ def load_frozen_checkpoint(
         "objective": loaded.objective_config.name,
         "code_version": metadata.get("code_version"),
         "train_manifest_fingerprint": metadata.get("manifest_fingerprint"),
+        "preprocess": preprocess.to_dict(),  # its own; the probes' geometry replaces the resize
     }
     encoder = FrozenEncoder(
         name=checkpoint_name(ckpt_dir), model=model.to(device).eval(),
@@ -204,5 +219,5 @@ def random_encoder(
         name=name, model=model, preprocess=spec.preprocess, tokenizer=spec.tokenizer,
         device=device, batch_size=batch_size, num_workers=num_workers,
         info={"kind": "random", "random_init": True, "seed": seed, "path": None, "step": 0,
-              "samples_seen": 0, "recipe": None},
+              "samples_seen": 0, "recipe": None, "preprocess": spec.preprocess.to_dict()},
     )

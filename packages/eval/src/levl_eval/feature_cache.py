@@ -4,8 +4,9 @@ An entry is keyed by sha256 over everything the features depend on:
 
 - the weights: sha256 of the checkpoint's `model.safetensors` (a random baseline: of its state
   dict), plus the model config;
-- the transform: the checkpoint's image preprocessing (size, mean, std, interpolation, resize),
-  and whether per-pixel labels are read with it;
+- the transform the features were extracted under: the checkpoint's image preprocessing (size,
+  mean, std, interpolation, resize) with the protocol's geometry applied (`levl_eval.geometry`:
+  the probes' 256/224 crop on real datasets), and whether per-pixel labels are read with it;
 - the data: every field of the split, with a manifest replaced by its fingerprint (sha256 over
   its shards) and a file list by each sample's fields plus its files' size and mtime;
 - the kind of features (CLS/z/pred or patch tokens) and the layout of the stored dataclass.

@@ -1,8 +1,9 @@
 """Frozen feature extraction: one pass over a split, and text embeddings.
 
 The model runs in eval mode under no_grad (BatchNorm uses its running statistics, so a batch of
-one is fine and features do not depend on batch composition). Images go through the
-checkpoint's own eval preprocessing; samples are read once each, in stored order.
+one is fine and features do not depend on batch composition). Images go through the transform
+the caller passes (the checkpoint's own eval preprocessing, or it under a protocol's geometry,
+levl_eval.geometry); samples are read once each, in stored order.
 """
 
 from __future__ import annotations

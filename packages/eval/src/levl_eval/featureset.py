@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import torch
 
+from levl_eval.geometry import ImageGeometry
+
 
 @dataclass(frozen=True)
 class FileSample:
@@ -164,13 +166,21 @@ class ClassTextFeatures:
 
 
 class FeatureSource(Protocol):
-    """What a protocol needs from an encoder: frozen image, patch and text features."""
+    """What a protocol needs from an encoder: frozen image, patch and text features.
+
+    `geometry` is the resize and crop the images go through (`levl_eval.geometry`); None means
+    the checkpoint's own eval preprocessing.
+    """
 
     name: str
 
-    def image_features(self, split: EvalSplit) -> SplitFeatures: ...
+    def image_features(
+        self, split: EvalSplit, geometry: ImageGeometry | None = None
+    ) -> SplitFeatures: ...
 
-    def patch_features(self, split: EvalSplit) -> PatchFeatures: ...
+    def patch_features(
+        self, split: EvalSplit, geometry: ImageGeometry | None = None
+    ) -> PatchFeatures: ...
 
     def text_features(self, texts: tuple[str, ...]) -> TextFeatures: ...
 

@@ -20,6 +20,7 @@ from levl_eval.encoder import BaselineSpec, FrozenEncoder, load_frozen_checkpoin
 from levl_eval.errors import DeviceError, EvalDataError, EvalError
 from levl_eval.feature_cache import FeatureCache
 from levl_eval.gains import add_gains_over_random
+from levl_eval.geometry import SYNTH, probe_geometry
 from levl_eval.llm import load_llm
 from levl_eval.protocols import OPT_IN, PROTOCOLS, build_protocol
 from levl_eval.report import build_report
@@ -42,11 +43,19 @@ class EvalOptions:
     probes: tuple[str, ...] = ("linear",)  # probes the `linear` protocol trains (--probe)
     cache_dir: str | None = None  # on-disk feature cache (levl_eval.feature_cache); None: off
     class_names: str = "curated"  # zeroshot: a dataset's curated names (CLIP's for ImageNet) or its own
+    # linear on a real dataset: at most this many training images per class; None: every one
+    train_per_class_cap: int | None = None
 
-    def protocol_options(self, protocol: str) -> dict:
-        """Constructor options of one protocol (`vlm`, `linear` and `zeroshot` take some)."""
+    def protocol_options(self, protocol: str, dataset: str = SYNTH) -> dict:
+        """Constructor options of one protocol on one task's dataset (`vlm`, `linear`,
+        `background` and `zeroshot` take some): the probes read the paper's geometry on real
+        datasets and the checkpoint's own on the synthetic world (levl_eval.geometry)."""
         if protocol == "linear":
-            return {"probes": self.probes}
+            cap = None if dataset == SYNTH else self.train_per_class_cap
+            return {"probes": self.probes, "geometry": probe_geometry(dataset),
+                    "train_per_class_cap": cap}
+        if protocol == "background":
+            return {"geometry": probe_geometry(dataset)}
         if protocol == "zeroshot":
             return {"class_names": self.class_names}
         return {"settings": VLMSettings(**self.vlm)} if protocol == "vlm" and self.vlm else {}
@@ -88,7 +97,7 @@ def evaluate_encoder(encoder: FrozenEncoder, tasks: list[EvalTask], options: Eva
     for task in tasks:
         start = time.perf_counter()
         protocol = build_protocol(task.protocol, device=encoder.device,
-                                  **options.protocol_options(task.protocol))
+                                  **options.protocol_options(task.protocol, task.dataset))
         results[task.key] = protocol.run(encoder, task.data)
         seconds[task.key] = round(time.perf_counter() - start, 3)
     return {"name": encoder.name, **encoder.info, "protocols": results, "seconds": seconds}

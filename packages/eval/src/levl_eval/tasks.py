@@ -15,6 +15,7 @@ from typing import Any
 from levl_eval.datasets import REAL_DATASETS, SYNTH_TASKS
 from levl_eval.errors import DatasetNotFound
 from levl_eval.featureset import EvalData
+from levl_eval.geometry import SYNTH
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def protocol_tasks(
     """The synthetic-world task of one protocol and its real-dataset tasks."""
     tasks, skipped = [], []
     try:
-        tasks.append(EvalTask(protocol, protocol, "synth", SYNTH_TASKS[protocol](synth)))
+        tasks.append(EvalTask(protocol, protocol, SYNTH, SYNTH_TASKS[protocol](synth)))
     except DatasetNotFound as absent:
         skipped.append(SkippedTask(protocol, str(absent)))
     for dataset, reader in REAL_DATASETS.get(protocol, {}).items():

@@ -28,6 +28,7 @@ from levl_eval.featureset import (
     SplitFeatures,
     TextFeatures,
 )
+from levl_eval.geometry import ImageGeometry
 from levl_eval.samples import split_batches
 from levl_model.checkpoint import build_metadata, save_checkpoint
 from levl_model.config import ObjectiveConfig, model_config
@@ -45,7 +46,8 @@ class StaticFeatures:
     None for an encoder without predictors). `text` holds [C, P, E] class-text features; zero-shot
     asks for several prompt sets (levl_eval.datasets.prompts), so template p of any set gets
     `text[:, p % P]` (a set of P templates gets `text` itself); `text_requests` records each
-    (class names, templates) asked for.
+    (class names, templates) asked for; `geometries` each (split name, geometry) images or
+    patches were asked under (None: the checkpoint's own).
     """
 
     images: dict[str, SplitFeatures] = field(default_factory=dict)
@@ -55,13 +57,16 @@ class StaticFeatures:
     name: str = "static"
     calls: list[str] = field(default_factory=list)
     text_requests: list[tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
+    geometries: list[tuple[str, ImageGeometry | None]] = field(default_factory=list)
 
-    def image_features(self, split: EvalSplit) -> SplitFeatures:
+    def image_features(self, split: EvalSplit, geometry: ImageGeometry | None = None) -> SplitFeatures:
         self.calls.append(split.name)
+        self.geometries.append((split.name, geometry))
         return self.images[split.name]
 
-    def patch_features(self, split: EvalSplit) -> PatchFeatures:
+    def patch_features(self, split: EvalSplit, geometry: ImageGeometry | None = None) -> PatchFeatures:
         self.calls.append(f"patches:{split.name}")
+        self.geometries.append((f"patches:{split.name}", geometry))
         return self.patches[split.name]
 
     def text_features(self, texts: tuple[str, ...]) -> TextFeatures:
@@ -193,15 +198,17 @@ def micro_config(image_size: int = 32):
 
 def save_micro_checkpoint(ckpt_dir: Path, *, image_size: int = 32, seed: int = 0, step: int = 7,
                           model: torch.nn.Module | None = None,
-                          objective_cfg: ObjectiveConfig | None = None) -> Path:
+                          objective_cfg: ObjectiveConfig | None = None,
+                          preprocess: Preprocess | None = None) -> Path:
     """A tiny checkpoint written through levl_model's real save path (random weights unless a
-    micro `model` is given; LeVLJEPA unless `objective_cfg` says otherwise)."""
+    micro `model` is given; LeVLJEPA unless `objective_cfg` says otherwise; eval preprocessing
+    `Preprocess(size=image_size)` unless `preprocess` is given)."""
     cfg = micro_config(image_size)
     objective_cfg = objective_cfg or ObjectiveConfig(num_slices=16)
     metadata = build_metadata(
         model_config=cfg, objective_config=objective_cfg,
         tokenizer_spec=load_tokenizer(max_length=cfg.text.max_length).spec(),
-        preprocess=Preprocess(size=image_size), step=step, samples_seen=step * 8,
+        preprocess=preprocess or Preprocess(size=image_size), step=step, samples_seen=step * 8,
         manifest_fingerprint=None, recipe={"recipe": "eval_test_micro"}, code_version="test",
     )
     return save_checkpoint(ckpt_dir, model=model or build_model(cfg, seed=seed),

@@ -1,17 +1,18 @@
 """What the readers of the standard layouts share: strict file reading (one error naming the
-file), the deterministic subsampling rule that keeps huge splits affordable, and the
+file), the deterministic subsampling rules that keep huge splits affordable (`evenly_spaced`, and
+`per_class_capped`, the probes' optional per-class cap), and the
 images/ + annotations/ pairing of the segmentation trees (ADE20K, COCO-Stuff)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
 from levl_eval.datasets.headers import image_header
-from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.errors import DatasetNotFound, EvalDataError, EvalError
 from levl_eval.featureset import EvalSplit, FileSample
 from levl_model.jsontext import parse_json
 
@@ -36,6 +37,25 @@ def evenly_spaced(items: Sequence[T], cap: int | None) -> list[T]:
     if cap is None or len(items) <= cap:
         return list(items)
     return [items[(i * len(items)) // cap] for i in range(cap)]
+
+
+def per_class_capped(split: EvalSplit, cap: int | None) -> EvalSplit:
+    """At most `cap` samples of each label, evenly spaced over that label's samples in stored
+    order (`evenly_spaced`), kept in stored order; the split unchanged when `cap` is None.
+
+    Only a split of files can be capped before extraction (a shard manifest is read whole). The
+    capped split has its own name, so an encoder never serves the whole split's features for it."""
+    if cap is None:
+        return split
+    if not split.files:
+        raise EvalError(f"split {split.name}: a per-class cap applies to a real dataset's list of "
+                        "files, not to a shard manifest (the synthetic world); drop the cap")
+    by_label: dict[int, list[int]] = {}
+    for index, sample in enumerate(split.files):
+        by_label.setdefault(sample.label, []).append(index)
+    kept = sorted(index for indices in by_label.values() for index in evenly_spaced(indices, cap))
+    return replace(split, name=f"{split.name}[<={cap}/class]",
+                               files=tuple(split.files[index] for index in kept))
 
 
 def require_file(path: Path, what: str) -> Path:

@@ -10,10 +10,11 @@ Expected tree under the --datasets root (the generic one lives in `imagefolder/`
         prompts.txt                        optional: zero-shot templates, one per line, each with
                                            `{}` (default: levl_eval.datasets.prompts)
 
-Label = position of the class directory in sorted order. The probe trains on at most
-TRAIN_PER_CLASS_CAP images per class (evenly spaced over the class's sorted files), so
-ImageNet's 1.28M or Places365's 1.8M training images cost a bounded extraction and feature
-cache; val is never subsampled. The rule used is recorded in the report.
+Label = position of the class directory in sorted order. Both splits are read whole (ImageNet's
+1.28M training images, Places365's 1.8M), as the paper's probe trains on them; the `linear`
+protocol can cap its training split per class (`LinearProbe(train_per_class_cap=N)`,
+`levl-eval --train-per-class-cap N`: evenly spaced over each class's sorted files, recorded in
+the result's settings) to bound the extraction and the feature cache. val is never subsampled.
 """
 
 from __future__ import annotations
@@ -24,19 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from levl_eval.datasets import prompts as default_prompts
-from levl_eval.datasets.files import (
-    IMAGE_SUFFIXES,
-    dataset_dir,
-    evenly_spaced,
-    numbered_lines,
-    read_lines,
-)
+from levl_eval.datasets.files import IMAGE_SUFFIXES, dataset_dir, numbered_lines, read_lines
 from levl_eval.datasets.prompts import template_problem
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
 from levl_eval.taskdata import ClassificationData
 
-TRAIN_PER_CLASS_CAP = 500
 CLASSNAMES = "classnames.txt"
 PROMPTS = "prompts.txt"
 
@@ -55,7 +49,6 @@ class FolderLayout:
     prompts: tuple[str, ...] = default_prompts.GENERIC
     train: str = "train"
     test: str = "val"
-    train_cap: int | None = TRAIN_PER_CLASS_CAP
     names: Callable[[Path, list[str]], list[str]] = readable  # when there is no classnames.txt
     # names written for zero-shot text, from the class directories (() when it has none for them)
     curated: Callable[[list[str]], tuple[str, ...]] | None = None
@@ -113,11 +106,11 @@ def prompt_templates(root: Path, default: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(template for _, template in lines)
 
 
-def folder_split(name: str, split_dir: Path, dirs: list[str], cap: int | None) -> EvalSplit:
-    """Samples of every class directory in label order, each class capped at `cap`."""
+def folder_split(name: str, split_dir: Path, dirs: list[str]) -> EvalSplit:
+    """Samples of every class directory in label order, each class's files sorted."""
     files = tuple(FileSample(image=path, label=label)
                   for label, directory in enumerate(dirs)
-                  for path in evenly_spaced(class_images(split_dir / directory), cap))
+                  for path in class_images(split_dir / directory))
     return EvalSplit(name, files=files)
 
 
@@ -130,15 +123,13 @@ def read_folder(datasets_root: Path, layout: FolderLayout) -> ClassificationData
         missing = sorted(set(dirs) ^ set(test_dirs))
         raise EvalDataError(f"{test_dir}: class directories differ from {train_dir}'s "
                             f"(first difference: {missing[0]!r}); both splits need the same classes")
-    train = folder_split(f"{layout.dataset}/{layout.train}", train_dir, dirs, layout.train_cap)
-    test = folder_split(f"{layout.dataset}/{layout.test}", test_dir, dirs, None)
-    rule = (f"{layout.train}/: at most {layout.train_cap} images per class, evenly spaced over each "
-            "class's sorted files" if layout.train_cap is not None else f"{layout.train}/: every image")
+    train = folder_split(f"{layout.dataset}/{layout.train}", train_dir, dirs)
+    test = folder_split(f"{layout.dataset}/{layout.test}", test_dir, dirs)
     curated = layout.curated(dirs) if layout.curated is not None else ()
     return ClassificationData(
         train=train, test=test, classes=class_names(root, train_dir, dirs, layout),
         prompts=prompt_templates(root, layout.prompts), root=root, dataset=layout.dataset,
-        train_rule=rule, notes={"train_per_class_cap": layout.train_cap},
+        train_rule=f"{layout.train}/ (every image)",
         curated_classes=curated, curated_source=layout.curated_source if curated else "",
     )
 

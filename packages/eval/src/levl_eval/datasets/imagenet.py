@@ -16,8 +16,8 @@ own names instead. Those are classnames.txt's, else the first lemma of each wnid
 from the ImageNet-1k table timm ships (`n01440764` -> `tench`), with the two first lemmas used
 twice told apart (`crane bird` / `construction crane`, `maillot tights` / `tank suit`); a wnid
 outside ImageNet-1k needs classnames.txt (and has no curated name). The prompts are CLIP's 80
-ImageNet templates unless prompts.txt is given. The probe trains on at most 500 images per class
-(levl_eval.datasets.imagefolder).
+ImageNet templates unless prompts.txt is given. The probe trains on every train image unless
+asked for a per-class cap (levl_eval.datasets.imagefolder).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ places365standard_easyformat.tar, unpacked):
         classnames.txt, prompts.txt  optional (levl_eval.datasets.imagefolder)
 
 A class is named from its directory: `_` -> space and a `-` sub-category in parentheses
-(`apartment_building-outdoor` -> `apartment building (outdoor)`). The probe trains on at most
-500 of the up to 5000 training images per class (1.8M in all).
+(`apartment_building-outdoor` -> `apartment building (outdoor)`). The probe trains on all of the
+up to 5000 training images per class (1.8M in all) unless asked for a per-class cap
+(levl_eval.datasets.imagefolder).
 """
 
 from __future__ import annotations

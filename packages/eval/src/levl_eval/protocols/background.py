@@ -5,6 +5,7 @@ images, then scored on the same test images as stored (original), with a backgro
 class's own kind (mixed_same) and with a background of another class (mixed_rand). A model
 that reads the object loses little on mixed_rand; one that reads the background loses a lot.
 Drops are original − variant top-1, in accuracy units; `bg_gap` = mixed_same − mixed_rand.
+Every image goes through the probes' `geometry` (`levl_eval.geometry`; recorded in settings).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import ClassVar
 
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import FeatureSource
+from levl_eval.geometry import PAPER_PROBE, ImageGeometry
 from levl_eval.protocols.base import EvalProtocol, checked_image_features, split_sizes
 from levl_eval.protocols.linear import FittedProbe, LinearProbe, LinearProbeSettings
 from levl_eval.taskdata import VARIANTS, BackgroundData
@@ -34,9 +36,10 @@ class BackgroundRobustness(EvalProtocol):
 
     name: ClassVar[str] = "background"
 
-    def __init__(self, settings: LinearProbeSettings | None = None, device: str = "cpu") -> None:
+    def __init__(self, settings: LinearProbeSettings | None = None, device: str = "cpu",
+                 geometry: ImageGeometry = PAPER_PROBE) -> None:
         super().__init__(device)
-        self.probe = LinearProbe(settings=settings, device=device)
+        self.probe = LinearProbe(settings=settings, device=device, geometry=geometry)
 
     def settings(self) -> dict:
         return {**self.probe.settings(), "trained_on": "original images",
@@ -46,10 +49,11 @@ class BackgroundRobustness(EvalProtocol):
         missing = [name for name in VARIANTS if name not in data.variants]
         if missing:
             raise EvalDataError(f"{data.dataset}: no {missing[0]} variant to score")
-        train = checked_image_features(encoder, data.train, data.num_classes)
+        geometry = self.probe.geometry
+        train = checked_image_features(encoder, data.train, data.num_classes, geometry)
         fitted = FittedProbe.fit(train.cls_ND, train.labels_N, data.num_classes,
                                  self.probe.probe_settings, self.device)
-        tests = {name: checked_image_features(encoder, data.variants[name], data.num_classes)
+        tests = {name: checked_image_features(encoder, data.variants[name], data.num_classes, geometry)
                  for name in VARIANTS}
         variants = {name: fitted.metrics(test.cls_ND, test.labels_N) for name, test in tests.items()}
         return {

@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from levl_eval.errors import EvalError
 from levl_eval.featureset import EvalData, EvalSplit, FeatureSource, SplitFeatures
+from levl_eval.geometry import ImageGeometry
 
 
 class EvalProtocol:
@@ -31,10 +32,11 @@ class EvalProtocol:
 
 
 def checked_image_features(
-    encoder: FeatureSource, split: EvalSplit, num_classes: int
+    encoder: FeatureSource, split: EvalSplit, num_classes: int, geometry: ImageGeometry | None = None
 ) -> SplitFeatures:
-    """The split's features, refusing labels outside the task's class list (a wrong manifest)."""
-    features = encoder.image_features(split)
+    """The split's features (under `geometry`; None: the checkpoint's own), refusing labels
+    outside the task's class list (a wrong manifest)."""
+    features = encoder.image_features(split, geometry)
     if features.num_samples == 0:
         raise EvalError(f"split {split.name}: no samples were read; check its manifest and shards")
     labels_N = features.labels_N

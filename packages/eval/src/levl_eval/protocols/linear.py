@@ -5,6 +5,12 @@ CLS feature → L2-normalise → standardise with the train split's mean/std (st
 → nn.Linear without bias, AdamW lr 0.1, weight decay 1e-4, batch 4096, 50 epochs, constant lr.
 Features are extracted once and kept, so the 50 epochs cost only matrix products. Seeded init
 and shuffling make a rerun give the same numbers.
+
+Every probe's images go through `geometry` (default `levl_eval.geometry.PAPER_PROBE`: shorter
+side 256 bicubic, centre crop 224, the checkpoint's own mean/std; `levl-eval` passes the
+checkpoint's own geometry on the synthetic world). The training split is used whole unless
+`train_per_class_cap` is given (at most N images per class, evenly spaced; real datasets only).
+Both are recorded in each probe's settings.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from levl_eval.datasets.files import per_class_capped
 from levl_eval.errors import EvalError
 from levl_eval.featureset import EvalData, EvalSplit, FeatureSource, SplitFeatures
+from levl_eval.geometry import PAPER_PROBE, ImageGeometry
 from levl_eval.metrics import classification_metrics
 from levl_eval.probes import (
     PROBE_NAMES,
@@ -114,7 +122,8 @@ class LinearProbe(EvalProtocol):
     headline), and on request the MLP probe on CLS and the attentive probe on patch tokens.
 
     Every probe run is its own entry under `probes` with its settings; the top-level metrics are
-    the linear probe's (absent when it was not asked for).
+    the linear probe's (absent when it was not asked for). All probes read their images through
+    `geometry` and train on the split `train_per_class_cap` leaves (None: the whole split).
     """
 
     name: ClassVar[str] = "linear"
@@ -122,16 +131,27 @@ class LinearProbe(EvalProtocol):
     def __init__(
         self, settings: LinearProbeSettings | None = None, device: str = "cpu",
         probes: tuple[str, ...] = ("linear",), mlp: MLPProbeSettings | None = None,
-        attentive: AttentiveProbeSettings | None = None,
+        attentive: AttentiveProbeSettings | None = None, geometry: ImageGeometry = PAPER_PROBE,
+        train_per_class_cap: int | None = None,
     ) -> None:
         super().__init__(device)
         self.probe_settings = settings or LinearProbeSettings()
         self.mlp_settings = mlp or MLPProbeSettings()
         self.attentive_settings = attentive or AttentiveProbeSettings()
         self.probes = check_probe_names(probes)
+        self.geometry = geometry
+        if train_per_class_cap is not None and train_per_class_cap < 1:
+            raise EvalError(f"train_per_class_cap {train_per_class_cap}: must be at least 1 "
+                            "(or None for the whole training split)")
+        self.train_per_class_cap = train_per_class_cap
+
+    def data_settings(self) -> dict:
+        """What every probe's images are: their geometry and the training split's cap."""
+        return {"geometry": self.geometry.describe(), "train_per_class_cap": self.train_per_class_cap}
 
     def settings(self) -> dict:
         return {
+            **self.data_settings(),
             **asdict(self.probe_settings),
             "feature": "final-norm CLS token",
             "preprocessing": "L2-normalise, standardise with train mean/std",
@@ -146,12 +166,13 @@ class LinearProbe(EvalProtocol):
     def probe_settings_of(self, probe: str) -> dict:
         """The settings recorded beside one probe's numbers."""
         if probe == "mlp":
-            return {**asdict(self.mlp_settings), "feature": "final-norm CLS token",
+            return {**self.data_settings(), **asdict(self.mlp_settings), "feature": "final-norm CLS token",
                     "preprocessing": "L2-normalise, standardise with train mean/std",
                     "classifier": "Linear -> GELU -> Linear", "optimizer": "AdamW",
                     "schedule": "cosine to 0 over all steps", "loss": "cross-entropy"}
         if probe == "attentive":
-            return {**asdict(self.attentive_settings), "feature": "final-norm patch tokens",
+            return {**self.data_settings(), **asdict(self.attentive_settings),
+                    "feature": "final-norm patch tokens",
                     "preprocessing": "standardise per dimension with train-token mean/std",
                     "classifier": "learned query, 1 pre-norm cross-attention block "
                                   "(attention + MLP, residual), LayerNorm, Linear",
@@ -159,25 +180,26 @@ class LinearProbe(EvalProtocol):
                     "loss": "cross-entropy"}
         return {key: value for key, value in self.settings().items() if key != "probes"}
 
-    def run_probe(self, probe: str, encoder: FeatureSource, data: EvalData,
-                  train: SplitFeatures, test: SplitFeatures) -> dict:
-        """One probe's metrics (train and test features are the CLS ones, labels included)."""
-        args = (data.num_classes,)
+    def run_probe(self, probe: str, encoder: FeatureSource, splits: tuple[EvalSplit, EvalSplit],
+                  num_classes: int, train: SplitFeatures, test: SplitFeatures) -> dict:
+        """One probe's metrics (train and test features are the CLS ones, labels included) on
+        the (train, test) splits they were extracted from."""
         if probe == "mlp":
             return mlp_probe_metrics(train.cls_ND, train.labels_N, test.cls_ND, test.labels_N,
-                                     *args, self.mlp_settings, self.device)
+                                     num_classes, self.mlp_settings, self.device)
         if probe == "attentive":
-            train_NLD = aligned_tokens(encoder, data.train, train)
-            test_NLD = aligned_tokens(encoder, data.test, test)
+            train_NLD = aligned_tokens(encoder, splits[0], train, self.geometry)
+            test_NLD = aligned_tokens(encoder, splits[1], test, self.geometry)
             return attentive_probe_metrics(train_NLD, train.labels_N, test_NLD, test.labels_N,
-                                           *args, self.attentive_settings, self.device)
+                                           num_classes, self.attentive_settings, self.device)
         return linear_probe_metrics(train.cls_ND, train.labels_N, test.cls_ND, test.labels_N,
-                                    *args, self.probe_settings, self.device)
+                                    num_classes, self.probe_settings, self.device)
 
     def run(self, encoder: FeatureSource, data: EvalData) -> dict:
-        train = checked_image_features(encoder, data.train, data.num_classes)
-        test = checked_image_features(encoder, data.test, data.num_classes)
-        probes = {probe: {**self.run_probe(probe, encoder, data, train, test),
+        splits = (per_class_capped(data.train, self.train_per_class_cap), data.test)
+        train, test = (checked_image_features(encoder, split, data.num_classes, self.geometry)
+                       for split in splits)
+        probes = {probe: {**self.run_probe(probe, encoder, splits, data.num_classes, train, test),
                           "settings": self.probe_settings_of(probe)} for probe in self.probes}
         headline = {k: v for k, v in probes.get("linear", {}).items() if k != "settings"}
         return {
@@ -185,7 +207,7 @@ class LinearProbe(EvalProtocol):
             "probes": probes,
             "settings": self.settings(),
             "data": {
-                "train": split_sizes(data.train, train),
+                "train": {**split_sizes(splits[0], train), **capped_sizes(data.train, splits[0])},
                 "test": split_sizes(data.test, test),
                 "num_classes": data.num_classes,
             },
@@ -202,9 +224,18 @@ def check_probe_names(probes: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
-def aligned_tokens(encoder: FeatureSource, split: EvalSplit, images: SplitFeatures) -> torch.Tensor:
-    """The split's patch tokens, which must be the same samples, in order, as its CLS features."""
-    tokens_NLD = encoder.patch_features(split).tokens_NLD
+def capped_sizes(whole: EvalSplit, used: EvalSplit) -> dict:
+    """How many of the split's files a per-class cap left (nothing when none was applied)."""
+    if used is whole:
+        return {}
+    return {"files_before_cap": len(whole.files), "files_after_cap": len(used.files)}
+
+
+def aligned_tokens(encoder: FeatureSource, split: EvalSplit, images: SplitFeatures,
+                   geometry: ImageGeometry) -> torch.Tensor:
+    """The split's patch tokens, which must be the same samples, in order, as its CLS features
+    (extracted under the same geometry)."""
+    tokens_NLD = encoder.patch_features(split, geometry).tokens_NLD
     if tokens_NLD.shape[0] != images.num_samples:
         raise EvalError(f"split {split.name}: {tokens_NLD.shape[0]} patch-token rows but "
                         f"{images.num_samples} CLS rows; the split changed during evaluation")
