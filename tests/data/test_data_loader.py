@@ -251,3 +251,25 @@ def test_damaged_shard_is_a_data_error_naming_it(
 def test_bad_options_are_value_errors(tiny_manifest, to_tensor, options):
     with pytest.raises(ValueError):
         build_loader(tiny_manifest, image_transform=to_tensor, **{"batch_size": 4, **options})
+
+
+def test_a_resampled_shard_is_hashed_on_its_first_whole_read_only(tmp_path, to_tensor,
+                                                                   monkeypatch):
+    """Resampling reads a shard again and again: only the first whole read pays for sha256."""
+    import levl_data.loader as loader_module
+
+    opened = []
+
+    class CountingReader(loader_module._HashingReader):
+        def __init__(self, stream):
+            opened.append(stream)
+            super().__init__(stream)
+
+    monkeypatch.setattr(loader_module, "_HashingReader", CountingReader)
+    path = make_tiny_shards(tmp_path / "one", n=8, samples_per_shard=8)  # one shard
+    loader = build_loader(path, batch_size=4, image_transform=to_tensor, resample=True,
+                          shuffle_buffer=0)
+    batches = iter(loader)
+    keys = [key for _ in range(6) for key in next(batches)["key"]]  # three passes over it
+    assert len(keys) == 24 and len(set(keys)) == 8
+    assert len(opened) == 1

@@ -125,3 +125,21 @@ def test_status_shows_the_last_complete_metrics_line(run_main, run):
     result = run_main("levl-train", "status", run)
     assert result.returncode == 0, result.stderr
     assert "step       2" in result.stdout
+
+
+def test_a_shard_replaced_after_the_manifest_is_one_error_line_naming_it(run_main, tmp_path):
+    """Same sample count, still a valid tar, other bytes: the run stops at the shard's end with
+    the loader's sha256 verdict as its one `error:` line (the progress bar may precede it), and
+    the new run leaves no run dir behind."""
+    manifest = make_tiny_shards(tmp_path / "set", n=16, image_size=32)
+    for shard in manifest.parent.glob("*.tar"):
+        shard.write_bytes(shard.read_bytes().replace(b"a red square", b"a red sphere", 1))
+    out = tmp_path / "run"
+    result = run_main("levl-train", "run", "micro_synthetic", "--data", manifest, "--out", out,
+                      "--set", "data.batch_size=8", "--set", "steps=2", "--set",
+                      "data.num_workers=0")
+    errors = [line for line in result.stderr.replace("\r", "\n").splitlines()
+              if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr
+    assert "has sha256" in errors[0] and "changed after the manifest was written" in errors[0]
+    assert not out.exists()
