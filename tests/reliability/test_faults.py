@@ -175,3 +175,21 @@ def test_a_rank_killed_in_a_two_rank_run_ends_the_run_within_seconds_naming_it(s
     assert time.monotonic() - killed_at < 30, "the surviving rank outlived the dead one by 30 s"
     assert process.returncode != 0
     assert "local_rank: 1" in output and "SIGKILL" in output, output[-3000:]
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_on_the_same_command(
+        shards, reference, tmp_path):
+    """Nothing to resume from: `run` with the same --out starts at step 0, the dead attempt's
+    metrics and TensorBoard events moved to RUN/unfinished/attempt-1, and ends bitwise."""
+    out = tmp_path / "run"
+    late_checkpoint = "ckpt_every=6"  # the kill lands before the first checkpoint
+    assert kill_when(launch(shards, out, late_checkpoint), lambda: logged_steps(out) >= 2)
+    assert not (out / "latest").exists()
+    finish(launch(shards, out, late_checkpoint))
+    attempt = out / "unfinished" / "attempt-1"
+    assert len((attempt / "metrics.jsonl").read_text().splitlines()) >= 2
+    assert any((attempt / "tensorboard").iterdir())
+    steps = [int(line.split('"step": ')[1].split(",")[0])
+             for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, STEPS + 1))  # the new attempt, from step 1
+    assert_same_weights(final_weights(out), reference)
