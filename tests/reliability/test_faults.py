@@ -193,3 +193,22 @@ def test_a_run_killed_before_its_first_checkpoint_starts_again_on_the_same_comma
              for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, STEPS + 1))  # the new attempt, from step 1
     assert_same_weights(final_weights(out), reference)
+
+
+def test_a_loss_that_diverges_on_two_ranks_stops_both_at_the_same_check(shards, tmp_path):
+    """The finiteness check is all-reduced at log steps: both ranks stop there together, with
+    one `error:` line naming the step, and no checkpoint of the NaN weights is written."""
+    out = tmp_path / "run"
+    args = [arg for item in (*SETS, "engine=deepspeed", "dist.zero_stage=0", "optim.lr=1e8",
+                             "optim.grad_clip=0", "optim.warmup_steps=1", "log_every=4",
+                             "ckpt_every=4") for arg in ("--set", item)]
+    result = subprocess.run(
+        [str(BIN / "torchrun"), "--nproc_per_node=2", "--master_port=29673", "-m",
+         "levl_train.cli", "run", "micro_synthetic", "--data", str(shards), "--out", str(out),
+         *args], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    output = (result.stdout + result.stderr).replace("\r", "\n")
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and len(errors) == 1, output[-3000:]
+    assert "loss is not finite at step" in errors[0]
+    assert not list((out / "checkpoints").glob("step_*"))
