@@ -157,6 +157,7 @@ def test_all_runs_the_dense_robustness_and_retrieval_protocols(
     skipped_lines = [line for line in result.stdout.splitlines() if line.startswith("skipped")]
     assert len(skipped_lines) == 1 and skipped_lines[0].startswith(f"skipped {len(skipped)} task(s)")
     assert f"segmentation:ade20k: not found at {tmp_path}" in skipped_lines[0]
+    assert result.stdout.splitlines()[0] == skipped_lines[0]  # said first, before the figures
     for encoder in report["encoders"]:
         seg, bg, ret = (encoder["protocols"][p] for p in ("segmentation", "background", "retrieval"))
         assert 0.0 <= seg["miou"] <= 1.0 and seg["classes_present"] >= 2
@@ -248,3 +249,21 @@ def test_several_checkpoints_are_reported_side_by_side_with_one_baseline_per_con
     header, top1 = lines[first], lines[first + 1]
     assert [name for name in names if name in header] == names
     assert top1.split()[2:] == [f"{100 * enc['protocols']['zeroshot']['top1']:.2f}" for enc in encoders]
+
+
+def test_skipped_tasks_are_said_before_any_checkpoint_is_loaded(
+        synth_world: Path, micro_run: Path, tmp_path: Path, monkeypatch) -> None:
+    """The skipped line comes from the plan, before extraction: a load that fails still
+    follows it (hours of extraction are not spent before the user learns what will not run)."""
+    from levl_eval import runner as runner_module
+    from levl_eval.errors import EvalError
+
+    def refuse(*args, **kwargs):
+        raise EvalError("stopped at the first checkpoint load")
+
+    monkeypatch.setattr(runner_module, "load_frozen_checkpoint", refuse)
+    result = _invoke("all", "--ckpt", micro_run, "--data", synth_world, "--out",
+                     tmp_path / "eval", "--device", "cpu", "--datasets", tmp_path)
+    assert result.exit_code == 2
+    assert result.stdout.startswith("skipped ") and "segmentation:ade20k" in result.stdout
+    assert "stopped at the first checkpoint load" in result.stderr

@@ -140,10 +140,9 @@ def evaluate_and_publish(
         class_names=check_class_names(class_names), **(features or {}),
     )
     check_output_dir(out.absolute())
-    report = run_evaluation(ckpt, data, options)
+    report = run_evaluation(ckpt, data, options,
+                            on_skipped=lambda skipped: typer.echo(skipped_summary(skipped)))
     out_dir = publish_report(out, report)
-    if report["skipped"]:
-        typer.echo(skipped_summary(report["skipped"]))
     typer.echo(format_headline(report))
     if "feature_cache" in report:
         cache = report["feature_cache"]

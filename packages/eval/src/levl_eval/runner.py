@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -131,12 +132,17 @@ def unique_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def run_evaluation(ckpt_paths: list[Path], data_dir: Path, options: EvalOptions) -> dict:
-    """Evaluate every checkpoint and its random baseline(s); returns the report document."""
+def run_evaluation(ckpt_paths: list[Path], data_dir: Path, options: EvalOptions,
+                   on_skipped: Callable[[list[dict]], None] | None = None) -> dict:
+    """Evaluate every checkpoint and its random baseline(s); returns the report document.
+    `on_skipped` hears the tasks that will not run as soon as they are known, before any
+    checkpoint is loaded or feature extracted (the CLI prints them then)."""
     if not ckpt_paths:
         raise EvalError("no --ckpt given; pass at least one checkpoint or run directory")
     data = load_eval_data(data_dir)
     tasks, skipped = plan_tasks(options.protocols, data, datasets_root(options))
+    if skipped and on_skipped is not None:
+        on_skipped([task.describe() for task in skipped])
     if any(task.protocol == "vlm" for task in tasks):  # an unloadable --llm fails before extraction
         check_vlm_inputs(VLMSettings(**options.vlm), options.device)
     entries, baselines, taken, cache = [], {}, set(), options.feature_cache()
