@@ -121,28 +121,20 @@ def test_torch_engine_accumulating_two_micro_batches_equals_one_batch_of_both():
                      full_batch_reference(micro_cfg()))
 
 
-def _deepspeed_rank(rank: int, port: int, out_dir: str) -> None:
-    """One DeepSpeed rank (gloo): ZeRO 0 and 2 with grad_accum=2 over the two micro-batches."""
-    from levl_train.distributed import init_process_group, shutdown
+def _accumulating_steps(out_dir: str) -> dict:
+    """ZeRO 0 and 2 with grad_accum=2 over the two micro-batches, on one DeepSpeed rank."""
     from levl_train.ds_engine import DeepSpeedEngine
 
-    torch.set_num_threads(1)
-    init_process_group(DistEnv(master_port=port), "gloo", 60)
     results = {}
-    try:
-        for stage in (0, 2):
-            base = micro_cfg()
-            cfg = micro_cfg(engine="deepspeed", dist=dataclasses.replace(
-                base.dist, zero_stage=stage, grad_accum=2))
-            engine = DeepSpeedEngine(per_sample_module(cfg), cfg, micro_batch=MICRO,
-                                     world_size=1)
-            out = engine.step([micro_batch(1), micro_batch(2)], step=0)
-            torch.save(flat_params(engine.module), f"{out_dir}/weights_zero{stage}.pt")
-            results[stage] = [float(out.terms["loss"]), float(out.grad_norm)]
-    finally:
-        shutdown()
-    with open(f"{out_dir}/results.json", "w") as f:
-        json.dump(results, f)
+    for stage in (0, 2):
+        base = micro_cfg()
+        cfg = micro_cfg(engine="deepspeed", dist=dataclasses.replace(
+            base.dist, zero_stage=stage, grad_accum=2))
+        engine = DeepSpeedEngine(per_sample_module(cfg), cfg, micro_batch=MICRO, world_size=1)
+        out = engine.step([micro_batch(1), micro_batch(2)], step=0)
+        torch.save(flat_params(engine.module), f"{out_dir}/weights_zero{stage}.pt")
+        results[stage] = [float(out.terms["loss"]), float(out.grad_norm)]
+    return results
 
 
 def free_port() -> int:
@@ -151,12 +143,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _one_rank(rank: int, port: int, out_dir: str, body) -> None:
+    from levl_train.distributed import init_process_group, shutdown
+
+    torch.set_num_threads(1)
+    init_process_group(DistEnv(master_port=port), "gloo", 60)
+    try:
+        results = body(out_dir)
+    finally:
+        shutdown()
+    with open(f"{out_dir}/results.json", "w") as f:
+        json.dump(results, f)
+
+
+def on_one_deepspeed_rank(body, tmp_path) -> dict:
+    """`body(out_dir)` in one forked gloo rank (DeepSpeed needs a process group, and forking
+    spares the child torch's imports); returns the JSON of what it returned."""
+    mp.start_processes(_one_rank, args=(free_port(), str(tmp_path), body), nprocs=1,
+                       start_method="fork")
+    return json.loads((tmp_path / "results.json").read_text())
+
+
 def test_deepspeed_accumulating_two_micro_batches_equals_one_batch_of_both(tmp_path):
     """DeepSpeed scales each micro-batch's loss by 1/grad_accum and steps at the boundary: the
     same step as the torch engine on the whole batch, under ZeRO 0 and ZeRO 2."""
-    mp.start_processes(_deepspeed_rank, args=(free_port(), str(tmp_path)), nprocs=1,
-                       start_method="fork")
-    results = json.loads((tmp_path / "results.json").read_text())
+    results = on_one_deepspeed_rank(_accumulating_steps, tmp_path)
     reference = full_batch_reference(micro_cfg())
     for stage in (0, 2):
         loss, grad_norm = results[str(stage)]
@@ -224,97 +235,78 @@ def test_torch_engine_clamps_the_logit_scale_after_the_step_as_open_clip():
     assert engine.module.objective.logit_scale.item() == 0.0
 
 
-def _clamp_rank(rank: int, port: int, out_dir: str) -> None:
-    """One DeepSpeed rank: after a step the logit scale is clamped in the module and in ZeRO's
-    fp32 master copy, under stages 0, 2 and 3."""
-    from deepspeed.utils import safe_get_full_fp32_param
+def _clamped_scales(out_dir: str) -> dict:
+    """On one DeepSpeed rank: after a step the logit scale is clamped in the module and in
+    ZeRO's fp32 master copy, under stages 0, 2 and 3."""
+    from deepspeed.utils import safe_get_full_fp32_param, safe_set_full_fp32_param
 
-    from levl_train.distributed import init_process_group, shutdown
     from levl_train.ds_engine import DeepSpeedEngine
 
-    torch.set_num_threads(1)
-    init_process_group(DistEnv(master_port=port), "gloo", 60)
     results = {}
-    try:
-        for stage in (0, 2, 3):
-            cfg = infonce_cfg(engine="deepspeed", dist=dataclasses.replace(
-                micro_synthetic().dist, zero_stage=stage))
-            engine = DeepSpeedEngine(build_module(cfg, DistEnv(), CPU), cfg, micro_batch=MICRO,
-                                     world_size=1)
-            scale = engine.module.objective.logit_scale
-            with engine._gathered([scale]):
-                push_scale_up(engine.module)
-            master = safe_get_full_fp32_param(scale)
-            if master is not None:  # ZeRO's copy too, as if a step had left it there
-                from deepspeed.utils import safe_set_full_fp32_param
-                safe_set_full_fp32_param(scale, torch.full_like(master, 5.0))
-            engine.step([micro_batch(0)], step=3)
-            master = safe_get_full_fp32_param(scale)
-            with engine._gathered([scale]):
-                working = scale.item()
-            results[stage] = [working, None if master is None else master.item()]
-    finally:
-        shutdown()
-    with open(f"{out_dir}/clamped.json", "w") as f:
-        json.dump(results, f)
+    for stage in (0, 2, 3):
+        cfg = infonce_cfg(engine="deepspeed", dist=dataclasses.replace(
+            micro_synthetic().dist, zero_stage=stage))
+        engine = DeepSpeedEngine(build_module(cfg, DistEnv(), CPU), cfg, micro_batch=MICRO,
+                                 world_size=1)
+        scale = engine.module.objective.logit_scale
+        with engine._gathered([scale]):
+            push_scale_up(engine.module)
+        master = safe_get_full_fp32_param(scale)
+        if master is not None:  # ZeRO's copy too, as if a step had left it there
+            safe_set_full_fp32_param(scale, torch.full_like(master, 5.0))
+        engine.step([micro_batch(0)], step=3)
+        master = safe_get_full_fp32_param(scale)
+        with engine._gathered([scale]):
+            working = scale.item()
+        results[stage] = [working, None if master is None else master.item()]
+    return results
 
 
 def test_deepspeed_clamps_the_logit_scale_in_the_module_and_in_zero_master_weights(tmp_path):
-    mp.start_processes(_clamp_rank, args=(free_port(), str(tmp_path)), nprocs=1,
-                       start_method="fork")
-    results = json.loads((tmp_path / "clamped.json").read_text())
+    results = on_one_deepspeed_rank(_clamped_scales, tmp_path)
     cap = pytest.approx(math.log(100), abs=1e-6)
     assert results["0"] == [cap, None]  # no ZeRO: the module's parameter is the only copy
     assert results["2"] == [cap, cap] and results["3"] == [cap, cap]
 
 
-def _bf16_rank(rank: int, port: int, out_dir: str) -> None:
-    """One DeepSpeed rank with bf16 (cpu_bf16 on this CPU): DeepSpeed's torch_autocast runs the
-    forward in bf16 and marks the matmul weights for bf16 reduction, the weights stay fp32, and
-    the checkpoint's tensors are ZeRO's fp32 master weights, bitwise."""
+def _bf16_steps(out_dir: str) -> dict:
+    """On one DeepSpeed rank with bf16 (cpu_bf16 on this CPU): DeepSpeed's torch_autocast runs
+    the forward in bf16 and marks the matmul weights for bf16 reduction, the weights stay fp32,
+    and the checkpoint's tensors are ZeRO's fp32 master weights, bitwise."""
     from deepspeed.utils import safe_get_full_fp32_param
 
     from levl_model.checkpoint import checkpoint_tensors
-    from levl_train.distributed import init_process_group, shutdown
     from levl_train.ds_engine import DeepSpeedEngine
 
-    torch.set_num_threads(1)
-    init_process_group(DistEnv(master_port=port), "gloo", 60)
     results = {}
-    try:
-        for stage in (2, 3):
-            cfg = micro_synthetic()
-            cfg = dataclasses.replace(cfg, engine="deepspeed", cpu_bf16=True,
-                                      dist=dataclasses.replace(cfg.dist, zero_stage=stage))
-            engine = DeepSpeedEngine(build_module(cfg, DistEnv(), CPU), cfg, micro_batch=MICRO,
-                                     world_size=1)
-            out = [engine.step([micro_batch(seed)], step=seed) for seed in range(2)][-1]
-            module = engine.module
-            masters = {name.removeprefix("model."): safe_get_full_fp32_param(p)
-                       for name, p in module.named_parameters()}
-            with engine.full_weights():
-                saved = checkpoint_tensors(module.model, module.objective)
-            results[stage] = {
-                "embedding_dtype": str(out.embeddings["pred_v"].dtype),
-                "weight_dtypes": sorted({str(p.dtype) for p in module.parameters()}),
-                "bf16_reduced": sorted({type(m).__name__ for m in module.modules()
-                                        if any(getattr(p, "comm_dtype", None) == torch.bfloat16
-                                               for p in m.parameters(recurse=False))}),
-                "saved_dtypes": sorted({str(t.dtype) for t in saved.values()}),
-                "masters_equal_saved": all(torch.equal(saved[name], master.reshape(saved[name].shape))
-                                           for name, master in masters.items()),
-                "masters": len(masters),
-            }
-    finally:
-        shutdown()
-    with open(f"{out_dir}/bf16.json", "w") as f:
-        json.dump(results, f)
+    for stage in (2, 3):
+        cfg = micro_synthetic()
+        cfg = dataclasses.replace(cfg, engine="deepspeed", cpu_bf16=True,
+                                  dist=dataclasses.replace(cfg.dist, zero_stage=stage))
+        engine = DeepSpeedEngine(build_module(cfg, DistEnv(), CPU), cfg, micro_batch=MICRO,
+                                 world_size=1)
+        out = [engine.step([micro_batch(seed)], step=seed) for seed in range(2)][-1]
+        module = engine.module
+        masters = {name.removeprefix("model."): safe_get_full_fp32_param(p)
+                   for name, p in module.named_parameters()}
+        with engine.full_weights():
+            saved = checkpoint_tensors(module.model, module.objective)
+        results[stage] = {
+            "embedding_dtype": str(out.embeddings["pred_v"].dtype),
+            "weight_dtypes": sorted({str(p.dtype) for p in module.parameters()}),
+            "bf16_reduced": sorted({type(m).__name__ for m in module.modules()
+                                    if any(getattr(p, "comm_dtype", None) == torch.bfloat16
+                                           for p in m.parameters(recurse=False))}),
+            "saved_dtypes": sorted({str(t.dtype) for t in saved.values()}),
+            "masters_equal_saved": all(torch.equal(saved[name], master.reshape(saved[name].shape))
+                                       for name, master in masters.items()),
+            "masters": len(masters),
+        }
+    return results
 
 
 def test_deepspeed_bf16_autocasts_reduces_matmul_grads_in_bf16_and_saves_fp32_masters(tmp_path):
-    mp.start_processes(_bf16_rank, args=(free_port(), str(tmp_path)), nprocs=1,
-                       start_method="fork")
-    results = json.loads((tmp_path / "bf16.json").read_text())
+    results = on_one_deepspeed_rank(_bf16_steps, tmp_path)
     for stage in ("2", "3"):
         result = results[stage]
         assert result["embedding_dtype"] == "torch.bfloat16"  # the forward ran under autocast
