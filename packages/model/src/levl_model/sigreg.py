@@ -84,8 +84,9 @@ def sigreg(
 
     distributed=True averages the characteristic function over ranks (autograd-aware);
     `n` is the N that scales the statistic, by default the rows it was estimated on (this
-    rank's, times the world size when distributed). Computed in float32 (float64 for a float64 z) with autocast off: the statistic subtracts
-    numbers close to 1 and is scaled by N, which bf16 cannot resolve.
+    rank's, times the world size when distributed). Computed in float32 (float64 for a float64
+    z) with autocast off: the statistic subtracts numbers close to 1 and is scaled by N, which
+    bf16 cannot resolve.
     """
     with torch.autocast(device_type=z_NE.device.type, enabled=False):
         dtype = torch.promote_types(z_NE.dtype, torch.float32)

@@ -3,8 +3,9 @@
 DeepSpeed owns gradient averaging, accumulation (it scales each micro-batch's loss by
 1/grad_accum) and clipping; we own the optimizer (a torch AdamW: no fused_adam JIT build), the
 LR (set every step from the stateless schedule); bf16 runs use DeepSpeed's own torch_autocast
-(fp32 weights, bf16 forward and bf16 gradient reduction: ds_config.deepspeed_config). Its engine checkpoint (module, optimizer partitions) is the train state,
-read back weights-only (levl_train.safe_load), never unpickled as code.
+(fp32 weights, bf16 forward and bf16 gradient reduction: ds_config.deepspeed_config). Its
+engine checkpoint (module, optimizer partitions) is the train state, read back weights-only
+(levl_train.safe_load), never unpickled as code.
 The DeepSpeed config is cluster/deepspeed/zero{stage}.json merged with the recipe (ds_config.py).
 """
 

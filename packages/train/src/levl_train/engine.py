@@ -47,7 +47,6 @@ class TrainModule(nn.Module):
             terms = self.objective(out, step)
         return terms, {name: out[name].detach() for name in EMBEDDINGS if name in out}
 
-
     def _pixel_stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The preprocess mean and std on `device`, made once: a tensor made from a Python list
         on a GPU is a copy the host waits for, every step."""
