@@ -12,7 +12,8 @@ zero-shot uses the model's own preprocessing), and the dense protocols state the
 (224 input). The synthetic world uses it for every protocol: its images are stored at the
 world's size (64 px for micro and tiny, 128 small, 224 medium; 32 in the tests) and its models
 are trained at that size, so an upsampled 256/224 crop would measure the position-embedding
-interpolation (the ViT has `dynamic_img_size`, so it would run) rather than the features. Each result records the geometry it ran under in its `settings`.
+interpolation (the ViT has `dynamic_img_size`, so it would run) rather than the features. Each
+result records the geometry it ran under in its `settings`.
 """
 
 from __future__ import annotations

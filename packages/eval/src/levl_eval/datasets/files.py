@@ -55,7 +55,7 @@ def per_class_capped(split: EvalSplit, cap: int | None) -> EvalSplit:
         by_label.setdefault(sample.label, []).append(index)
     kept = sorted(index for indices in by_label.values() for index in evenly_spaced(indices, cap))
     return replace(split, name=f"{split.name}[<={cap}/class]",
-                               files=tuple(split.files[index] for index in kept))
+                   files=tuple(split.files[index] for index in kept))
 
 
 def require_file(path: Path, what: str) -> Path:
