@@ -21,7 +21,6 @@ that it did not check the interval.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from levl_data.manifest import read_manifest
 from levl_train.config import TrainConfig, check_config, micro_batch_size
 from levl_train.errors import TrainError
 from levl_train.profiles import ClusterProfile
+from levl_train.rundir import metrics_records
 
 SIGNAL_DELAY_S = 120  # USR2 this long before the time limit (submit.build_executor)
 STARTUP_S = 300
@@ -121,19 +121,14 @@ def known_step_time(stated_s: float | None, run_dir: Path) -> StepTime | None:
         if not (math.isfinite(stated_s) and stated_s > 0):
             raise TrainError(f"--step-time must be a positive number of seconds, got {stated_s}")
         return StepTime(stated_s, "--step-time")
-    measured = measured_step_time(run_dir / "metrics.jsonl")
+    measured = measured_step_time(run_dir)
     return StepTime(measured, f"measured in {run_dir}/metrics.jsonl") if measured else None
 
 
-def measured_step_time(metrics: Path) -> float | None:
+def measured_step_time(run_dir: Path) -> float | None:
     """The latest `step_time_s` logged (wall time per step, checkpoints included)."""
-    if not metrics.is_file():
-        return None
-    for line in reversed(metrics.read_text().splitlines()):
-        try:
-            value = json.loads(line).get("step_time_s")
-        except (json.JSONDecodeError, AttributeError):
-            continue  # a line cut short by a killed writer
+    for record in metrics_records(run_dir):
+        value = record.get("step_time_s")
         if isinstance(value, int | float) and math.isfinite(value) and value > 0:
             return float(value)
     return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,23 @@ class RunDir:
         finished = sorted(p for p in self.checkpoints.glob("step_*") if p.is_dir())
         for old in finished[:-keep_last] if keep_last > 0 else []:
             shutil.rmtree(old)
+
+
+def metrics_records(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """RUN/metrics.jsonl's complete records, newest first: a line being appended while we read
+    (or cut short by a killed job) is not one, and is passed over."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    with open(path, "rb") as f:
+        lines = [line for line in f if line.strip()]
+    for line in reversed(lines):
+        try:
+            record = parse_json(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            yield record
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

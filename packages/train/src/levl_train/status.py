@@ -14,7 +14,7 @@ from typing import Any
 from levl_model.jsontext import parse_json
 from levl_train.collapse import describe
 from levl_train.errors import TrainError
-from levl_train.rundir import CONFIG_FILE
+from levl_train.rundir import CONFIG_FILE, metrics_records
 from levl_train.submit import JOB_FILE
 
 LOSS_KEYS = ("loss", "pred", "sigreg_v", "sigreg_t", "contrastive")
@@ -45,19 +45,7 @@ def sacct_time(iso: str) -> str:
 def last_metrics(run_dir: Path) -> dict[str, Any] | None:
     """The last complete record of metrics.jsonl: a line being appended while we read (or cut
     short by a killed job) is not one, so the one before it is shown."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    with open(path, "rb") as f:
-        lines = [line for line in f if line.strip()]
-    for line in reversed(lines):
-        try:
-            record = parse_json(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            return record
-    return None
+    return next(metrics_records(run_dir), None)
 
 
 def check_run_dir(run_dir: Path) -> None:
