@@ -262,6 +262,13 @@ def check_schedule(cfg: TrainConfig) -> None:
             "optim.decay_fraction")
 
 
+def require_manifest(cfg: TrainConfig) -> str:
+    """The run's manifest path; a recipe run without `--data` is refused before anything."""
+    if cfg.data.manifest is None:
+        raise TrainError(f"recipe {cfg.recipe} has no data; pass --data MANIFEST")
+    return cfg.data.manifest
+
+
 def micro_batch_size(cfg: TrainConfig, world_size: int) -> int:
     """Per-rank micro-batch; refuses a global batch that does not split evenly (a silent
     round-down would change the batch, and so the loss, without anyone noticing)."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from levl_data.manifest import read_manifest
-from levl_train.config import TrainConfig, check_config, micro_batch_size
+from levl_train.config import TrainConfig, check_config, micro_batch_size, require_manifest
 from levl_train.errors import TrainError
 from levl_train.profiles import ClusterProfile
 from levl_train.rundir import metrics_records
@@ -79,9 +79,7 @@ def check_devices(cfg: TrainConfig, profile: ClusterProfile, gpus_per_node: int)
 def check_manifest(cfg: TrainConfig) -> None:
     """The job's data, read and validated now with the loader's own reader (schema,
     fingerprint, sample count, every shard present): a bad path fails here, not in the queue."""
-    if cfg.data.manifest is None:
-        raise TrainError(f"recipe {cfg.recipe} has no data; pass --data MANIFEST")
-    manifest = read_manifest(cfg.data.manifest)
+    manifest = read_manifest(require_manifest(cfg))
     epoch = cfg.data.epoch_samples or manifest.num_samples
     if epoch < cfg.data.batch_size:
         raise TrainError(f"manifest {manifest.path} holds {manifest.num_samples} samples, less "

@@ -19,7 +19,7 @@ from levl_model.model import build_model
 from levl_model.objectives import build_objective
 from levl_model.preprocess import eval_transform, train_transform
 from levl_model.tokenizer import CaptionTokenizer, load_tokenizer
-from levl_train.config import TrainConfig, check_config, micro_batch_size
+from levl_train.config import TrainConfig, check_config, micro_batch_size, require_manifest
 from levl_train.distributed import (
     DistEnv,
     backend_for,
@@ -75,8 +75,7 @@ def resolve_device(name: str, env: DistEnv) -> torch.device:
 def check_launch(cfg: TrainConfig, env: DistEnv) -> int:
     """Checks that need the launch (world size); returns the per-rank micro-batch."""
     check_config(cfg)
-    if cfg.data.manifest is None:
-        raise TrainError(f"recipe {cfg.recipe} has no data; pass --data MANIFEST")
+    require_manifest(cfg)
     if cfg.engine == "torch" and env.multi:
         raise TrainError(f"engine=torch runs one process but WORLD_SIZE={env.world_size}; "
                          "add --set engine=deepspeed")
