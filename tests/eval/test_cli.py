@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_asserts import one_error_line
 from typer.testing import CliRunner
 
 from levl_eval.cli import app
 from levl_eval.datasets import CLASSIFICATION
+from levl_eval.datasets.fixtures import write_pets_layout
+from levl_eval.protocols import OPT_IN, PROTOCOLS
+from levl_eval.tasks import NO_SYNTH
 from levl_eval.testing import (
     karpathy_coco_document,
     save_micro_checkpoint,
@@ -267,3 +271,45 @@ def test_skipped_tasks_are_said_before_any_checkpoint_is_loaded(
     assert result.exit_code == 2
     assert result.stdout.startswith("skipped ") and "segmentation:ade20k" in result.stdout
     assert "stopped at the first checkpoint load" in result.stderr
+
+
+def test_all_with_only_datasets_runs_the_real_tasks_and_no_synthetic_one(
+    run_main, micro_run: Path, tmp_path: Path
+) -> None:
+    """No --data: the tasks found under --datasets run, the synthetic world's are skipped, and
+    report.md says so (and shows the paper's Pets numbers beside levl's)."""
+    root = write_ade20k_layout(write_pets_layout(tmp_path / "datasets"))
+    out = tmp_path / "o"
+    result = run_main("levl-eval", "all", "--ckpt", micro_run, "--datasets", root, "--out", out,
+                      "--device", "cpu", "--batch-size", "16")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    real = ["zeroshot:pets", "linear:pets", "segmentation:ade20k"]
+    assert report["protocols"] == real and list(report["tasks"]) == real and report["data"] == {}
+    assert all(set(encoder["protocols"]) == set(real) for encoder in report["encoders"])
+    assert [enc["kind"] for enc in report["encoders"]] == ["checkpoint", "random"]
+    skipped = {item["task"]: item["reason"] for item in report["skipped"]}
+    synthetic = [name for name in PROTOCOLS if name not in OPT_IN]
+    assert all(skipped[task] == NO_SYNTH for task in synthetic)
+    assert result.stdout.startswith("skipped ") and f"{', '.join(synthetic)}: {NO_SYNTH}" in result.stdout
+    markdown = (out / "report.md").read_text()
+    assert f"Data: no synthetic world; real datasets under `{root}`." in markdown
+    assert "| linear top-1 (pets) |" in markdown and "\n| linear top-1 |" not in markdown
+    assert markdown.count(" | 81.28 / 82.86 / 82.64 |") == 1  # the paper's linear Pets top-1
+
+
+def test_neither_data_nor_datasets_is_one_line_naming_both(run_main, micro_run: Path, tmp_path: Path) -> None:
+    line = one_error_line(run_main("levl-eval", "all", "--ckpt", micro_run, "--out", tmp_path / "o",
+                                   "--device", "cpu"))
+    assert "--data SYNTH_DIR" in line and "--datasets ROOT" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_malformed_dataset_without_data_names_its_file_before_any_checkpoint_loads(
+    run_main, tmp_path: Path
+) -> None:
+    write_pets_layout(tmp_path)
+    (tmp_path / "oxford-iiit-pet" / "annotations" / "test.txt").write_text("Bengal_1\n")
+    line = one_error_line(run_main("levl-eval", "linear", "--ckpt", tmp_path / "no-such-ckpt",
+                                   "--datasets", tmp_path, "--out", tmp_path / "o", "--device", "cpu"))
+    assert "test.txt:1: expected" in line

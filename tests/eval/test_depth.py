@@ -1,4 +1,5 @@
-"""Linear depth: metrics by hand, a head that reads depth from the tokens, no gain on noise."""
+"""Linear depth: metrics by hand, a head that reads depth from the tokens, no gain on noise, and
+scoring on each map's full original frame."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import torch
 from levl_eval.depthmetrics import per_image_depth_errors, summarize_depth_errors
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, PatchFeatures
+from levl_eval.geometry import FULL_FRAME
+from levl_eval.protocols import depth
 from levl_eval.protocols.depth import DepthSettings, LinearDepth, bin_centres, predict_depth
+from levl_eval.standardize import TokenStandardizer
 from levl_eval.taskdata import DepthData
 from levl_eval.testing import StaticFeatures
 
@@ -102,3 +106,35 @@ def test_label_maps_instead_of_depth_are_an_error() -> None:
     source = StaticFeatures(patches={"train": patches, "test": patches})
     with pytest.raises(EvalDataError, match="split train: has no depth maps"):
         LinearDepth(settings=FAST).run(source, DepthData("toy", EvalSplit("train"), EvalSplit("test")))
+
+
+def _two_bin_head(train: PatchFeatures, standardize: TokenStandardizer, *_args) -> torch.nn.Linear:
+    """A 'trained' head giving logits (0, raw token value) over the two bins."""
+    head = torch.nn.Linear(1, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[0.0], [standardize.std_D.item()]]))
+        head.bias.copy_(torch.tensor([0.0, standardize.mean_D.item()]))
+    return head
+
+
+def test_depth_is_scored_on_each_maps_full_original_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    # bins at 1 m and 4 m (max depth 4); token value 0 gives logits (0, 0): 2.5 m everywhere
+    monkeypatch.setattr(depth, "train_depth_head", _two_bin_head)
+    wide_HW = torch.full((2, 8), 2.5)
+    wide_HW[:, :2] = 1.25  # outside its centre 2x2 crop: the head is 1.25 m off there, ratio 2
+    square_HW = torch.full((4, 4), 2.5)
+    square_HW[0, 0] = 0.0  # unmeasured
+    train = PatchFeatures(tokens_NLD=torch.randn(3, 2, 1), grid_hw=(1, 2), masks_NHW=torch.full((3, 2, 2), 2.0))
+    test = PatchFeatures(tokens_NLD=torch.zeros(2, 2, 1), grid_hw=(1, 2),
+                         masks_NHW=torch.zeros(2, 0, 0), frame_maps=(wide_HW, square_HW))
+    source = StaticFeatures(patches={"train": train, "test": test})
+    data = DepthData("toy", EvalSplit("train"), EvalSplit("test"), max_depth=4.0)
+    result = LinearDepth(settings=DepthSettings(epochs=1, num_bins=2, bin_min_depth=1.0)).run(source, data)
+    # wide: 4 of its 16 pixels off (a centre crop would score it perfect); square: 15 exact
+    assert result["rmse"] == pytest.approx((math.sqrt(4 * 1.25**2 / 16) + 0.0) / 2)
+    assert result["abs_rel"] == pytest.approx((4 * 1.0 / 16 + 0.0) / 2)
+    assert result["delta1"] == pytest.approx((12 / 16 + 1.0) / 2)
+    assert result["images_scored"] == 2 and result["data"]["test"]["label_size"]["distinct"] == 2
+    assert source.calls == ["patches:train", "frames:test"]
+    assert {geometry for _, geometry in source.geometries} == {FULL_FRAME}
+    assert result["settings"]["label_resolution"].startswith("full frame at the label's original resolution")

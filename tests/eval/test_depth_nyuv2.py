@@ -17,7 +17,7 @@ from levl_eval.data import load_eval_data
 from levl_eval.datasets import read_nyuv2
 from levl_eval.depthmaps import eigen_crop_mask
 from levl_eval.errors import DatasetNotFound, EvalDataError
-from levl_eval.samples import split_batches, target_transform
+from levl_eval.samples import frame_target_transform, split_batches, target_transform
 from levl_eval.tasks import plan_tasks
 from levl_eval.testing import write_image
 from levl_eval.testing_dense import (
@@ -29,7 +29,7 @@ from levl_eval.testing_dense import (
 )
 from levl_model.preprocess import Preprocess, eval_transform
 
-SQUARE = Preprocess(size=24)  # the 32x24 fixture: resize keeps 32x24, centre crop cols 4..27
+SQUARE = Preprocess(size=24)  # the 32x24 train fixture: resize keeps 32x24, centre crop cols 4..27
 
 
 def test_nyu_lists_are_read_in_order(tmp_path: Path) -> None:
@@ -51,17 +51,27 @@ def test_depth_pngs_come_back_in_metres_through_the_crop(tmp_path: Path) -> None
     assert batch["masks"][:, :2].eq(0).all() and batch["masks"][:, 2:].gt(0.99).all()
 
 
-def test_test_split_drops_pixels_outside_eigens_crop(tmp_path: Path) -> None:
+def test_test_maps_come_back_whole_with_eigens_crop_in_640x480_pixels(tmp_path: Path) -> None:
     write_nyu_layout(tmp_path)
-    full = np.full((24, 32), 3000, dtype=np.uint16)  # measured everywhere
+    full = np.full((480, 640), 3000, dtype=np.uint16)  # measured everywhere
     write_depth_png(tmp_path / "nyu" / NYU_TEST_SCENE / "sync_depth_00000.png", full)
     data = read_nyuv2(tmp_path)
-    batch = next(split_batches(data.test, eval_transform(SQUARE), target_transform(data.test, SQUARE),
+    batch = next(split_batches(data.test, eval_transform(SQUARE), frame_target_transform(data.test),
                                batch_size=3))
-    # rows 45/480 and 471/480 of 24 -> 2.25 and 23.55 round to 2 and 24: rows 0 and 1 dropped
-    assert batch["masks"][0, :2].eq(0).all() and batch["masks"][0, 2:].eq(3.0).all()
-    assert eigen_crop_mask(480, 640).sum() == (471 - 45) * (601 - 41)
-    assert not eigen_crop_mask(480, 640)[:, :41].any() and eigen_crop_mask(480, 640)[45:471, 41:601].all()
+    depth_HW = batch["masks"][0]  # the original frame: no resize, no centre crop
+    assert depth_HW.shape == (480, 640) and depth_HW[45:471, 41:601].eq(3.0).all()
+    assert int(depth_HW.gt(0).sum()) == (471 - 45) * (601 - 41)  # rows 45..470, columns 41..600
+    assert depth_HW[44].eq(0).all() and depth_HW[471].eq(0).all()
+    assert depth_HW[:, 40].eq(0).all() and depth_HW[:, 601].eq(0).all()
+    with pytest.raises(ValueError, match="depth map of 32x24: Eigen's crop is defined on NYUv2's 640x480 frame"):
+        eigen_crop_mask(24, 32)  # never scaled to a resized map
+
+
+def test_a_test_map_not_at_640x480_is_one_error_naming_it(tmp_path: Path) -> None:
+    write_nyu_layout(tmp_path, test_size=(320, 240))
+    with pytest.raises(EvalDataError, match=r"sync_depth_00000\.png: 320x240, but Eigen's test crop is "
+                                            r"defined on NYUv2's 640x480 frame"):
+        read_nyuv2(tmp_path)
 
 
 def test_an_8_bit_depth_map_is_one_error_naming_it(tmp_path: Path) -> None:
@@ -121,7 +131,7 @@ def test_levl_eval_depth_on_the_nyu_layout(eval_world: Path, micro_run: Path, tm
     assert "skipped 1 task(s) — depth: not found at" in result.stdout and "no depth maps" in result.stdout
     for encoder in report["encoders"]:  # the checkpoint and its random baseline
         depth = encoder["protocols"]["depth:nyu"]
-        assert depth["images_scored"] == 3 and depth["data"]["test"]["label_size"] == [32, 32]
+        assert depth["images_scored"] == 3 and depth["data"]["test"]["label_size"] == [480, 640]
         assert depth["rmse"] > 0 and 0 <= depth["delta1"] <= 1 and depth["abs_rel"] > 0
         assert depth["mean_depth_baseline"]["images_scored"] == 3
     # RMSE in metres (3 decimals), AbsRel as a ratio, δ<1.25 in percent: one row each

@@ -173,14 +173,24 @@ def test_vlm_scores_gqa_by_exact_match_and_pope_per_split(
     for encoder in report["encoders"]:
         gqa, pope = encoder["protocols"]["vlm:gqa"], encoder["protocols"]["vlm:pope"]
         assert set(gqa["by_type"]) == {"verify", "query"} and 0 <= gqa["exact_match"] <= 1
-        assert gqa["data"]["test"] == {"images": 2, "questions": 4, "by_type": {"verify": 2, "query": 2},
-                                       "skipped": {}}
+        assert gqa["data"]["test"] == {"split": "gqa/testdev_balanced", "images": 2, "questions": 4,
+                                       "by_type": {"verify": 2, "query": 2}, "skipped": {}}
         assert set(pope["pope"]) == {"random", "popular", "adversarial"} and "vqa_accuracy" not in pope
-        assert pope["pope"]["random"]["num_questions"] == 4
-        # one epoch of 8 (GQA) and 12 (POPE) train questions in batches of 16
+        assert pope["pope"]["random"]["num_questions"] == 8
+        # one epoch of 8 (GQA) and 3 (POPE's bridge: VQAv2's train questions) in batches of 16
         assert gqa["train_steps"] == 1 and pope["train_steps"] == 1
-        assert pope["data"]["train"]["questions"] == 12 and pope["data"]["test"]["images"] == 2
-        vqav2 = encoder["protocols"]["vlm:vqav2"]  # ten humans: "red" x8 scores 1, "purple" 1/3
+        assert pope["data"]["train"]["split"] == "vqav2/train2014"  # never POPE's own questions
+        assert pope["data"]["train"]["by_type"] == {"other": 3} and pope["data"]["test"]["images"] == 4
+        assert pope["settings"]["train_images"] == 20_000 and pope["settings"]["epochs"] == 1
+        vqav2 = encoder["protocols"]["vlm:vqav2"]
         assert vqav2["data"]["test"]["questions"] == 2 and 0 <= vqav2["vqa_accuracy"] <= 1
-    assert "gain_over_random" in report["encoders"][0]["protocols"]["vlm:vqav2"]
-    assert report["tasks"]["vlm:pope"]["data"]["train_rule"].startswith("questions on the 2 images")
+        assert vqav2["vqa_accuracy"] <= vqav2["vqa_accuracy_simple"]
+    checkpoint, baseline = report["encoders"]
+    for task, metric in (("vlm:gqa", "exact_match"), ("vlm:vqav2", "vqa_accuracy"), ("vlm:pope", "pope_f1")):
+        gain = checkpoint["protocols"][task]["gain_over_random"][metric]
+        assert gain == pytest.approx(checkpoint["protocols"][task][metric] - baseline["protocols"][task][metric])
+    markdown = (tmp_path / "v" / "report.md").read_text()
+    for row in ("| exact match (gqa) |", "| exact match gain vs random (gqa) |", "| VQA acc (vqav2) |",
+                "| VQA acc min(1,n/3) (vqav2) |", "| POPE F1 gain vs random (pope) |"):
+        assert row in markdown
+    assert report["tasks"]["vlm:pope"]["data"]["train_rule"].startswith("VQAv2 train2014: every image (3)")

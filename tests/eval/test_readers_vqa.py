@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 
 from levl_eval.datasets import REAL_DATASETS, read_gqa, read_pope, read_vqav2
-from levl_eval.datasets.fixtures import write_gqa_layout, write_pope_layout, write_vqav2_layout
-from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.datasets.fixtures import (
+    write_gqa_layout,
+    write_jpeg,
+    write_pope_layout,
+    write_vqav2_layout,
+)
+from levl_eval.datasets.qa_split import capped_qa_split
+from levl_eval.errors import DatasetNotFound, EvalDataError, EvalError
+from levl_eval.featureset import EvalSplit
 from levl_eval.vlm_items import split_items
 from levl_eval.vlm_scores import open_scores, pope_scores
 
@@ -34,17 +41,24 @@ def test_gqa_groups_questions_per_image_and_scores_exact_match(tmp_path: Path) -
     assert not any(i.is_yes_no for i in test_items)  # GQA yes/no answers are open-ended EM
     scores = open_scores(test_items, ["Yes", "the red", "yes", "blue."])
     assert scores["exact_match"] == 0.75 and scores["by_type"]["verify"]["exact_match"] == 0.5
-    assert data.describe()["train_rule"] == "train_balanced: every image (4)"
+    assert data.describe()["train_rule"] == ("train_balanced: every image (4); the bridge trains on "
+                                             "the questions of settings.train_images of them, evenly spaced")
 
 
-def test_gqa_train_images_are_capped_evenly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import levl_eval.datasets.gqa as gqa
-
-    monkeypatch.setattr(gqa, "TRAIN_IMAGE_CAP", 2)
+def test_gqa_train_images_are_capped_evenly_by_the_bridge_budget(tmp_path: Path) -> None:
     data = read_gqa(write_gqa_layout(tmp_path, train=5, test=1))
-    assert [s.image.name for s in data.train.files] == ["2370000.jpg", "2370002.jpg"]
-    assert all(len(s.qa) == 2 for s in data.train.files)
-    assert data.notes["train_rule"].startswith("train_balanced: 2 of 5 images, evenly spaced")
+    assert len(data.train.files) == 5  # the reader lists every image; the budget picks
+    capped = capped_qa_split(data.train, 2)
+    assert [s.image.name for s in capped.files] == ["2370000.jpg", "2370002.jpg"]
+    assert all(len(s.qa) == 2 for s in capped.files)
+    assert capped.name == "gqa/train_balanced[2 of 5 images]"  # never served the whole split's features
+    assert capped_qa_split(data.train, 5) is data.train and capped_qa_split(data.train, None) is data.train
+
+
+def test_train_images_cap_on_a_shard_manifest_is_one_line() -> None:
+    with pytest.raises(EvalError, match=r"split eval-train: a vlm train_images cap applies to a real "
+                                        r"dataset's list of files, not to a shard manifest"):
+        capped_qa_split(EvalSplit("eval-train", manifest=object()), 100)
 
 
 def test_gqa_question_without_answer_names_the_file_and_question(tmp_path: Path) -> None:
@@ -71,9 +85,11 @@ def test_vqav2_joins_questions_with_ten_human_answers_target_first(tmp_path: Pat
     assert data.test.files[0].image.parent == tmp_path / "coco" / "val2014"
     first = items(data.test)[0]
     assert first.target == "red" and len(first.answers) == 10 and first.kind == "other"
-    # 9 of 10 humans say red after normalisation ("Red!"): full VQA accuracy; "purple" is 1/3.
+    # 8 of 10 humans say "red" ("Red!" becomes "Red ": the official script neither lower-cases
+    # nor strips a human's answer): accuracy 1; "purple" is one human: 0.3 officially, 1/3 simply.
     scores = open_scores(items(data.test), ["red", "purple"])
-    assert scores["vqa_accuracy"] == pytest.approx((1 + 1 / 3) / 2)
+    assert scores["vqa_accuracy"] == pytest.approx((1 + 0.3) / 2)
+    assert scores["vqa_accuracy_simple"] == pytest.approx((1 + 1 / 3) / 2)
 
 
 def test_vqav2_question_without_annotation_names_the_annotation_file(tmp_path: Path) -> None:
@@ -93,17 +109,64 @@ def test_vqav2_missing_coco_image_is_an_error(tmp_path: Path) -> None:
         read_vqav2(tmp_path)
 
 
-def test_pope_splits_images_in_halves_and_scores_per_kind(tmp_path: Path) -> None:
+def question_pairs(split) -> set[tuple[str, str]]:
+    """(image file, question) of every question of a split."""
+    return {(sample.image.name, qa["question"]) for sample in split.files for qa in sample.qa}
+
+
+def test_pope_bridge_trains_on_vqav2_train_questions_never_on_popes_own(tmp_path: Path) -> None:
+    write_vqav2_layout(tmp_path, train=3, test=2)
     data = read_pope(write_pope_layout(tmp_path, images=4))
-    assert [s.image.name[-7:] for s in data.train.files] == ["500.jpg", "502.jpg"]
-    assert [s.image.name[-7:] for s in data.test.files] == ["501.jpg", "503.jpg"]
+    assert data.train == read_vqav2(tmp_path).train  # the vqav2 task's training split, features shared
+    assert data.train.name == "vqav2/train2014"
+    assert all(s.image.parent == tmp_path / "coco" / "train2014" for s in data.train.files)
+    train_items = items(data.train)
+    assert len(train_items) == 3 and not any(i.is_yes_no or i.pope for i in train_items)
+    assert question_pairs(data.train).isdisjoint(question_pairs(data.test))
+    assert {s.image for s in data.train.files}.isdisjoint(s.image for s in data.test.files)
+    assert data.notes["train_rule"].startswith("VQAv2 train2014: every image (3)")
+    assert data.notes["train_rule"].endswith("0 POPE image(s) dropped from it")
+
+
+def test_pope_scores_every_question_per_kind(tmp_path: Path) -> None:
+    write_vqav2_layout(tmp_path)
+    data = read_pope(write_pope_layout(tmp_path, images=4))
+    assert data.test.name == "pope/val2014"
+    assert [s.image.name[-7:] for s in data.test.files] == ["500.jpg", "501.jpg", "502.jpg", "503.jpg"]
     test_items = items(data.test)
-    assert len(test_items) == 2 * 3 * 2 and all(i.is_yes_no for i in test_items)
+    assert len(test_items) == 4 * 3 * 2 and all(i.is_yes_no for i in test_items)
     assert {i.pope for i in test_items} == {"random", "popular", "adversarial"}
     said_yes = [True] * len(test_items)  # always "yes": accuracy 0.5, recall 1, yes-ratio 1
     scores = pope_scores(test_items, said_yes)
     assert set(scores["pope"]) == {"random", "popular", "adversarial"}
     assert scores["pope_accuracy"] == 0.5 and scores["pope_recall"] == 1.0 and scores["pope_yes_ratio"] == 1.0
+
+
+def test_a_vqav2_train_image_that_is_a_pope_image_is_dropped(tmp_path: Path) -> None:
+    write_vqav2_layout(tmp_path, train=3)
+    write_pope_layout(tmp_path, images=4)
+    questions = tmp_path / "vqav2" / "v2_OpenEnded_mscoco_train2014_questions.json"
+    annotations = tmp_path / "vqav2" / "v2_mscoco_train2014_annotations.json"
+    qs, anns = json.loads(questions.read_text()), json.loads(annotations.read_text())
+    qs["questions"].append({"image_id": 501, "question": "Is there a person in the image?", "question_id": 5010})
+    anns["annotations"].append({"question_id": 5010, "image_id": 501, "answer_type": "yes/no",
+                                "multiple_choice_answer": "yes",
+                                "answers": [{"answer": "yes", "answer_id": j + 1} for j in range(10)]})
+    questions.write_text(json.dumps(qs))
+    annotations.write_text(json.dumps(anns))
+    write_jpeg(tmp_path / "coco" / "train2014" / "COCO_train2014_000000000501.jpg", 0, 0)
+    assert len(read_vqav2(tmp_path).train.files) == 4  # the vqav2 task keeps it
+    data = read_pope(tmp_path)
+    assert data.train.name == "vqav2/train2014-without-pope-images"
+    assert [s.image.name[-7:] for s in data.train.files] == ["100.jpg", "101.jpg", "102.jpg"]
+    assert data.notes["train_rule"].endswith("1 POPE image(s) dropped from it")
+
+
+def test_pope_without_vqav2_is_not_found_saying_why(tmp_path: Path) -> None:
+    write_pope_layout(tmp_path)
+    with pytest.raises(DatasetNotFound, match=r"not found at .*vqav2 \(POPE's bridge trains on VQAv2's "
+                                              r"train2014 questions, never on POPE's own\)"):
+        read_pope(tmp_path)
 
 
 def test_pope_bad_line_names_the_file_and_line(tmp_path: Path) -> None:

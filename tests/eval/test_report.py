@@ -12,9 +12,14 @@ from typer.testing import CliRunner
 
 from levl_eval.cli import app
 from levl_eval.compare import source_tags
+from levl_eval.datasets import REAL_DATASETS
 from levl_eval.errors import EvalError, OutputError
+from levl_eval.paper import PAPER_PERCENT, paper_reference
 from levl_eval.plots import write_plots
+from levl_eval.protocols import PROTOCOLS
 from levl_eval.report import (
+    PAPER_COLUMN,
+    PAPER_KEY,
     REPORT_JSON,
     REPORT_MD,
     build_report,
@@ -26,6 +31,7 @@ from levl_eval.report import (
     read_report,
     render_markdown,
     rerender_markdown,
+    task_columns,
 )
 
 
@@ -232,3 +238,54 @@ def test_reports_on_different_data_are_compared_with_a_warning(tmp_path: Path) -
 def test_source_tags_stay_distinct_when_names_or_dirs_repeat() -> None:
     dirs = [Path("/runs/a/eval"), Path("/runs/b/eval"), Path("/runs/a/eval"), Path("/runs/c/final")]
     assert source_tags(dirs) == ["/runs/a/eval", "/runs/b/eval", "/runs/a/eval #2", "final"]
+
+
+def _paper_task_report() -> dict:
+    """A checkpoint on the synthetic world, on ImageNet and IN-9 (the paper reports both) and on
+    an ImageFolder (it does not)."""
+    background = {"original_top1": 0.9, "drop_mixed_same": 0.04, "drop_mixed_rand": 0.125,
+                  "settings": {}, "data": {}}
+    checkpoint = {"name": "run/step_0000100", "kind": "checkpoint", "protocols": {
+        "linear": {**_result(0.875), "settings": {}, "data": {}},
+        "linear:imagenet": {**_result(0.5), "settings": {}, "data": {}},
+        "linear:imagefolder": {**_result(0.4), "settings": {}, "data": {}},
+        "background:in9": background}}
+    return build_report(encoders=[checkpoint], data={"root": "/w"}, device="cpu", producer={},
+                        protocols=["linear", "linear:imagenet", "linear:imagefolder", "background:in9"])
+
+
+def test_the_paper_s_numbers_sit_beside_the_matching_rows_in_levl_s_units(tmp_path: Path) -> None:
+    report = _paper_task_report()
+    assert report[PAPER_KEY]["tasks"] == {
+        "linear:imagenet": {"top1": {"LeVLJEPA": 0.6542, "InfoNCE": 0.6575, "SigLIP": 0.6634}},
+        "background:in9": {"drop_mixed_same": {"LeVLJEPA": 0.0595, "InfoNCE": 0.0657, "SigLIP": 0.0703},
+                           "drop_mixed_rand": {"LeVLJEPA": 0.1721, "InfoNCE": 0.1867, "SigLIP": 0.1809}}}
+    publish_report(tmp_path / "eval", report)
+    assert read_report(tmp_path / "eval")[PAPER_KEY] == report[PAPER_KEY]  # the schema takes it
+    markdown = (tmp_path / "eval" / REPORT_MD).read_text()
+    assert f"| metric | run/step_0000100 | {PAPER_COLUMN} |" in markdown
+    assert "| linear top-1 (imagenet) | 50.00 | 65.42 / 65.75 / 66.34 |" in markdown
+    assert "| bg drop same (in9) | 4.00 | 5.95 / 6.57 / 7.03 |" in markdown  # percentage points
+    assert "| bg drop rand (in9) | 12.50 | 17.21 / 18.67 / 18.09 |" in markdown
+    # no paper number: an empty cell, never a zero or a dash
+    assert "| linear top-5 (imagenet) | 100.00 |  |" in markdown
+    assert "| linear top-1 (imagefolder) | 40.00 |  |" in markdown
+    assert "| linear top-1 | 87.50 |  |" in markdown  # the synthetic world
+    assert "arXiv 2607.00784" in markdown
+    assert PAPER_COLUMN not in format_headline(report)  # the terminal shows levl's numbers only
+    del report[PAPER_KEY]  # a report.json written before the column: re-rendering adds it
+    assert "| linear top-1 (imagenet) | 50.00 | 65.42 / 65.75 / 66.34 |" in render_markdown(report)
+
+
+def test_a_report_of_tasks_the_paper_does_not_report_has_no_paper_column() -> None:
+    report = _report()
+    assert report[PAPER_KEY] == {}
+    assert PAPER_COLUMN not in render_markdown(report)
+
+
+def test_every_paper_number_names_a_real_dataset_s_headline_metric_and_never_the_synthetic_world() -> None:
+    for task, metric in PAPER_PERCENT:
+        protocol, _, dataset = task.partition(":")
+        assert dataset in REAL_DATASETS[protocol], task
+        assert [column.unit for _, _, column in task_columns(task) if column.path == (metric,)] == ["%"]
+    assert paper_reference(PROTOCOLS) == {}  # synthetic-world task keys are bare protocol names

@@ -1,15 +1,25 @@
-"""Linear segmentation: mIoU by hand, a head that finds the mask in the tokens, chance on noise."""
+"""Linear segmentation: mIoU by hand, a head that finds the mask in the tokens, chance on noise,
+scoring on each label's full original frame, and labels sampled at the patch centres."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
+from levl_eval.datasets import read_ade20k
+from levl_eval.encoder import load_frozen_checkpoint
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, PatchFeatures
+from levl_eval.geometry import FULL_FRAME, image_transform
+from levl_eval.protocols import segmentation
 from levl_eval.protocols.segmentation import (
+    LABEL_RESOLUTION,
     LinearSegmentation,
     SegmentationSettings,
     TokenStandardizer,
@@ -18,7 +28,13 @@ from levl_eval.protocols.segmentation import (
 )
 from levl_eval.segmetrics import confusion_matrix, segmentation_metrics
 from levl_eval.taskdata import SegmentationData
-from levl_eval.testing import StaticFeatures
+from levl_eval.testing import (
+    StaticFeatures,
+    save_micro_checkpoint,
+    write_ade20k_layout,
+    write_image,
+)
+from levl_model.preprocess import Preprocess
 
 NUM_CLASSES, GRID, PATCH, DIM = 4, (8, 8), 4, 12
 FAST = SegmentationSettings(epochs=8, batch_size=16)
@@ -56,13 +72,13 @@ def _block_masks(count: int, seed: int) -> torch.Tensor:
     blocks_Nhw = torch.randint(0, NUM_CLASSES, (count, GRID[0] // 2, GRID[1] // 2), generator=generator)
     side = 2 * PATCH
     masks_NHW = blocks_Nhw.repeat_interleave(side, 1).repeat_interleave(side, 2).to(torch.uint8)
-    masks_NHW[:, -3:, -3:] = 255  # not under a token's nearest sample (each patch's top-left)
+    masks_NHW[:, :2, :2] = 255  # under no patch centre (pixels 4i + 2)
     return masks_NHW
 
 
 def _patches(masks_NHW: torch.Tensor, seed: int, signal: float) -> PatchFeatures:
     generator = torch.Generator().manual_seed(seed)
-    labels_NL = downsample_labels(masks_NHW, GRID, "nearest").flatten(1)
+    labels_NL = downsample_labels(masks_NHW, GRID, "nearest-exact").flatten(1)
     onehot_NLC = F.one_hot(labels_NL, NUM_CLASSES).float()
     tokens_NLD = torch.randn(*labels_NL.shape, DIM, generator=generator)
     tokens_NLD[..., :NUM_CLASSES] += signal * onehot_NLC
@@ -81,7 +97,7 @@ def _run(signal: float, test_masks: torch.Tensor | None = None) -> dict:
 
 def test_label_outside_the_class_list_is_one_error_naming_the_split() -> None:
     masks_NHW = _block_masks(2, seed=1)
-    masks_NHW[1, -1, -4] = NUM_CLASSES + 3  # a pixel no token samples (not a patch's top-left)
+    masks_NHW[1, -1, -4] = NUM_CLASSES + 3  # a pixel no token samples (not a patch's centre)
     with pytest.raises(EvalDataError, match="split test: label maps hold class id 7 but the dataset lists 4"):
         _run(signal=4.0, test_masks=masks_NHW)
 
@@ -111,3 +127,92 @@ def test_token_standardizer_uses_every_train_token() -> None:
     standardize = TokenStandardizer.fit(tokens_NLD, std_clamp=1e-8, chunk=1)
     torch.testing.assert_close(standardize.mean_D, torch.tensor([4.0, 5.0]))
     torch.testing.assert_close(standardize.std_D, torch.tensor([5.0**0.5, 1e-8]))
+
+
+def test_labels_reach_the_token_grid_at_the_patch_centres() -> None:
+    # 3x3 patches on a 6x6 map whose pixel (y, x) holds 6y + x: each patch's centre pixel is
+    # (3i + 1, 3j + 1); `nearest` would take its top-left (3i, 3j)
+    mask_1HW = torch.arange(36).reshape(1, 6, 6)
+    assert downsample_labels(mask_1HW, (2, 2), "nearest-exact")[0].tolist() == [[7, 10], [25, 28]]
+    assert downsample_labels(mask_1HW, (2, 2), "nearest")[0].tolist() == [[0, 3], [18, 21]]
+    assert SegmentationSettings().label_downsample == "nearest-exact"
+
+
+def _raw_token_head(train: PatchFeatures, standardize: TokenStandardizer, *_args) -> nn.Linear:
+    """A 'trained' head whose logits are the raw tokens: it undoes the standardisation."""
+    dim = train.tokens_NLD.shape[-1]
+    head = nn.Linear(dim, dim)
+    with torch.no_grad():
+        head.weight.copy_(torch.diag(standardize.std_D))
+        head.bias.copy_(standardize.mean_D)
+    return head
+
+
+# A 1x2 token grid of 2 classes. Image 0: the left token says class 0, the right one class 1, so
+# the logits upsampled bilinearly to a 12-wide frame favour class 0 on columns 0..5; its label (4x12,
+# wider than a square crop) has class 0 on columns 0..2 only. Image 1 (6x6): class 1 everywhere.
+FRAME_TOKENS_NLD = torch.tensor([[[1.0, -1.0], [-1.0, 1.0]], [[-1.0, 1.0], [-1.0, 1.0]]])
+WIDE_LABEL_HW = torch.tensor([[0] * 3 + [1] * 9] * 4, dtype=torch.uint8)
+SQUARE_LABEL_HW = torch.ones(6, 6, dtype=torch.uint8)
+
+
+def _score_frames(monkeypatch: pytest.MonkeyPatch, frame_maps: tuple[torch.Tensor, ...]) -> tuple[dict, StaticFeatures]:
+    monkeypatch.setattr(segmentation, "train_segmentation_head", _raw_token_head)
+    train = PatchFeatures(tokens_NLD=torch.randn(4, 2, 2), grid_hw=(1, 2),
+                          masks_NHW=torch.zeros(4, 4, 8, dtype=torch.uint8))
+    test = PatchFeatures(tokens_NLD=FRAME_TOKENS_NLD, grid_hw=(1, 2),
+                         masks_NHW=torch.zeros(2, 0, 0, dtype=torch.uint8), frame_maps=frame_maps)
+    source = StaticFeatures(patches={"train": train, "test": test})
+    data = SegmentationData("toy", EvalSplit("train"), EvalSplit("test"), ("c0", "c1"))
+    return LinearSegmentation(settings=FAST).run(source, data), source
+
+
+def test_scores_each_label_on_its_full_original_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    result, source = _score_frames(monkeypatch, (WIDE_LABEL_HW, SQUARE_LABEL_HW))
+    # class 0: truth 3x4 = 12, predicted 6x4 = 24, all 12 inside -> 1/2
+    # class 1: truth 36 + 36, predicted 24 + 36, intersection 24 + 36 -> 60/72
+    assert result["iou_per_class"] == pytest.approx([0.5, 5 / 6])
+    assert result["miou"] == pytest.approx((0.5 + 5 / 6) / 2)
+    assert result["pixel_accuracy"] == pytest.approx((12 + 24 + 36) / (48 + 36))
+    assert result["data"]["test"]["label_size"] == {"min": [4, 6], "max": [6, 12], "distinct": 2}
+    assert result["settings"]["label_resolution"] == LABEL_RESOLUTION
+    assert LABEL_RESOLUTION == "full frame at the label's original resolution, bilinear logits"
+    assert source.calls == ["patches:train", "frames:test"]  # the test split's untouched maps
+    assert {geometry for _, geometry in source.geometries} == {FULL_FRAME}
+
+
+def test_a_centre_crop_of_the_label_would_score_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the wide label's centre 4x4 (columns 4..7) is all class 1, and the logits stretched over 4
+    # columns put class 0 on two of them: class 0 IoU 0, class 1 8/16 in that image
+    cropped, _ = _score_frames(monkeypatch, (WIDE_LABEL_HW[:, 4:8], SQUARE_LABEL_HW))
+    assert cropped["iou_per_class"] == pytest.approx([0.0, (8 + 36) / (16 + 36)])
+    full, _ = _score_frames(monkeypatch, (WIDE_LABEL_HW, SQUARE_LABEL_HW))
+    assert cropped["miou"] != pytest.approx(full["miou"])
+
+
+def test_full_frame_geometry_shows_the_encoder_the_whole_frame() -> None:
+    image = Image.new("RGB", (40, 20), (0, 0, 0))
+    image.paste((255, 255, 255), (0, 0, 4, 20))  # a white band on the left tenth
+    preprocess = Preprocess(size=8, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    whole_CHW, crop_CHW = image_transform(preprocess, True)(image), image_transform(preprocess, False)(image)
+    assert whole_CHW.shape == crop_CHW.shape == (3, 8, 8)
+    assert whole_CHW[:, :, 0].min() > 0.5 and crop_CHW.max() == 0.0  # the crop never sees the band
+
+
+def test_a_checkpoint_is_scored_on_the_untouched_labels_of_mixed_sizes(tmp_path: Path) -> None:
+    root = write_ade20k_layout(tmp_path / "datasets")
+    val = root / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000001.png"
+    wide_HW = np.zeros((20, 40), dtype=np.uint8)
+    wide_HW[:, 30:] = 2  # class 1 after reduce_zero_label, on a frame wider than any square crop
+    Image.fromarray(wide_HW).save(val)
+    write_image(root / "ADEChallengeData2016" / "images" / "validation" / "ADE_val_00000001.jpg", size=(40, 20))
+    data = read_ade20k(root)
+    encoder = load_frozen_checkpoint(save_micro_checkpoint(tmp_path / "ckpt"), device="cpu", batch_size=4)[0]
+    test = encoder.patch_features(data.test, FULL_FRAME, frame_maps=True)
+    assert [tuple(label.shape) for label in test.frame_maps] == [(16, 16), (20, 40)]
+    assert test.frame_maps[1].tolist() == np.where(wide_HW == 0, 255, wide_HW - 1).tolist()
+    assert test.masks_NHW.shape == (2, 0, 0) and test.grid_hw == (2, 2)
+    assert encoder.patch_features(data.train, FULL_FRAME).masks_NHW.shape == (2, 32, 32)  # input size
+    result = LinearSegmentation(settings=FAST).run(encoder, data)
+    assert result["data"]["test"]["label_size"] == {"min": [16, 16], "max": [20, 40], "distinct": 2}
+    assert result["classes_present"] == 2 and 0.0 <= result["miou"] <= 1.0

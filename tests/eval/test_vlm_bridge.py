@@ -1,12 +1,16 @@
 """The vlm protocol's bridge under a tiny random Llama: it learns from informative patch
-tokens (and not from noise), and only the bridge's weights change."""
+tokens (and not from noise), only the bridge's weights change, and its budget follows the
+dataset and is recorded."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
-from levl_eval.featureset import EvalSplit, PatchFeatures
+from levl_eval.errors import EvalError
+from levl_eval.featureset import EvalSplit, FileSample, PatchFeatures
 from levl_eval.protocols.vlm import VLMBackbone
 from levl_eval.taskdata import VQAData
 from levl_eval.testing import StaticFeatures
@@ -91,3 +95,35 @@ def test_only_the_bridge_changes(llm) -> None:
     init = Bridge(8, 16, llm.width, settings.seed).state_dict()
     assert all(not torch.equal(init[name], value) for name, value in fitted.bridge.state_dict().items())
     assert len(fitted.losses) == 8
+
+
+def test_bridge_budget_defaults_follow_the_dataset() -> None:
+    synth, real = VLMSettings().for_dataset("synth"), VLMSettings().for_dataset("gqa")
+    assert (synth.train_images, synth.max_train_questions, synth.epochs) == (None, None, 1)
+    assert (real.train_images, real.max_train_questions, real.epochs) == (20_000, None, 1)
+    asked = VLMSettings(epochs=3, train_images=500, max_train_questions=40)
+    assert (asked.for_dataset("vqav2").train_images, asked.for_dataset("vqav2").epochs) == (500, 3)
+    assert asked.for_dataset("synth").train_images is None  # read whole from its manifest
+    assert VLMSettings().budget_origin("gqa") == "a real dataset's default"
+    assert asked.budget_origin("synth") == ("the synthetic world's default, except "
+                                            "max_train_questions, epochs as set")
+
+
+def test_budget_below_one_is_one_line() -> None:
+    with pytest.raises(EvalError, match=r"vlm setting train_images=0: must be at least 1"):
+        VLMSettings(train_images=0)
+
+
+def test_budget_caps_train_images_before_extraction_and_is_recorded(llm) -> None:
+    """96 listed train images, a budget of 24: only the 24 are asked for, and the report says so."""
+    train = EvalSplit("train", files=tuple(FileSample(Path(f"{i}.jpg")) for i in range(96)))
+    source = StaticFeatures(patches={"train[24 of 96 images]": qa_world(24, True, 0),
+                                     "test": qa_world(8, True, 1)})
+    settings = VLMSettings(bridge_hidden=16, batch_size=8, max_answer_tokens=2, train_images=24)
+    result = VLMBackbone(settings, llm=llm).run(source, VQAData("fake", train, EvalSplit("test")))
+    assert "patches:train[24 of 96 images]" in source.calls and "patches:train" not in source.calls
+    assert result["data"]["train"]["split"] == "train[24 of 96 images]"
+    assert result["data"]["train"]["questions"] == 48 and result["train_steps"] == 6  # 1 epoch
+    recorded = result["settings"]
+    assert (recorded["train_images"], recorded["max_train_questions"], recorded["epochs"]) == (24, None, 1)
+    assert recorded["budget"] == "a real dataset's default, except train_images as set"

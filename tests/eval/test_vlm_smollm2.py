@@ -21,6 +21,6 @@ def test_smollm2_gguf_loads_and_trains_one_bridge_step() -> None:
     encoded = [item_tokens(llm.encode, item, PROMPT, llm.tokenizer.eos_token_id) for item in items]
     before = llm.model.get_input_embeddings().weight.clone()
     fitted = fit_bridge(llm, torch.randn(2, 4, 8), items, encoded,
-                        VLMSettings(bridge_hidden=32, batch_size=2, max_steps=1))
+                        VLMSettings(bridge_hidden=32, batch_size=2, max_steps=1).for_dataset("synth"))
     assert len(fitted.losses) == 1 and torch.isfinite(torch.tensor(fitted.losses)).all()
     assert torch.equal(before, llm.model.get_input_embeddings().weight)

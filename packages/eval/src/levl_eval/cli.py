@@ -1,6 +1,6 @@
 """levl-eval: evaluate frozen checkpoints (and their random-init baselines) and write a report.
 
-    levl-eval all --ckpt RUN_OR_CKPT [--ckpt ...] --data SYNTH_DIR --out DIR [--datasets ROOT] [--vlm]
+    levl-eval all --ckpt RUN_OR_CKPT [--ckpt ...] --out DIR [--data SYNTH_DIR] [--datasets ROOT] [--vlm]
     levl-eval zeroshot|linear|segmentation|depth|background|retrieval ...same options...
     (all and linear: [--probe linear|mlp|attentive|all] [--train-per-class-cap N];
      all and zeroshot: [--class-names
@@ -14,9 +14,10 @@
     levl-eval report DIR                           (re-render report.md from report.json)
     levl-eval report DIR_A DIR_B ... [--out DIR]   (saved reports side by side, merged into --out)
 
-Every protocol runs on the synthetic world; with --datasets (alias --data-root), also on each
-real dataset found under ROOT in its standard layout (levl_eval.datasets). Absent ones are
-reported and skipped.
+Every protocol runs on the synthetic world given by --data, and on each real dataset found
+under --datasets ROOT (alias --data-root) in its standard layout (levl_eval.datasets); absent
+ones are reported and skipped. Either option may be left out (without --data only real datasets
+run), not both.
 
 User errors print `error: <one line>` on stderr and exit 2 (--debug shows the traceback).
 """
@@ -58,7 +59,7 @@ app = typer.Typer(
 )
 
 CkptOpt = Annotated[list[Path], typer.Option("--ckpt", help="Checkpoint dir or run dir (its `latest`); repeatable.")]
-DataOpt = Annotated[Path, typer.Option("--data", help="Synthetic-world dir holding eval-train/ and eval-test/.")]
+DataOpt = Annotated[Path | None, typer.Option("--data", help="Synthetic-world dir holding eval-train/ and eval-test/ (optional with --datasets: then only real datasets run).")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output dir for report.json and report.md.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (cuda if present).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
@@ -128,7 +129,7 @@ def skipped_summary(skipped: list[dict]) -> str:
 
 
 def evaluate_and_publish(
-    protocols: tuple[str, ...], ckpt: list[Path], data: Path, out: Path, device: str,
+    protocols: tuple[str, ...], ckpt: list[Path], data: Path | None, out: Path, device: str,
     batch_size: int, workers: int, random_seed: int, datasets: Path | None = None,
     vlm: dict | None = None, features: dict | None = None, class_names: str = "curated",
 ) -> None:
@@ -152,7 +153,7 @@ def evaluate_and_publish(
 
 @app.command("all")
 def all_command(
-    ckpt: CkptOpt, data: DataOpt, out: OutOpt,
+    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None,
     protocol: Annotated[list[str] | None, typer.Option("--protocol", help=f"Protocol to run (repeatable; default all: {', '.join(PROTOCOLS)}, vlm only with --vlm).")] = None,
     device: DeviceOpt = "auto", batch_size: BatchOpt = 256, workers: WorkersOpt = 0,
     random_seed: SeedOpt = 0, datasets: DatasetsOpt = None,
@@ -176,7 +177,7 @@ def single_protocol_command(name: str) -> Callable[..., None]:
     """`levl-eval <name>`: the `all` command restricted to one protocol."""
 
     def command(
-        ckpt: CkptOpt, data: DataOpt, out: OutOpt, device: DeviceOpt = "auto",
+        ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = "auto",
         batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
         datasets: DatasetsOpt = None, cache: CacheOpt = None, no_cache: NoCacheOpt = False,
         debug: DebugOpt = False,
@@ -196,7 +197,7 @@ for _name in PROTOCOLS:
 
 @app.command("zeroshot")
 def zeroshot_command(
-    ckpt: CkptOpt, data: DataOpt, out: OutOpt, device: DeviceOpt = "auto",
+    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = "auto",
     batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
     datasets: DatasetsOpt = None, class_names: ClassNamesOpt = "curated", cache: CacheOpt = None,
     no_cache: NoCacheOpt = False, debug: DebugOpt = False,
@@ -209,7 +210,7 @@ def zeroshot_command(
 
 @app.command("linear")
 def linear_command(
-    ckpt: CkptOpt, data: DataOpt, out: OutOpt, device: DeviceOpt = "auto",
+    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = "auto",
     batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
     datasets: DatasetsOpt = None, probe: ProbeOpt = None, train_per_class_cap: CapOpt = None,
     cache: CacheOpt = None, no_cache: NoCacheOpt = False, debug: DebugOpt = False,
@@ -222,7 +223,7 @@ def linear_command(
 
 @app.command("vlm")
 def vlm_command(
-    ckpt: CkptOpt, data: DataOpt, out: OutOpt, device: DeviceOpt = "auto",
+    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = "auto",
     batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
     datasets: DatasetsOpt = None, llm: LlmOpt = None, vlm_epochs: VlmEpochsOpt = None,
     vlm_max_steps: VlmStepsOpt = None, vlm_max_questions: VlmQuestionsOpt = None,

@@ -2,13 +2,15 @@
 
 NYU Depth v2 (and the BTS / depth-toolbox exports of it) stores depth as single-channel 16-bit
 PNGs in millimetres with 0 where the sensor gave nothing. A map is read as float32 metres and
-sent through the same geometry as its image (resize shorter side, centre crop) with nearest
-interpolation, so depth pixel (y, x) sits under image pixel (y, x) and no depth is invented by
-blending a valid pixel with an invalid 0.
+either kept at its original resolution (the frame the depth protocol scores on) or sent through
+the same geometry as its image with nearest interpolation (training targets), so depth pixel
+(y, x) sits under image pixel (y, x) and no depth is invented by blending a valid pixel with an
+invalid 0.
 
 Eigen's evaluation crop (rows 45..470, columns 41..600 of the 640x480 frame; Eigen et al. 2014,
-as in BTS, AdaBins and DINOv2) drops the border where the RGB frame is white padding. For
-another frame size the same fractions of the frame are kept.
+as in BTS, AdaBins and DINOv2) drops the border where the RGB frame is white padding. It is
+applied to the original 640x480 map, before any geometry, in those absolute pixels: a map of
+another size has no Eigen crop (the NYUv2 reader refuses one in the test list).
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ def is_depth_mode(mode: str) -> bool:
 
 
 def eigen_crop_mask(height: int, width: int) -> np.ndarray:
-    """[H, W] bool, True inside Eigen's crop scaled from the 640x480 frame to this size."""
-    scale_y, scale_x = height / EIGEN_FRAME_HW[0], width / EIGEN_FRAME_HW[1]
-    top, bottom = (round(r * scale_y) for r in EIGEN_CROP_ROWS)
-    left, right = (round(c * scale_x) for c in EIGEN_CROP_COLS)
-    keep_HW = np.zeros((height, width), dtype=bool)
-    keep_HW[top:bottom, left:right] = True
+    """[480, 640] bool, True inside Eigen's crop; the crop is in the pixels of NYUv2's own frame,
+    so a map of another size (a resized one) is refused rather than cropped by scaled rows."""
+    if (height, width) != EIGEN_FRAME_HW:
+        raise ValueError(f"depth map of {width}x{height}: Eigen's crop is defined on NYUv2's "
+                         f"{EIGEN_FRAME_HW[1]}x{EIGEN_FRAME_HW[0]} frame")
+    keep_HW = np.zeros(EIGEN_FRAME_HW, dtype=bool)
+    keep_HW[slice(*EIGEN_CROP_ROWS), slice(*EIGEN_CROP_COLS)] = True
     return keep_HW
 
 
@@ -57,7 +60,8 @@ def depth_metres(depth_map: PIL.Image.Image, eigen_crop: bool) -> np.ndarray:
 def depth_transform(
     geometry: Callable[[PIL.Image.Image], PIL.Image.Image], *, eigen_crop: bool
 ) -> Callable[[PIL.Image.Image], torch.Tensor]:
-    """PIL 16-bit depth map -> float32 [H, W] metres through `geometry` (nearest resize + crop).
+    """PIL 16-bit depth map -> float32 [H, W] metres, Eigen-cropped first when asked, then
+    through `geometry` (a nearest resize and crop, or none: `levl_eval.samples.untouched`).
 
     A map that is not 16-bit single-channel raises ValueError, which the sample reader counts
     as an undecodable mask rather than crashing the run.

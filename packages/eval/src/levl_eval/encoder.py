@@ -35,12 +35,12 @@ from levl_eval.featureset import (
     SplitFeatures,
     TextFeatures,
 )
-from levl_eval.geometry import ImageGeometry
-from levl_eval.samples import target_transform
+from levl_eval.geometry import ImageGeometry, image_transform, is_full_frame
+from levl_eval.samples import frame_target_transform, target_transform
 from levl_model.checkpoint import load_checkpoint
 from levl_model.config import ModelConfig, ObjectiveConfig, uses_predictors
 from levl_model.model import LevlModel, build_model
-from levl_model.preprocess import Preprocess, eval_transform
+from levl_model.preprocess import Preprocess
 from levl_model.tokenizer import CaptionTokenizer, load_tokenizer
 
 T = TypeVar("T")
@@ -60,9 +60,9 @@ class FrozenEncoder:
     info: dict = field(default_factory=dict)
     feature_cache: FeatureCache | None = None  # features on disk across runs (levl_eval.feature_cache)
     _weights: dict | None = field(default=None, repr=False)
-    _images: dict[tuple[str, Preprocess], SplitFeatures] = field(default_factory=dict, repr=False)
+    _images: dict[tuple[str, Preprocess, bool], SplitFeatures] = field(default_factory=dict, repr=False)
     _texts: dict[tuple, ClassTextFeatures] = field(default_factory=dict, repr=False)
-    _patches: dict[tuple[str, Preprocess], PatchFeatures] = field(default_factory=dict, repr=False)
+    _patches: dict[tuple[str, Preprocess, bool, bool], PatchFeatures] = field(default_factory=dict, repr=False)
     _captions: dict[tuple, TextFeatures] = field(default_factory=dict, repr=False)
 
     def preprocess_for(self, geometry: ImageGeometry | None) -> Preprocess:
@@ -70,32 +70,44 @@ class FrozenEncoder:
         return self.preprocess if geometry is None else geometry.applied_to(self.preprocess)
 
     def image_features(self, split: EvalSplit, geometry: ImageGeometry | None = None) -> SplitFeatures:
-        preprocess = self.preprocess_for(geometry)
-        key = (split.name, preprocess)  # one pass per split and transform, whatever asks for it
+        preprocess, full_frame = self.preprocess_for(geometry), is_full_frame(geometry)
+        key = (split.name, preprocess, full_frame)  # one pass per split and transform, whatever asks
         if key not in self._images:
             self._images[key] = self.cached("image", split, preprocess, SplitFeatures, lambda: extract_split_features(
-                self.model, split, eval_transform(preprocess), batch_size=self.batch_size,
+                self.model, split, image_transform(preprocess, full_frame), batch_size=self.batch_size,
                 device=self.device, num_workers=self.num_workers, desc=f"{self.name} {split.name}",
-            ))
+            ), full_frame=full_frame)
         return self._images[key]
 
-    def patch_features(self, split: EvalSplit, geometry: ImageGeometry | None = None) -> PatchFeatures:
-        preprocess = self.preprocess_for(geometry)
-        key = (split.name, preprocess)
+    def patch_features(
+        self, split: EvalSplit, geometry: ImageGeometry | None = None, *, frame_maps: bool = False
+    ) -> PatchFeatures:
+        preprocess, full_frame = self.preprocess_for(geometry), is_full_frame(geometry)
+        key = (split.name, preprocess, full_frame, frame_maps)
         if key not in self._patches:
-            masks = target_transform(split, preprocess) if split_has_masks(split) else None
-            kind = "patches+targets" if masks else "patches"
+            masks = self.maps_reader(split, preprocess, full_frame, frame_maps)
+            kind = "patches" if masks is None else "patches+frame-targets" if frame_maps else "patches+targets"
             self._patches[key] = self.cached(kind, split, preprocess, PatchFeatures, lambda: extract_patch_features(
-                self.model, split, eval_transform(preprocess), masks,
+                self.model, split, image_transform(preprocess, full_frame), masks,
                 batch_size=self.batch_size, device=self.device, num_workers=self.num_workers,
-                desc=f"{self.name} {split.name} patches",
-            ))
+                desc=f"{self.name} {split.name} patches", frame_maps=frame_maps,
+            ), full_frame=full_frame)
         return self._patches[key]
 
+    @staticmethod
+    def maps_reader(split: EvalSplit, preprocess: Preprocess, full_frame: bool,
+                    frame_maps: bool) -> Callable | None:
+        """How the split's per-pixel maps are read: untouched (scored frames), through the
+        encoder input's geometry (training targets), or not at all (a split without any)."""
+        if not split_has_masks(split):
+            return None
+        return frame_target_transform(split) if frame_maps else target_transform(split, preprocess, full_frame)
+
     def cached(self, kind: str, split: EvalSplit, preprocess: Preprocess, layout: type[T],
-               extract: Callable[[], T]) -> T:
+               extract: Callable[[], T], full_frame: bool = False) -> T:
         """`extract()`, or its result from the on-disk feature cache when one is set; the key
-        holds the transform the features were extracted under (`preprocess`)."""
+        holds the transform the features were extracted under (`preprocess`, and a full-frame
+        resize when there was one: other entries keep their keys)."""
         if self.feature_cache is None:
             return extract()
         if self._weights is None:  # hashing the weights costs a read of the file: once
@@ -103,7 +115,8 @@ class FrozenEncoder:
                 "weights": weights_identity(self.model, self.info.get("path")),
                 "model_config": self.model.config.to_dict(),
             }
-        identity = {**self._weights, "preprocess": preprocess.to_dict()}
+        identity = {**self._weights, "preprocess": preprocess.to_dict(),
+                    **({"full_frame": True} if full_frame else {})}
         key = entry_key(kind, identity, split, layout)
         return self.feature_cache.get_or_extract(key, layout, extract)
 

@@ -6,7 +6,8 @@ An entry is keyed by sha256 over everything the features depend on:
   dict), plus the model config;
 - the transform the features were extracted under: the checkpoint's image preprocessing (size,
   mean, std, interpolation, resize) with the protocol's geometry applied (`levl_eval.geometry`:
-  the probes' 256/224 crop on real datasets), and whether per-pixel labels are read with it;
+  the probes' 256/224 crop on real datasets, the dense protocols' full frame), and whether
+  per-pixel labels are read with it, through it or untouched (the scored split's frames);
 - the data: every field of the split, with a manifest replaced by its fingerprint (sha256 over
   its shards) and a file list by each sample's fields plus its files' size and mtime;
 - the kind of features (CLS/z/pred or patch tokens) and the layout of the stored dataclass.

@@ -93,8 +93,9 @@ def split_has_masks(split: EvalSplit) -> bool:
     return split.mask_member is not None or any(sample.mask is not None for sample in split.files)
 
 
-def batch_masks(split: EvalSplit, batch: dict, masks: Callable | None) -> torch.Tensor:
-    """The batch's label maps; [B, 0, 0] when the split is read without masks (vlm, not seg)."""
+def batch_masks(split: EvalSplit, batch: dict, masks: Callable | None) -> torch.Tensor | list[torch.Tensor]:
+    """The batch's label maps ([B, H, W], or a list when their sizes differ); [B, 0, 0] when the
+    split is read without masks (vlm, not seg)."""
     if masks is None:
         return torch.zeros(len(batch["labels"]), 0, 0, dtype=torch.uint8)
     if batch["masks"] is None:
@@ -102,19 +103,28 @@ def batch_masks(split: EvalSplit, batch: dict, masks: Callable | None) -> torch.
     return batch["masks"]
 
 
+def no_maps(maps: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """[B, 0, 0] of the maps' dtype: the masks_NHW of a split whose maps are kept as frames."""
+    return torch.zeros(len(maps), 0, 0, dtype=maps[0].dtype)
+
+
 @torch.no_grad()
 def extract_patch_features(
     model: torch.nn.Module, split: EvalSplit, transform: Callable, masks: Callable | None, *,
-    batch_size: int, device: str, num_workers: int = 0, desc: str = "",
+    batch_size: int, device: str, num_workers: int = 0, desc: str = "", frame_maps: bool = False,
 ) -> PatchFeatures:
     """Final-norm patch tokens (float16), label maps (uint8; none when `masks` is None) and
-    question/answer dicts of every image in the split."""
+    question/answer dicts of every image in the split. With `frame_maps` the maps (read at their
+    original resolution by `masks`) are kept one per image, as `PatchFeatures.frame_maps`."""
     model.eval()
     batches = split_batches(split, transform, masks, batch_size=batch_size, num_workers=num_workers)
-    tokens, label_maps, qa, grid_hw = [], [], [], (0, 0)
+    tokens, label_maps, frames, qa, grid_hw = [], [], [], [], (0, 0)
     skipped: Counter[str] = Counter()
     for batch in readable_batches(split, progress(split, batches, batch_size, desc), skipped):
-        label_maps.append(batch_masks(split, batch, masks))
+        maps = batch_masks(split, batch, masks)
+        if frame_maps:
+            frames += [label.clone() for label in maps]  # own storage: no batch tensor kept alive
+        label_maps.append(no_maps(maps) if frame_maps else maps)
         patches_BLD = model.encode_image(batch["image"].to(device, non_blocking=True)).patches_BLD
         grid_hw = patch_grid(model, batch["image"], patches_BLD.shape[1])
         tokens.append(patches_BLD.to(PATCH_CACHE_DTYPE).cpu())
@@ -124,6 +134,7 @@ def extract_patch_features(
     return PatchFeatures(
         tokens_NLD=torch.cat(tokens), grid_hw=grid_hw, masks_NHW=torch.cat(label_maps),
         skipped={reason: int(count) for reason, count in skipped.items() if count}, qa=tuple(qa),
+        frame_maps=tuple(frames),
     )
 
 

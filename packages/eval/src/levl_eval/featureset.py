@@ -10,6 +10,7 @@ standard layouts of ADE20K, ImageNet-9 and Karpathy caption splits, see `levl_ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -127,9 +128,12 @@ class SplitFeatures:
 class PatchFeatures:
     """Per-image patch tokens on the (h, w) grid, row-major, with the per-pixel labels.
 
-    masks_NHW are at label resolution (the model's input crop), uint8 with 255 = void (float32
-    metres with 0 = invalid for a depth split); a split without masks gives an [N, 0, 0] tensor.
-    `qa` holds each image's question/answer dicts.
+    masks_NHW are the maps through the encoder input's geometry, at its resolution (training
+    targets), uint8 with 255 = void (float32 metres with 0 = invalid for a depth split); a split
+    without them gives an [N, 0, 0] tensor. `frame_maps` are each image's map untouched, at its
+    original resolution (sizes may differ), read only for a split that is scored
+    (`FeatureSource.patch_features(..., frame_maps=True)`). `qa` holds each image's
+    question/answer dicts.
     """
 
     tokens_NLD: torch.Tensor
@@ -137,15 +141,27 @@ class PatchFeatures:
     masks_NHW: torch.Tensor
     skipped: dict[str, int] = field(default_factory=dict)
     qa: tuple[tuple[dict, ...], ...] = ()
+    frame_maps: tuple[torch.Tensor, ...] = ()
 
     @property
     def num_samples(self) -> int:
         return int(self.tokens_NLD.shape[0])
 
+    def scored_maps(self) -> Sequence[torch.Tensor]:
+        """The [H_i, W_i] map each image is scored against: its original frame when read, else
+        a row of masks_NHW (in-memory data, given at the resolution it is to be scored at)."""
+        return self.frame_maps or self.masks_NHW.unbind(0)
+
     def sizes(self) -> dict:
-        """What a dense protocol's report records about the split it trained or tested on."""
+        """What a dense protocol's report records about the split it trained or tested on: the
+        label size [H, W], or when the frames differ their per-axis range and how many sizes."""
+        label_sizes = {tuple(label.shape) for label in self.scored_maps()}
+        heights, widths = ([size[axis] for size in label_sizes] for axis in (0, 1))
+        label_size = list(label_sizes.pop()) if len(label_sizes) == 1 else {
+            "min": [min(heights), min(widths)], "max": [max(heights), max(widths)],
+            "distinct": len(label_sizes)}
         return {"samples": self.num_samples, "skipped": dict(self.skipped),
-                "grid": list(self.grid_hw), "label_size": list(self.masks_NHW.shape[-2:])}
+                "grid": list(self.grid_hw), "label_size": label_size}
 
 
 @dataclass(frozen=True)
@@ -169,7 +185,8 @@ class FeatureSource(Protocol):
     """What a protocol needs from an encoder: frozen image, patch and text features.
 
     `geometry` is the resize and crop the images go through (`levl_eval.geometry`); None means
-    the checkpoint's own eval preprocessing.
+    the checkpoint's own eval preprocessing. `frame_maps` asks for the split's per-pixel maps at
+    their original resolution (`PatchFeatures.frame_maps`) instead of through the geometry.
     """
 
     name: str
@@ -179,7 +196,7 @@ class FeatureSource(Protocol):
     ) -> SplitFeatures: ...
 
     def patch_features(
-        self, split: EvalSplit, geometry: ImageGeometry | None = None
+        self, split: EvalSplit, geometry: ImageGeometry | None = None, *, frame_maps: bool = False
     ) -> PatchFeatures: ...
 
     def text_features(self, texts: tuple[str, ...]) -> TextFeatures: ...

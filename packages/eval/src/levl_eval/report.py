@@ -23,6 +23,7 @@ from pathlib import Path
 import jsonschema
 
 from levl_eval.errors import EvalError, OutputError
+from levl_eval.paper import PAPER_MODELS, paper_reference
 from levl_eval.plots import PLOTS_DIR, plot_lines, tasks_of, write_plots
 from levl_eval.protocols.zeroshot import READOUT_DESCRIPTIONS, READOUT_LABELS
 from levl_model.jsontext import parse_json
@@ -30,6 +31,8 @@ from levl_model.jsontext import parse_json
 REPORT_SCHEMA = "levl.eval-report/v1"
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 REPORT_SCHEMA_FILE = "eval-report-v1.schema.json"
+PAPER_KEY = "paper_reference"  # report.json: the paper's numbers (levl_eval.paper), never levl's
+PAPER_COLUMN = f"paper (ViT-B/16, DataComp-L): {' / '.join(PAPER_MODELS)}"
 
 @dataclass(frozen=True)
 class Column:
@@ -76,7 +79,20 @@ PROTOCOL_COLUMNS: dict[str, tuple[Column, ...]] = {
     "retrieval": (Column("i2t R@1", ("i2t_r1",)), Column("t2i R@1", ("t2i_r1",)),
                   Column("retrieval mean R", ("mean_recall",))),
     "vlm": (Column("VQA acc", ("vqa_accuracy",)), Column("POPE F1", ("pope_f1",)),
-            Column("VQA gain vs random", ("gain_over_random", "vqa_accuracy"))),
+            Column("VQA gain vs random", ("gain_over_random", "vqa_accuracy")),
+            Column("POPE F1 gain vs random", ("gain_over_random", "pope_f1"))),
+}
+
+# Tasks whose headline is their dataset's own metric rather than the protocol's set: the paper's
+# frozen-VLM table is GQA exact match, VQAv2 accuracy and POPE, each with its gain over random.
+TASK_COLUMNS: dict[str, tuple[Column, ...]] = {
+    "vlm:gqa": (Column("exact match", ("exact_match",)),
+                Column("exact match gain vs random", ("gain_over_random", "exact_match"))),
+    "vlm:vqav2": (Column("VQA acc", ("vqa_accuracy",)),
+                  Column("VQA acc min(1,n/3)", ("vqa_accuracy_simple",)),
+                  Column("VQA gain vs random", ("gain_over_random", "vqa_accuracy"))),
+    "vlm:pope": (Column("POPE F1", ("pope_f1",)), Column("POPE acc", ("pope_accuracy",)),
+                 Column("POPE F1 gain vs random", ("gain_over_random", "pope_f1"))),
 }
 
 
@@ -112,10 +128,11 @@ def plot_columns(report: dict) -> Callable[[str], list[tuple[str, tuple[str, ...
 
 
 def task_columns(task: str) -> list[tuple[str, str, Column]]:
-    """(title, task key, column) of one task's headline columns."""
+    """(title, task key, column) of one task's headline columns (its own, else its protocol's)."""
     protocol, _, dataset = task.partition(":")
     suffix = f" ({dataset})" if dataset else ""
-    return [(column.label(suffix), task, column) for column in PROTOCOL_COLUMNS.get(protocol, ())]
+    columns = TASK_COLUMNS.get(task, PROTOCOL_COLUMNS.get(protocol, ()))
+    return [(column.label(suffix), task, column) for column in columns]
 
 
 def build_report(*, encoders: list[dict], data: dict, protocols: list[str], device: str,
@@ -124,7 +141,8 @@ def build_report(*, encoders: list[dict], data: dict, protocols: list[str], devi
     """The report.json document: one entry per encoder (checkpoints first, then baselines).
 
     `protocols` lists the task keys run (a protocol name, or `protocol:dataset` on real data),
-    `tasks` describes each task's data, `skipped` says which tasks did not run and why.
+    `tasks` describes each task's data, `skipped` says which tasks did not run and why;
+    `paper_reference` holds the paper's numbers for the tasks it reports (levl_eval.paper).
     """
     return {
         "schema": REPORT_SCHEMA,
@@ -137,6 +155,7 @@ def build_report(*, encoders: list[dict], data: dict, protocols: list[str], devi
         "tasks": dict(tasks or {}),
         "skipped": list(skipped or []),
         "encoders": encoders,
+        PAPER_KEY: paper_reference(protocols),
     }
 
 
@@ -159,11 +178,47 @@ def headline_table(report: dict) -> tuple[list[str], list[list[str]]]:
     column per encoder, so checkpoints and their random baselines read side by side however
     many datasets ran (a row per encoder would grow a column per metric instead)."""
     encoders = report["encoders"]
-    columns = [c for task in report.get("protocols", []) for c in present_columns(report, task)]
     header = ["metric", *(enc["name"] for enc in encoders)]
     rows = [[title, *(format_value(metric_at(enc, task, column.path), column.unit) for enc in encoders)]
-            for title, task, column in columns]
+            for title, task, column in headline_columns(report)]
     return header, rows
+
+
+def headline_columns(report: dict) -> list[tuple[str, str, Column]]:
+    """(title, task key, column) of every headline row, in task order."""
+    return [c for task in report.get("protocols", []) for c in present_columns(report, task)]
+
+
+def report_paper_reference(report: dict) -> dict:
+    """The paper's numbers a report carries; one written before they were recorded gets them
+    from its task keys, so `levl-eval report DIR` adds the column on re-rendering."""
+    if PAPER_KEY in report:
+        return report[PAPER_KEY] or {}
+    return paper_reference(report.get("protocols", []))
+
+
+def paper_cell(reference: dict, task: str, column: Column) -> str:
+    """`65.42 / 65.75 / 66.34`: the paper's numbers for one headline row, shown in the row's
+    unit; empty (not zero, not a dash) where the paper has no number for it."""
+    values = reference.get("tasks", {}).get(task, {}).get(".".join(column.path))
+    if not values:
+        return ""
+    return " / ".join(format_value(values[model], column.unit) for model in PAPER_MODELS)
+
+
+def headline_markdown(report: dict) -> list[str]:
+    """report.md's headline table, with the paper's numbers as a last, labelled column when a
+    task run is one the paper reports (the terminal's table stays levl's numbers only)."""
+    header, rows = headline_table(report)
+    reference = report_paper_reference(report)
+    cells = [paper_cell(reference, task, column) for _, task, column in headline_columns(report)]
+    if not any(cells):
+        return markdown_table(header, rows)
+    note = (f"The last column holds the paper's numbers, not levl's ({reference['source']}): "
+            "a reference, not a result of this run.")
+    table = markdown_table([*header, PAPER_COLUMN],
+                           [[*row, cell] for row, cell in zip(rows, cells, strict=True)])
+    return [*table, "", note]
 
 
 def format_headline(report: dict) -> str:
@@ -273,18 +328,26 @@ def settings_lines(report: dict) -> list[str]:
     return lines
 
 
+def data_sentence(report: dict) -> str:
+    """Which data the report ran on: the synthetic world's test split, or, in a run without
+    one (`--datasets` only), the real datasets' root."""
+    data = report.get("data") or {}
+    if not data.get("root"):
+        root = (report.get("options") or {}).get("datasets")
+        return f"Data: no synthetic world{f'; real datasets under `{root}`' if root else ''}."
+    test = data.get("test", {})
+    return (f"Data: `{data.get('root')}` — test split `{test.get('dataset', test.get('name'))}` "
+            f"({test.get('num_samples', '?')} samples, {len(data.get('classes', []))} classes).")
+
+
 def render_markdown(report: dict) -> str:
     """report.md: headline table first, then per-readout numbers, encoders, settings."""
-    data = report.get("data", {})
-    test = data.get("test", {})
     lines = [
         "# levl-eval report", "",
-        f"Data: `{data.get('root')}` — test split `{test.get('dataset', test.get('name'))}` "
-        f"({test.get('num_samples', '?')} samples, {len(data.get('classes', []))} classes). "
-        f"Device: {report.get('device')}. Created {report.get('created_at')}. "
+        f"{data_sentence(report)} Device: {report.get('device')}. Created {report.get('created_at')}. "
         "Numbers are percentages unless the metric names a unit in brackets.", "",
         "## Headline", "",
-        *markdown_table(*headline_table(report)), "",
+        *headline_markdown(report), "",
     ]
     for protocol in READOUT_TABLES:
         for task in tasks_of(report, protocol):

@@ -1,5 +1,6 @@
 """`levl-eval all`: every checkpoint, then one random baseline per distinct config, every task
-(a protocol on the synthetic world or on a real dataset found under --datasets).
+(a protocol on the synthetic world or on a real dataset found under --datasets; either source
+may be left out, not both).
 
 Checkpoints are evaluated one at a time and released before the next is loaded, so peak memory is
 one model plus its cached features whatever the number of --ckpt.
@@ -20,6 +21,7 @@ from levl_eval.data import load_eval_data
 from levl_eval.encoder import BaselineSpec, FrozenEncoder, load_frozen_checkpoint, random_encoder
 from levl_eval.errors import DeviceError, EvalDataError, EvalError
 from levl_eval.feature_cache import FeatureCache
+from levl_eval.featureset import EvalData
 from levl_eval.gains import add_gains_over_random
 from levl_eval.geometry import SYNTH, probe_geometry
 from levl_eval.llm import load_llm
@@ -116,6 +118,17 @@ def datasets_root(options: EvalOptions) -> Path | None:
     return root
 
 
+def synthetic_world(data_dir: Path | None, options: EvalOptions) -> EvalData | None:
+    """The --data world, read and checked; None when only real datasets are asked for. With
+    neither source there is nothing to evaluate: one error naming both options."""
+    if data_dir is not None:
+        return load_eval_data(data_dir)
+    if options.datasets is None:
+        raise EvalError("nothing to evaluate on: pass --data SYNTH_DIR (a `levl-data synth --out` "
+                        "directory) and/or --datasets ROOT (real datasets in their standard layouts)")
+    return None
+
+
 def check_vlm_inputs(settings: VLMSettings, device: str) -> None:
     """Load the --llm and check any --bridges against its width: a wrong name or a bridge made
     for another LLM fails in one line before hours of feature extraction."""
@@ -132,14 +145,15 @@ def unique_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def run_evaluation(ckpt_paths: list[Path], data_dir: Path, options: EvalOptions,
+def run_evaluation(ckpt_paths: list[Path], data_dir: Path | None, options: EvalOptions,
                    on_skipped: Callable[[list[dict]], None] | None = None) -> dict:
     """Evaluate every checkpoint and its random baseline(s); returns the report document.
+    `data_dir` None runs only the real datasets under `options.datasets`.
     `on_skipped` hears the tasks that will not run as soon as they are known, before any
     checkpoint is loaded or feature extracted (the CLI prints them then)."""
     if not ckpt_paths:
         raise EvalError("no --ckpt given; pass at least one checkpoint or run directory")
-    data = load_eval_data(data_dir)
+    data = synthetic_world(data_dir, options)
     tasks, skipped = plan_tasks(options.protocols, data, datasets_root(options))
     if skipped and on_skipped is not None:
         on_skipped([task.describe() for task in skipped])
@@ -158,7 +172,7 @@ def run_evaluation(ckpt_paths: list[Path], data_dir: Path, options: EvalOptions,
     entries += evaluate_baselines(list(baselines.values()), tasks, options, taken, cache)
     add_gains_over_random(entries)
     report = build_report(
-        encoders=entries, data=data.describe(), protocols=[task.key for task in tasks],
+        encoders=entries, data={} if data is None else data.describe(), protocols=[task.key for task in tasks],
         tasks={task.key: task.describe() for task in tasks},
         skipped=[task.describe() for task in skipped],
         device=options.device, options=asdict(options),

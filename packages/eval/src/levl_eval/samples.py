@@ -1,11 +1,12 @@
 """Batches of one evaluation split, the same shape whether it is a shard manifest or files.
 
 Every batch is `{"image": [B,3,H,W], "labels": [B], "masks": [B,H,W] uint8 (float32 metres for
-a depth split) or None,
+a depth split), a list of B [H_i, W_i] maps when their sizes differ, or None,
 "captions": [tuple[str, ...]] * B, "qa": [tuple[dict, ...]] * B, "skipped": {reason: count}}`, in the split's stored order. A
 sample that cannot be decoded is skipped and counted (as the shard loader does), never a crash.
-Masks go through the image's geometry (resize shorter side, centre crop) with nearest
-interpolation, so label pixel (y, x) sits under image pixel (y, x).
+Masks go through the image's geometry (resize shorter side and centre crop, or the full-frame
+resize) with nearest interpolation, so label pixel (y, x) sits under image pixel (y, x); or,
+read for scoring (`frame_target_transform`), they stay untouched at their original resolution.
 """
 
 from __future__ import annotations
@@ -23,21 +24,30 @@ from levl_data.loader import batch_name, build_loader
 from levl_eval.depthmaps import depth_transform
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
+from levl_eval.geometry import frame_resize
 from levl_model.preprocess import Preprocess
 
 VOID = 255
+PixelGeometry = Callable[[PIL.Image.Image], PIL.Image.Image]
 
 
-def nearest_geometry(preprocess: Preprocess) -> Callable[[PIL.Image.Image], PIL.Image.Image]:
-    """The eval crop's geometry (resize shorter side, centre crop) with nearest interpolation."""
+def nearest_geometry(preprocess: Preprocess, full_frame: bool = False) -> PixelGeometry:
+    """The encoder input's geometry (resize shorter side and centre crop, or the whole frame
+    resized, `levl_eval.geometry.FULL_FRAME`) with nearest interpolation: no blended class ids."""
     nearest = T.InterpolationMode.NEAREST
+    if full_frame:
+        return frame_resize(preprocess, nearest)
     return T.Compose([T.Resize(preprocess.resize_shorter or preprocess.size, interpolation=nearest),
                       T.CenterCrop(preprocess.size)])
 
 
-def mask_transform(preprocess: Preprocess) -> Callable[[PIL.Image.Image], torch.Tensor]:
-    """PIL label map -> uint8 [H, W] through the eval crop's geometry (nearest, no blending)."""
-    geometry = nearest_geometry(preprocess)
+def untouched(image: PIL.Image.Image) -> PIL.Image.Image:
+    """No geometry: the map at its original resolution, the frame a dense protocol scores on."""
+    return image
+
+
+def label_map_transform(geometry: PixelGeometry) -> Callable[[PIL.Image.Image], torch.Tensor]:
+    """PIL label map -> uint8 [H, W] through `geometry` (nearest, or none)."""
 
     def transform(mask: PIL.Image.Image) -> torch.Tensor:
         values = np.asarray(geometry(mask))
@@ -48,13 +58,31 @@ def mask_transform(preprocess: Preprocess) -> Callable[[PIL.Image.Image], torch.
     return transform
 
 
-def target_transform(split: EvalSplit, preprocess: Preprocess) -> Callable[[PIL.Image.Image], torch.Tensor]:
+def mask_transform(preprocess: Preprocess) -> Callable[[PIL.Image.Image], torch.Tensor]:
+    """PIL label map -> uint8 [H, W] through the eval crop's geometry (nearest, no blending)."""
+    return label_map_transform(nearest_geometry(preprocess))
+
+
+def maps_transform(split: EvalSplit, geometry: PixelGeometry) -> Callable[[PIL.Image.Image], torch.Tensor]:
     """The reader of the split's per-pixel maps: class labels, or depth (levl_eval.depthmaps)."""
     if split.mask_kind == "labels":
-        return mask_transform(preprocess)
+        return label_map_transform(geometry)
     if split.mask_kind in ("depth_mm", "depth_mm_eigen"):
-        return depth_transform(nearest_geometry(preprocess), eigen_crop=split.mask_kind == "depth_mm_eigen")
+        return depth_transform(geometry, eigen_crop=split.mask_kind == "depth_mm_eigen")
     raise EvalDataError(f"split {split.name}: unknown mask_kind {split.mask_kind!r}")
+
+
+def target_transform(
+    split: EvalSplit, preprocess: Preprocess, full_frame: bool = False
+) -> Callable[[PIL.Image.Image], torch.Tensor]:
+    """The split's maps under the encoder input's geometry: pixel for pixel under the image
+    the encoder sees (training targets)."""
+    return maps_transform(split, nearest_geometry(preprocess, full_frame))
+
+
+def frame_target_transform(split: EvalSplit) -> Callable[[PIL.Image.Image], torch.Tensor]:
+    """The split's maps untouched, at each label's original resolution (what is scored)."""
+    return maps_transform(split, untouched)
 
 
 def remap_labels(mask_HW: torch.Tensor, split: EvalSplit) -> torch.Tensor:
@@ -155,11 +183,19 @@ def collate_files(items: list[dict | str]) -> dict:
     return {
         "image": torch.stack([item["image"] for item in good]),
         "labels": torch.tensor([item["label"] for item in good], dtype=torch.long),
-        "masks": torch.stack([item["mask"] for item in good]) if "mask" in good[0] else None,
+        "masks": stacked_maps([item["mask"] for item in good]) if "mask" in good[0] else None,
         "captions": [item["captions"] for item in good],
         "qa": [item["qa"] for item in good],
         "skipped": dict(skipped),
     }
+
+
+def stacked_maps(maps: list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+    """[B, H, W] when every map has one size; the list itself when sizes differ (maps read at
+    their original resolution), which padding would fill with pixels that do not exist."""
+    if len({tuple(item.shape) for item in maps}) == 1:
+        return torch.stack(maps)
+    return maps
 
 
 def split_batches(

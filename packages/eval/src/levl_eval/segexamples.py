@@ -2,9 +2,9 @@
 report's example figure can be re-rendered from the JSON alone (`levl-eval report DIR`).
 
 Arrays are stored as uint8 bytes, zlib-compressed and base64-encoded with their shape: a 64 px
-synthetic-world example costs a few kB. Images are read at the label maps' resolution (resize
-the shorter side to it, centre crop), which is the model's crop when, as in the synthetic world,
-images are stored at the crop size.
+synthetic-world example costs a few kB. The labels and predictions are the full frames the
+protocol scores, at the labels' original resolution, so images are read untouched: an image and
+its label map are stored at one size (the dataset readers check it).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from torchvision import transforms as T
 
 from levl_eval.featureset import EvalSplit
+from levl_eval.geometry import rgb
 from levl_eval.samples import split_batches
 
 EXAMPLE_COUNT = 3
@@ -35,18 +36,15 @@ def decode_uint8(encoded: dict) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8).reshape(encoded["shape"])
 
 
-def example_images(split: EvalSplit, count: int, label_hw: tuple[int, int]) -> torch.Tensor:
-    """The split's first `count` images as uint8 [B, H, W, 3] at label resolution."""
-    geometry = T.Compose([T.Lambda(lambda image: image.convert("RGB")), T.Resize(min(label_hw)),
-                          T.CenterCrop(label_hw), T.PILToTensor()])
-    batch = next(iter(split_batches(split, geometry, batch_size=count)))
+def example_images(split: EvalSplit, count: int) -> torch.Tensor:
+    """The split's first `count` images as uint8 [B, H, W, 3], whole frames (no resize or crop)."""
+    batch = next(iter(split_batches(split, T.Compose([T.Lambda(rgb), T.PILToTensor()]), batch_size=count)))
     return batch["image"].permute(0, 2, 3, 1)
 
 
 def segmentation_examples(split: EvalSplit, masks_KHW: torch.Tensor, pred_KHW: torch.Tensor) -> dict:
     """report.json's `examples` of one encoder: the first test images, their labels, its predictions."""
-    count = masks_KHW.shape[0]
-    images = example_images(split, count, tuple(masks_KHW.shape[-2:]))
+    images = example_images(split, masks_KHW.shape[0])
     return {"images": [encode_uint8(image) for image in images],
             "ground_truth": [encode_uint8(mask) for mask in masks_KHW],
             "prediction": [encode_uint8(pred) for pred in pred_KHW]}

@@ -1,8 +1,13 @@
-"""Segmentation metrics from a confusion matrix accumulated over the whole test set.
+"""Segmentation metrics as mmsegmentation's `IoUMetric` computes them (mmseg/evaluation/metrics/
+iou_metric.py: `intersect_and_union` per image, summed over the val set, `total_area_to_metrics`).
 
-mIoU is averaged over the classes present in the ground truth (a class that never occurs has
-no defined IoU; predicting it anyway still costs the classes it is confused with, through their
-false positives/negatives). Void pixels (255) count nowhere.
+One confusion matrix is accumulated over the whole test set (never averaged per image); void
+pixels (255) count nowhere. From it, per class: intersection = the diagonal, prediction and
+ground-truth areas = its column and row sums, union = prediction + ground truth - intersection.
+IoU = intersection / union, NaN where the union is 0 (a class neither in the ground truth nor
+predicted); mIoU is the mean over the other classes (mmseg's nanmean), so a class predicted but
+absent from the ground truth counts with IoU 0. Pixel accuracy is mmseg's aAcc: intersections
+over all ground-truth pixels. Values are fractions (mmseg reports them x100).
 """
 
 from __future__ import annotations
@@ -25,22 +30,22 @@ def confusion_matrix(
 
 
 def iou_per_class(confusion_CC: torch.Tensor) -> torch.Tensor:
-    """TP / (TP + FP + FN) per class; NaN for a class absent from the ground truth."""
+    """TP / (TP + FP + FN) per class; NaN where that union is 0 (mmseg's 0/0)."""
     confusion_CC = confusion_CC.double()
     tp_C = confusion_CC.diagonal()
-    gt_C, pred_C = confusion_CC.sum(dim=1), confusion_CC.sum(dim=0)
-    iou_C = tp_C / (gt_C + pred_C - tp_C).clamp_min(1)
-    return torch.where(gt_C > 0, iou_C, torch.full_like(iou_C, float("nan")))
+    union_C = confusion_CC.sum(dim=1) + confusion_CC.sum(dim=0) - tp_C
+    return torch.where(union_C > 0, tp_C / union_C.clamp_min(1), torch.full_like(tp_C, float("nan")))
 
 
 def segmentation_metrics(confusion_CC: torch.Tensor) -> dict:
-    """mIoU over present classes, pixel accuracy, and how many classes were present."""
+    """mIoU over the classes with a union, aAcc, and how many classes were present / scored."""
     iou_C = iou_per_class(confusion_CC)
-    present_C = ~iou_C.isnan()
+    scored_C = ~iou_C.isnan()
     total = int(confusion_CC.sum())
     return {
-        "miou": iou_C[present_C].mean().item() if present_C.any() else float("nan"),
+        "miou": iou_C[scored_C].mean().item() if scored_C.any() else float("nan"),
         "pixel_accuracy": confusion_CC.diagonal().sum().item() / total if total else float("nan"),
-        "classes_present": int(present_C.sum()),
+        "classes_present": int((confusion_CC.sum(dim=1) > 0).sum()),
+        "classes_scored": int(scored_C.sum()),
         "iou_per_class": [None if v != v else v for v in iou_C.tolist()],
     }

@@ -4,6 +4,8 @@ A task's key is the protocol's name on the synthetic world (`segmentation`) and
 `protocol:dataset` on a real dataset (`segmentation:ade20k`); report.json keys results by it.
 Everything is read and checked here, before any checkpoint is loaded, so an absent dataset is
 reported as skipped up front and a malformed one stops the run before hours of extraction.
+Either source may be absent: without a synthetic world (no --data) only real datasets run, and
+without a --datasets root only the synthetic world does; the other side's tasks are skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from levl_eval.datasets import REAL_DATASETS, SYNTH_TASKS
 from levl_eval.errors import DatasetNotFound
 from levl_eval.featureset import EvalData
 from levl_eval.geometry import SYNTH
+
+NO_SYNTH = "no --data (synthetic world) given"
+NO_DATASETS = "no --datasets root given"
 
 
 @dataclass(frozen=True)
@@ -39,18 +44,21 @@ class SkippedTask:
 
 
 def protocol_tasks(
-    protocol: str, synth: EvalData, datasets_root: Path | None
+    protocol: str, synth: EvalData | None, datasets_root: Path | None
 ) -> tuple[list[EvalTask], list[SkippedTask]]:
-    """The synthetic-world task of one protocol and its real-dataset tasks."""
+    """The synthetic-world task of one protocol (None: no world given) and its real-dataset tasks."""
     tasks, skipped = [], []
     try:
-        tasks.append(EvalTask(protocol, protocol, SYNTH, SYNTH_TASKS[protocol](synth)))
+        if synth is None:
+            skipped.append(SkippedTask(protocol, NO_SYNTH))
+        else:
+            tasks.append(EvalTask(protocol, protocol, SYNTH, SYNTH_TASKS[protocol](synth)))
     except DatasetNotFound as absent:
         skipped.append(SkippedTask(protocol, str(absent)))
     for dataset, reader in REAL_DATASETS.get(protocol, {}).items():
         key = f"{protocol}:{dataset}"
         if datasets_root is None:
-            skipped.append(SkippedTask(key, "no --datasets root given"))
+            skipped.append(SkippedTask(key, NO_DATASETS))
             continue
         try:
             tasks.append(EvalTask(key, protocol, dataset, reader(datasets_root)))
@@ -60,7 +68,7 @@ def protocol_tasks(
 
 
 def plan_tasks(
-    protocols: tuple[str, ...], synth: EvalData, datasets_root: Path | None
+    protocols: tuple[str, ...], synth: EvalData | None, datasets_root: Path | None
 ) -> tuple[list[EvalTask], list[SkippedTask]]:
     """Every task of the named protocols, in protocol order."""
     tasks, skipped = [], []

@@ -64,8 +64,12 @@ class StaticFeatures:
         self.geometries.append((split.name, geometry))
         return self.images[split.name]
 
-    def patch_features(self, split: EvalSplit, geometry: ImageGeometry | None = None) -> PatchFeatures:
-        self.calls.append(f"patches:{split.name}")
+    def patch_features(
+        self, split: EvalSplit, geometry: ImageGeometry | None = None, *, frame_maps: bool = False
+    ) -> PatchFeatures:
+        """The given patches whatever the request; a request for frame maps is recorded in
+        `calls` as `frames:<split>` (the given maps are the frames: see `scored_maps`)."""
+        self.calls.append(f"{'frames' if frame_maps else 'patches'}:{split.name}")
         self.geometries.append((f"patches:{split.name}", geometry))
         return self.patches[split.name]
 

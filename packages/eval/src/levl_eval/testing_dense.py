@@ -14,6 +14,7 @@ from PIL import Image
 from levl_eval.testing import write_image
 
 NYU_TRAIN_SCENE, NYU_TEST_SCENE = "kitchen_0028b", "bathroom"
+NYU_FRAME = (640, 480)  # (width, height) of every NYUv2 test map
 
 
 def nyu_depth_mm(index: int, size: tuple[int, int]) -> np.ndarray:
@@ -33,16 +34,19 @@ def write_depth_png(path: Path, depth_mm_HW: np.ndarray) -> Path:
     return path
 
 
-def write_nyu_layout(root: Path, *, per_split: int = 3, size: tuple[int, int] = (32, 24)) -> Path:
+def write_nyu_layout(root: Path, *, per_split: int = 3, size: tuple[int, int] = (32, 24),
+                     test_size: tuple[int, int] = NYU_FRAME) -> Path:
     """root/nyu with nyu_train.txt (BTS style: leading '/') and nyu_test.txt (no slash), each
-    listing per_split rgb/sync_depth pairs of `size` (width, height); image i has grey 40 + 60 i."""
+    listing per_split rgb/sync_depth pairs, of `size` (width, height) in train and of NYUv2's own
+    640x480 frame in test (Eigen's crop is defined there); image i has grey 40 + 60 i."""
     base = root / "nyu"
     for split, scene, slash in (("train", NYU_TRAIN_SCENE, "/"), ("test", NYU_TEST_SCENE, "")):
+        frame = test_size if split == "test" else size
         lines = []
         for i in range(per_split):
             rgb, depth = f"{scene}/rgb_{i:05d}.jpg", f"{scene}/sync_depth_{i:05d}.png"
-            write_image(base / rgb, size=size, value=40 + 60 * i)
-            write_depth_png(base / depth, nyu_depth_mm(i, size))
+            write_image(base / rgb, size=frame, value=40 + 60 * i)
+            write_depth_png(base / depth, nyu_depth_mm(i, frame))
             lines.append(f"{slash}{rgb} {slash}{depth} 518.8579")
         (base / f"nyu_{split}.txt").write_text("\n".join(lines) + "\n")
     return root

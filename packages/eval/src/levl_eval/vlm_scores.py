@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from levl_eval.vlm_items import QAItem
-from levl_eval.vqa_metrics import exact_match, pope_metrics, vqa_accuracy, vqa_accuracy_official
+from levl_eval.vqa_metrics import exact_match, pope_metrics, vqa_accuracy, vqa_accuracy_simple
 
 
 def mean(values: list[float]) -> float:
@@ -19,8 +19,9 @@ def humans(item: QAItem) -> tuple[str, ...]:
 
 
 def open_scores(items: list[QAItem], predictions: list[str]) -> dict:
-    """VQA accuracy (METHOD.md and official variants) and exact match, overall and per type."""
-    rows = [(item.kind, vqa_accuracy(pred, humans(item)), vqa_accuracy_official(pred, humans(item)),
+    """VQA accuracy (the official script's, and min(1, n/3) beside it) and exact match, overall
+    and per type."""
+    rows = [(item.kind, vqa_accuracy(pred, humans(item)), vqa_accuracy_simple(pred, humans(item)),
              exact_match(pred, item.target)) for item, pred in zip(items, predictions, strict=True)]
     by_type: dict[str, list] = defaultdict(list)
     for row in rows:
@@ -28,7 +29,7 @@ def open_scores(items: list[QAItem], predictions: list[str]) -> dict:
 
     def summary(group: list) -> dict:
         return {"vqa_accuracy": mean([r[1] for r in group]),
-                "vqa_accuracy_official": mean([r[2] for r in group]),
+                "vqa_accuracy_simple": mean([r[2] for r in group]),
                 "exact_match": mean([r[3] for r in group]), "num_questions": len(group)}
 
     return {**summary(rows), "by_type": {kind: summary(group) for kind, group in sorted(by_type.items())}}

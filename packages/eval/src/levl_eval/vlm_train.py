@@ -4,14 +4,27 @@ Patch tokens are standardised per dimension with the train tokens' statistics (a
 segmentation head's are), so one learning rate suits encoders whose token scales differ (a
 trained checkpoint and its random baseline). Only the bridge's weights are in the optimizer and
 only they require gradients; the LLM passes gradients through without changing.
+
+The bridge's budget (how many training images and questions, how many epochs) is part of the
+settings and lands in the report. METHOD.md gives no number for it (the paper trains the bridge
+on the VQA training questions), so a real dataset's default is as close to the whole training
+split as one GPU machine holds: one epoch over every question of at most 20,000 training images
+(evenly spaced). What binds is not the GPU but the cached patch tokens: ViT-B/16's are ~0.3 MB
+an image in float16, held in memory for every vlm task of an encoder and written to the
+feature cache, so 20,000 images are ~6 GB per train split (~110k VQAv2 / ~260k GQA
+questions), where the whole of VQAv2's and GQA's train splits would be ~47 GB per encoder. The
+synthetic world keeps its small budget: its whole eval-train split (read from its manifest, so
+never cut by image) for one epoch. `VLMSettings.for_dataset` applies the defaults.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from levl_eval.errors import EvalError
+from levl_eval.geometry import SYNTH
 from levl_eval.llm import DEFAULT_LLM, FrozenLLM
 from levl_eval.standardize import TokenStandardizer
 from levl_eval.vlm_bridge import Bridge, answer_loss
@@ -19,14 +32,33 @@ from levl_eval.vlm_items import PROMPT, ItemTokens, QAItem
 
 
 @dataclass(frozen=True)
+class BridgeBudget:
+    """How much the bridge trains: the questions of at most `train_images` training images
+    (evenly spaced; None: every one), at most `train_questions` of them (None: all), `epochs`
+    passes."""
+
+    train_images: int | None
+    train_questions: int | None
+    epochs: int
+
+
+SYNTH_BUDGET = BridgeBudget(train_images=None, train_questions=None, epochs=1)
+REAL_BUDGET = BridgeBudget(train_images=20_000, train_questions=None, epochs=1)
+BUDGET_FIELDS = ("train_images", "max_train_questions", "epochs")
+COUNT_FIELDS = ("epochs", "train_images", "max_steps", "max_train_questions", "max_test_questions")
+
+
+@dataclass(frozen=True)
 class VLMSettings:
-    """Every knob of the protocol; all land in the report. None = no cap."""
+    """Every knob of the protocol; all land in the report. None = no cap, except for the
+    budget (`train_images`, `epochs`), where None takes the dataset's default (`for_dataset`)."""
 
     llm: str = DEFAULT_LLM
     bridge_hidden: int = 1024
     lr: float = 1e-3
     weight_decay: float = 0.0
-    epochs: int = 1
+    epochs: int | None = None
+    train_images: int | None = None
     max_steps: int | None = None
     batch_size: int = 16
     eval_batch_size: int = 32
@@ -38,6 +70,30 @@ class VLMSettings:
     std_clamp: float = 1e-6
     bridges: str | None = None  # score with the bridges saved here instead of training (--bridges)
     save_bridges: str | None = None  # keep every trained bridge here (--save-bridges)
+
+    def __post_init__(self) -> None:
+        """A count below 1 would train on nothing or loop forever: refuse it in one line."""
+        for name in COUNT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise EvalError(f"vlm setting {name}={value}: must be at least 1 (or unset for "
+                                "the default)")
+
+    def for_dataset(self, dataset: str) -> VLMSettings:
+        """The settings a task runs under: the budget's unset fields from the dataset's default.
+        The synthetic world's eval-train is read whole from its manifest, so it is never cut by
+        image (as the probes' per-class cap); its epochs and question cap still apply."""
+        default = SYNTH_BUDGET if dataset == SYNTH else REAL_BUDGET
+        images = None if dataset == SYNTH else self.train_images or default.train_images
+        return replace(self, epochs=self.epochs or default.epochs, train_images=images,
+                       max_train_questions=self.max_train_questions or default.train_questions)
+
+    def budget_origin(self, dataset: str) -> str:
+        """Where the task's budget came from, for the report."""
+        kind = "the synthetic world's" if dataset == SYNTH else "a real dataset's"
+        used = [name for name in BUDGET_FIELDS if not (dataset == SYNTH and name == "train_images")]
+        given = [name for name in used if getattr(self, name) is not None]
+        return f"{kind} default" + (f", except {', '.join(given)} as set" if given else "")
 
 
 @dataclass
@@ -54,6 +110,8 @@ class FittedBridge:
 
 def training_batches(num_items: int, settings: VLMSettings) -> list[torch.Tensor]:
     """Seeded shuffles of the item indices, `epochs` times, cut at `max_steps` batches."""
+    if settings.epochs is None:
+        raise ValueError("VLMSettings.epochs is unset: train under settings.for_dataset(...)")
     generator = torch.Generator().manual_seed(settings.seed + 1)
     batches = [batch for _ in range(settings.epochs)
                for batch in torch.randperm(num_items, generator=generator).split(settings.batch_size)]

@@ -1,12 +1,21 @@
 """VQA-style answer scoring (METHOD.md, "Frozen VLM backbone"): VQAv2 accuracy, GQA exact match,
 POPE yes/no metrics.
 
-`normalize_answer` reproduces the official VQA evaluation script's answer processing
-(vqaEval.py: processPunctuation then processDigitArticle), so numbers compare with published
-ones: punctuation removed or turned into spaces, lower case, number words zero..ten → digits,
-articles dropped, apostrophe-less contractions restored. One deliberate difference: the official
-script normalises only when the ten human answers disagree; we always normalise (LLaVA's
-evaluator does the same), so "Two" scores like "2" even on a unanimous question.
+VQAv2 accuracy is the official evaluation script's (GT-Vision-Lab/VQA, vqaEval.py), step for step,
+so numbers compare with published ones:
+
+- the prediction: newlines and tabs become spaces, outer whitespace is stripped, then
+  processPunctuation and processDigitArticle (lower case, number words zero..ten → digits,
+  articles dropped, apostrophe-less contractions restored);
+- the ten human answers: left as stored when they are all identical, otherwise each goes
+  through processPunctuation only (no whitespace stripping, lower-casing, digits, articles
+  or contractions: the script applies processDigitArticle to the prediction alone);
+- a match is string equality after that; the accuracy is the mean over the ten leave-one-out
+  subsets of nine humans of min(1, #matches in the subset / 3) (two agreeing humans give 0.6).
+
+`vqa_accuracy_simple` is METHOD.md's shorter wording, min(1, #matching humans / 3) over all ten
+(two agreeing humans give 2/3), reported beside it under its own name. GQA exact match compares
+the fully normalised prediction with the fully normalised answer.
 """
 
 from __future__ import annotations
@@ -61,11 +70,15 @@ PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_",
 # is stripped unless a digit follows it ("2.5" keeps its point, "yes." loses it).
 PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 COMMA_STRIP = re.compile(r"(\d)(\,)(\d)")
+# The script calls periodStrip.sub("", text, re.UNICODE): re.UNICODE (32) lands in `count`, so
+# at most 32 periods are stripped. Kept, so even a pathological answer scores the same.
+PERIOD_STRIP_COUNT = int(re.UNICODE)
 
 
-def strip_punctuation(text: str) -> str:
-    """processPunctuation: a mark next to a space (or any text with a digit comma) is deleted,
-    otherwise it becomes a space ("black/white" → "black white")."""
+def process_punctuation(text: str) -> str:
+    """processPunctuation: a mark next to a space (or any mark, once the text holds a comma
+    between digits, "1,000") is deleted, otherwise it becomes a space ("black/white" → "black
+    white"); then periods not followed by a digit go."""
     out = text
     delete = COMMA_STRIP.search(text) is not None
     for mark in PUNCTUATION:
@@ -73,10 +86,10 @@ def strip_punctuation(text: str) -> str:
             out = out.replace(mark, "")
         else:
             out = out.replace(mark, " ")
-    return PERIOD_STRIP.sub("", out)
+    return PERIOD_STRIP.sub("", out, count=PERIOD_STRIP_COUNT)
 
 
-def digits_and_articles(text: str) -> str:
+def process_digit_article(text: str) -> str:
     """processDigitArticle: lower case, number words → digits, no articles, contractions."""
     words = [NUMBER_WORDS.get(word, word) for word in text.lower().split()]
     words = [CONTRACTIONS.get(word, word) for word in words if word not in ARTICLES]
@@ -84,25 +97,40 @@ def digits_and_articles(text: str) -> str:
 
 
 def normalize_answer(answer: str) -> str:
-    """The official VQA normalisation of one answer (also used for GQA exact match)."""
+    """The official processing of a predicted answer (also both sides of GQA exact match)."""
     text = answer.replace("\n", " ").replace("\t", " ").strip()
-    return digits_and_articles(strip_punctuation(text))
+    return process_digit_article(process_punctuation(text))
+
+
+def official_human_answers(human_answers: Sequence[str]) -> list[str]:
+    """The humans' answers as the script compares them: punctuation processed only when they
+    disagree (a unanimous question keeps its raw answer)."""
+    if len(set(human_answers)) > 1:
+        return [process_punctuation(answer) for answer in human_answers]
+    return list(human_answers)
+
+
+def human_matches(prediction: str, human_answers: Sequence[str]) -> list[bool]:
+    """Which humans gave the prediction, under the official processing of both sides."""
+    if not human_answers:
+        raise ValueError("VQA accuracy needs at least one human answer")
+    predicted = normalize_answer(prediction)
+    return [answer == predicted for answer in official_human_answers(human_answers)]
 
 
 def vqa_accuracy(prediction: str, human_answers: Sequence[str]) -> float:
-    """METHOD.md's VQAv2 accuracy: min(1, #humans who gave the predicted answer / 3)."""
-    predicted = normalize_answer(prediction)
-    matches = sum(normalize_answer(answer) == predicted for answer in human_answers)
-    return min(1.0, matches / 3)
-
-
-def vqa_accuracy_official(prediction: str, human_answers: Sequence[str]) -> float:
-    """The official script's variant: the min(1, matches / 3) of each leave-one-human-out
-    subset of the answers, averaged (3 agreeing humans give 0.9, not 1)."""
-    predicted = normalize_answer(prediction)
-    hits = [normalize_answer(answer) == predicted for answer in human_answers]
+    """The official VQA accuracy: min(1, matches among the other humans / 3), averaged over
+    leaving each human out in turn (the 10-choose-9 subsets of ten answers)."""
+    hits = human_matches(prediction, human_answers)
     total = sum(hits)
     return sum(min(1.0, (total - hit) / 3) for hit in hits) / len(hits)
+
+
+def vqa_accuracy_simple(prediction: str, human_answers: Sequence[str]) -> float:
+    """min(1, #humans who gave the prediction / 3) over all of them (METHOD.md's wording),
+    with the same answer processing as `vqa_accuracy`; it exceeds the official number
+    whenever 1 to 3 humans match."""
+    return min(1.0, sum(human_matches(prediction, human_answers)) / 3)
 
 
 def exact_match(prediction: str, answer: str) -> float:

@@ -8,9 +8,9 @@ Expected tree under the --datasets root (the official questions1.2.zip and image
                                                      {"structural": "verify", ...}, ...}, ...}
         images/<imageId>.jpg
 
-The bridge trains on train_balanced (at most 4000 images, evenly spaced, with all their
-questions: levl_eval.datasets.qa_split) and is scored on every testdev_balanced question (398
-images, 12,578 questions). A question's type is its structural type (verify, query, choose,
+The bridge trains on train_balanced (as many images as its budget allows, evenly spaced, with
+all their questions: VLMSettings.train_images, levl_eval.datasets.qa_split) and is scored on
+every testdev_balanced question (398 images, 12,578 questions). A question's type is its structural type (verify, query, choose,
 logical, compare), so the report breaks accuracy down by it. Note that the train file is ~1 GB
 of JSON: reading it takes tens of seconds and a few GB of memory.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from levl_eval.datasets.files import dataset_dir, read_json
-from levl_eval.datasets.qa_split import TRAIN_IMAGE_CAP, cap_rule, qa_split
+from levl_eval.datasets.qa_split import BUDGET_RULE, cap_rule, qa_split
 from levl_eval.errors import EvalDataError
 from levl_eval.taskdata import VQAData
 
@@ -56,8 +56,8 @@ def read_gqa(datasets_root: Path) -> VQAData:
     root = dataset_dir(datasets_root, DIRNAME)
     train_path, train = gqa_questions(root, "train")
     test_path, test = gqa_questions(root, "test")
-    return VQAData("gqa", qa_split(f"gqa/{SPLITS['train']}", train, TRAIN_IMAGE_CAP, train_path),
+    return VQAData("gqa", qa_split(f"gqa/{SPLITS['train']}", train, None, train_path),
                    qa_split(f"gqa/{SPLITS['test']}", test, None, test_path), root=root, notes={
                        "metric": "exact match after the official VQA answer normalisation",
-                       "train_rule": f"{SPLITS['train']}: {cap_rule(TRAIN_IMAGE_CAP, len(train))}",
+                       "train_rule": f"{SPLITS['train']}: {cap_rule(None, len(train))}; {BUDGET_RULE}",
                        "test_rule": f"{SPLITS['test']}: {cap_rule(None, len(test))}"})

@@ -16,9 +16,10 @@ Where to get it: the BTS README (github.com/cleinc/bts, "Prepare NYU Depth V2 te
 files_with_gt.txt` (or the toolbox's `splits/nyu_{train,test}.txt`) saved as nyu_train.txt and
 nyu_test.txt. Depth PNGs are single-channel 16-bit, millimetres, 0 = no measurement; they are
 read as metres (levl_eval.depthmaps). The head trains on the train list and is scored on the
-test list, on pixels with depth in (0.001, 10] m inside Eigen's crop (test only). Every listed
-file must exist, each depth map must be 16-bit and the size of its image: checked from the
-lists and file headers before any model runs.
+test list at each map's original 640x480 resolution, on pixels with depth in (0.001, 10] m
+inside Eigen's crop (rows 45..470, cols 41..600 of that frame; test only). Every listed file must
+exist, each depth map must be 16-bit and the size of its image, and each test map 640x480:
+checked from the lists and file headers before any model runs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from levl_eval.datasets.files import dataset_dir, numbered_lines
 from levl_eval.datasets.headers import image_header
-from levl_eval.depthmaps import is_depth_mode
+from levl_eval.depthmaps import EIGEN_FRAME_HW, is_depth_mode
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
 from levl_eval.taskdata import DepthData
@@ -37,8 +38,9 @@ SPLIT_LISTS = {"train": "nyu_train.txt", "test": "nyu_test.txt"}
 MIN_DEPTH_M, MAX_DEPTH_M = 1e-3, 10.0
 
 
-def listed_pair(root: Path, listing: Path, number: int, line: str) -> FileSample:
-    """One list line -> a checked (rgb, depth) sample."""
+def listed_pair(root: Path, listing: Path, number: int, line: str, eigen_frame: bool) -> FileSample:
+    """One list line -> a checked (rgb, depth) sample; `eigen_frame`: its map is scored inside
+    Eigen's crop, which exists only on NYUv2's own 640x480 frame."""
     fields = line.split()
     if len(fields) < 2:
         raise EvalDataError(f"{listing}: line {number} has {len(fields)} field(s); expected "
@@ -55,6 +57,10 @@ def listed_pair(root: Path, listing: Path, number: int, line: str) -> FileSample
     if rgb_size != depth_size:
         raise EvalDataError(f"{depth}: size {depth_size} differs from its image's {rgb_size}; "
                             "replace the depth map")
+    if eigen_frame and depth_size != EIGEN_FRAME_HW[::-1]:
+        raise EvalDataError(f"{depth}: {depth_size[0]}x{depth_size[1]}, but Eigen's test crop is "
+                            f"defined on NYUv2's {EIGEN_FRAME_HW[1]}x{EIGEN_FRAME_HW[0]} frame; "
+                            "replace it with the original map")
     return FileSample(image=rgb, mask=depth)
 
 
@@ -65,7 +71,8 @@ def listed_samples(root: Path, split: str) -> tuple[FileSample, ...]:
         raise EvalDataError(f"{listing}: missing; NYUv2 needs {' and '.join(SPLIT_LISTS.values())} "
                             "(see levl_eval.datasets.nyuv2)")
     lines = numbered_lines(listing, "one '<rgb> <depth> [focal]' pair per line")
-    samples = tuple(listed_pair(root, listing, number, line) for number, line in lines)
+    samples = tuple(listed_pair(root, listing, number, line, eigen_frame=split == "test")
+                    for number, line in lines)
     if not samples:
         raise EvalDataError(f"{listing}: lists no image/depth pairs")
     return samples

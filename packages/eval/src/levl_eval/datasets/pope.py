@@ -2,26 +2,35 @@
 with POPE's accuracy / precision / recall / F1 / yes-ratio per split.
 
 Expected tree under the --datasets root (the three files of the POPE repository's
-output/coco/, JSON lines despite the .json suffix; images shared with coco/):
+output/coco/, JSON lines despite the .json suffix; images shared with coco/), and VQAv2's
+train2014 questions, which train the bridge:
 
     pope/
         coco_pope_random.json        {"question_id": 1, "image": "COCO_val2014_000000310196.jpg",
         coco_pope_popular.json        "text": "Is there a snowboard in the image?",
         coco_pope_adversarial.json    "label": "yes"} per line
     coco/val2014/COCO_val2014_000000310196.jpg ...
+    vqav2/ + coco/train2014/         (levl_eval.datasets.vqav2)
 
-POPE has no training split, so the bridge trains on the questions (all three files) about the
-images at even positions in sorted file-name order and is scored on those about the other half:
-no scored image is seen in training. Answers are decided by P(yes) vs P(no).
+POPE is a test set: its questions never train the bridge that answers them. As in the paper's
+frozen-VLM recipe the bridge trains on VQA training questions, VQAv2's train2014 (the same split
+and budget as the vqav2 task's), and is scored on every question of the three files. Its COCO
+train2014 images are disjoint from POPE's val2014 ones; GQA's training images are not (about
+half of Visual Genome's images are COCO's, val2014 included), so GQA does not train POPE's. A
+training image that is a POPE image (same COCO id) would still be dropped, and counted. Without
+vqav2/ the task is skipped, saying why. Answers are decided by P(yes) vs P(no).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from levl_eval.datasets.files import dataset_dir, read_jsonl
 from levl_eval.datasets.qa_split import qa_split
-from levl_eval.errors import EvalDataError
+from levl_eval.datasets.vqav2 import vqav2_train
+from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.featureset import EvalSplit
 from levl_eval.taskdata import VQAData
 from levl_eval.vlm_items import EXISTS
 
@@ -42,6 +51,31 @@ def pope_questions(datasets_root: Path, path: Path, kind: str) -> dict[Path, lis
     return per_image
 
 
+def coco_image_id(path: Path) -> int | str:
+    """COCO's image id from its file name (COCO_val2014_000000310196.jpg → 310196), unique
+    across COCO's splits; the file name itself when it is not COCO's."""
+    tail = path.stem.rpartition("_")[2]
+    return int(tail) if tail.isdigit() else path.name
+
+
+def bridge_training_split(datasets_root: Path, pope_images: list[Path]) -> tuple[EvalSplit, str]:
+    """VQAv2's train2014 split without any POPE image, and the rule the report states."""
+    try:
+        train, rule = vqav2_train(datasets_root)
+    except DatasetNotFound as absent:
+        raise DatasetNotFound(f"{absent.path} (POPE's bridge trains on VQAv2's train2014 "
+                              "questions, never on POPE's own)") from None
+    pope_ids = {coco_image_id(image) for image in pope_images}
+    kept = tuple(sample for sample in train.files if coco_image_id(sample.image) not in pope_ids)
+    if not kept:
+        raise EvalDataError(f"{train.name}: every training image is a POPE image; POPE's bridge "
+                            "needs VQAv2 train2014 questions on other images")
+    dropped = len(train.files) - len(kept)
+    if dropped:
+        train = replace(train, name=f"{train.name}-without-pope-images", files=kept)
+    return train, f"VQAv2 {rule}; {dropped} POPE image(s) dropped from it"
+
+
 def read_pope(datasets_root: Path) -> VQAData:
     datasets_root = Path(datasets_root)
     root = dataset_dir(datasets_root, DIRNAME)
@@ -49,16 +83,9 @@ def read_pope(datasets_root: Path) -> VQAData:
     for kind in KINDS:
         for image, questions in pope_questions(datasets_root, root / f"coco_pope_{kind}.json", kind).items():
             per_image.setdefault(image, []).extend(questions)
-    images = sorted(per_image)
-    if len(images) < 2:
-        raise EvalDataError(f"{root}: POPE files name {len(images)} image(s); the even/odd split "
-                            "needs at least 2")
-    train = {image: per_image[image] for image in images[0::2]}
-    test = {image: per_image[image] for image in images[1::2]}
-    listed_in = root / "coco_pope_*.json"
-    return VQAData("pope", qa_split("pope/even-images", train, None, listed_in),
-                   qa_split("pope/odd-images", test, None, listed_in), root=root, notes={
-                       "metric": "POPE accuracy, precision, recall, F1, yes-ratio per split",
-                       "train_rule": f"questions on the {len(train)} images at even positions "
-                                     "(sorted file names) of all three files",
-                       "test_rule": f"questions on the other {len(test)} images"})
+    test = qa_split("pope/val2014", per_image, None, root / "coco_pope_*.json")
+    train, train_rule = bridge_training_split(datasets_root, sorted(per_image))
+    return VQAData("pope", train, test, root=root, notes={
+        "metric": "POPE accuracy, precision, recall, F1, yes-ratio per split",
+        "train_rule": train_rule,
+        "test_rule": f"every question of the three files, on all {len(test.files)} images"})

@@ -13,10 +13,11 @@ images are COCO 2014, shared with the retrieval reader's coco/):
     coco/train2014/COCO_train2014_000000458752.jpg ...
     coco/val2014/COCO_val2014_000000262148.jpg ...
 
-The bridge trains on train2014 and is scored on val2014 (test-dev's answers are not public), at
-most 4000 train and 2000 val images, evenly spaced, with all their questions
-(levl_eval.datasets.qa_split). The training target is `multiple_choice_answer`; scoring uses
-the ten human answers. A question's type is its answer_type (yes/no, number, other).
+The bridge trains on train2014 and is scored on val2014 (test-dev's answers are not public): as
+many train images as the bridge's budget allows (VLMSettings.train_images) and at most 2000 val
+images, evenly spaced, with all their questions (levl_eval.datasets.qa_split). The training
+target is `multiple_choice_answer`; scoring uses the ten human answers. A question's type is its
+answer_type (yes/no, number, other). train2014 also trains POPE's bridge (`vqav2_train`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from levl_eval.datasets.files import dataset_dir, read_json
-from levl_eval.datasets.qa_split import TEST_IMAGE_CAP, TRAIN_IMAGE_CAP, cap_rule, qa_split
+from levl_eval.datasets.qa_split import BUDGET_RULE, TEST_IMAGE_CAP, cap_rule, qa_split
 from levl_eval.errors import EvalDataError
+from levl_eval.featureset import EvalSplit
 from levl_eval.taskdata import VQAData
 from levl_eval.vqa_metrics import normalize_answer
 
@@ -85,13 +87,21 @@ def vqav2_questions(datasets_root: Path, root: Path, split: str) -> tuple[Path, 
     return questions_path, per_image
 
 
+def vqav2_train(datasets_root: Path) -> tuple[EvalSplit, str]:
+    """train2014's questions on every image, and the rule the report states for them."""
+    datasets_root = Path(datasets_root)
+    train_path, train = vqav2_questions(datasets_root, dataset_dir(datasets_root, DIRNAME), "train")
+    return (qa_split("vqav2/train2014", train, None, train_path),
+            f"train2014: {cap_rule(None, len(train))}; {BUDGET_RULE}")
+
+
 def read_vqav2(datasets_root: Path) -> VQAData:
     datasets_root = Path(datasets_root)
     root = dataset_dir(datasets_root, DIRNAME)
-    train_path, train = vqav2_questions(datasets_root, root, "train")
+    train, train_rule = vqav2_train(datasets_root)
     test_path, test = vqav2_questions(datasets_root, root, "test")
-    return VQAData("vqav2", qa_split("vqav2/train2014", train, TRAIN_IMAGE_CAP, train_path),
-                   qa_split("vqav2/val2014", test, TEST_IMAGE_CAP, test_path), root=root, notes={
-                       "metric": "VQA accuracy over the ten human answers (official normalisation)",
-                       "train_rule": f"train2014: {cap_rule(TRAIN_IMAGE_CAP, len(train))}",
-                       "test_rule": f"val2014: {cap_rule(TEST_IMAGE_CAP, len(test))}"})
+    return VQAData("vqav2", train, qa_split("vqav2/val2014", test, TEST_IMAGE_CAP, test_path), root=root,
+                   notes={"metric": "VQA accuracy of the official script (mean over the ten leave-one-"
+                                    "human-out subsets) and min(1, #humans/3) beside it",
+                          "train_rule": train_rule,
+                          "test_rule": f"val2014: {cap_rule(TEST_IMAGE_CAP, len(test))}"})

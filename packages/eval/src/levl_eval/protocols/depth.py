@@ -5,10 +5,14 @@ segmentation), and one nn.Linear with bias maps each token to logits over K = 25
 whose centres are log-spaced between `bin_min_depth` and the dataset's max depth; the token's
 depth is the softmax-weighted mean of the centres (classification with the expected value as
 prediction). The (B, L, K) logits are permuted to (B, K, L) before being reshaped to the token
-grid, the per-token depth is upsampled bilinearly to the label resolution, and the head trains
-on every valid pixel with the scale-invariant log loss (Eigen et al. 2014; variance focus 0.85
-as in BTS / DINOv2). RMSE, AbsRel and delta1 (levl_eval.depthmetrics) are measured the same way
-on the test split, beside a baseline that predicts the train split's mean depth everywhere.
+grid. Images reach the encoder whole (`levl_eval.geometry.FULL_FRAME`), so the per-token depth
+covers the frame: in training it is upsampled bilinearly to the train maps (read through the
+same geometry, nearest) and the head learns on every valid pixel with the scale-invariant log
+loss (Eigen et al. 2014; variance focus 0.85 as in BTS / DINOv2). RMSE, AbsRel and delta1
+(levl_eval.depthmetrics) are measured on each test map at its original resolution (NYUv2:
+640x480, inside Eigen's crop in those pixels), the prediction upsampled bilinearly
+(align_corners=False) to it an image at a time, beside a baseline that predicts the train
+split's mean depth everywhere.
 """
 
 from __future__ import annotations
@@ -18,14 +22,14 @@ from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from levl_eval.depthmetrics import per_image_depth_errors, summarize_depth_errors, valid_depth
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FeatureSource, PatchFeatures
+from levl_eval.geometry import FULL_FRAME
 from levl_eval.protocols.base import EvalProtocol
-from levl_eval.protocols.segmentation import seeded_head, token_grid_logits
+from levl_eval.protocols.segmentation import seeded_head, to_frame, token_grid_logits
 from levl_eval.standardize import TokenStandardizer
 from levl_eval.taskdata import DepthData
 
@@ -52,14 +56,20 @@ def bin_centres(settings: DepthSettings, max_depth: float) -> torch.Tensor:
     return torch.logspace(math.log10(settings.bin_min_depth), math.log10(max_depth), settings.num_bins)
 
 
+def grid_depth(
+    head: nn.Linear, tokens_BLD: torch.Tensor, grid_hw: tuple[int, int], centres_K: torch.Tensor
+) -> torch.Tensor:
+    """(B, L, D) -> (B, h, w) metres: the expected bin centre of each token."""
+    probs_BKhw = token_grid_logits(head, tokens_BLD, grid_hw).softmax(dim=1)
+    return torch.einsum("bkhw,k->bhw", probs_BKhw, centres_K)
+
+
 def predict_depth(
     head: nn.Linear, tokens_BLD: torch.Tensor, grid_hw: tuple[int, int], centres_K: torch.Tensor,
     out_hw: tuple[int, int],
 ) -> torch.Tensor:
     """(B, L, D) -> (B, H, W) metres: expected bin centre per token, upsampled bilinearly."""
-    probs_BKhw = token_grid_logits(head, tokens_BLD, grid_hw).softmax(dim=1)
-    depth_Bhw = torch.einsum("bkhw,k->bhw", probs_BKhw, centres_K)
-    return F.interpolate(depth_Bhw[:, None], size=out_hw, mode="bilinear", align_corners=False)[:, 0]
+    return to_frame(grid_depth(head, tokens_BLD, grid_hw, centres_K)[:, None], out_hw)[:, 0]
 
 
 def silog_loss(pred_P: torch.Tensor, target_P: torch.Tensor, variance_focus: float) -> torch.Tensor:
@@ -98,27 +108,34 @@ def score_on_test(
     head: nn.Linear, test: PatchFeatures, standardize: TokenStandardizer, centres_K: torch.Tensor,
     data: DepthData, settings: DepthSettings, device: str, constant: float,
 ) -> tuple[dict, dict]:
-    """(head metrics, metrics of predicting `constant` metres everywhere) on the test split."""
-    label_hw, centres_K = tuple(test.masks_NHW.shape[-2:]), centres_K.to(device)
+    """(head metrics, metrics of predicting `constant` metres everywhere) on the test split, each
+    image at its own map's original resolution (only per-image errors are kept)."""
+    centres_K, maps = centres_K.to(device), test.scored_maps()
     head_parts, constant_parts = [], []
     for batch_B in torch.arange(test.num_samples).split(settings.eval_batch_size):
-        target_BHW = test.masks_NHW[batch_B]
         tokens_BLD = standardize(test.tokens_NLD[batch_B].to(device))
-        pred_BHW = predict_depth(head, tokens_BLD, test.grid_hw, centres_K, label_hw).cpu()
-        head_parts.append(per_image_depth_errors(pred_BHW, target_BHW, data.min_depth, data.max_depth))
-        constant_parts.append(per_image_depth_errors(
-            torch.full_like(target_BHW, constant), target_BHW, data.min_depth, data.max_depth))
+        depth_Bhw = grid_depth(head, tokens_BLD, test.grid_hw, centres_K)
+        for depth_hw, index in zip(depth_Bhw, batch_B.tolist(), strict=True):
+            target_1HW = maps[index][None].to(device)
+            pred_1HW = to_frame(depth_hw[None, None], tuple(target_1HW.shape[-2:]))[0]
+            head_parts.append(per_image_depth_errors(pred_1HW, target_1HW, data.min_depth, data.max_depth))
+            constant_parts.append(per_image_depth_errors(
+                torch.full_like(target_1HW, constant), target_1HW, data.min_depth, data.max_depth))
     return (summarize_depth_errors(head_parts, test.num_samples),
             summarize_depth_errors(constant_parts, test.num_samples))
 
 
-def depth_patches(encoder: FeatureSource, split: EvalSplit, data: DepthData) -> PatchFeatures:
-    """The split's patch features, refusing a split whose maps are not depth or hold none."""
-    patches = encoder.patch_features(split)
-    if not patches.masks_NHW.is_floating_point() or patches.masks_NHW.numel() == 0:
+def depth_patches(encoder: FeatureSource, split: EvalSplit, data: DepthData,
+                  frame_maps: bool = False) -> PatchFeatures:
+    """The split's patch features under the full-frame geometry (with its maps at their original
+    resolution when it is scored), refusing a split whose maps are not depth or hold none."""
+    patches = encoder.patch_features(split, FULL_FRAME, frame_maps=frame_maps)
+    maps = patches.scored_maps()
+    if not maps or not all(depth_HW.is_floating_point() and depth_HW.numel() for depth_HW in maps):
+        dtype = maps[0].dtype if maps else patches.masks_NHW.dtype
         raise EvalDataError(f"split {split.name}: has no depth maps (per-pixel maps of "
-                            f"dtype {patches.masks_NHW.dtype}); read it with a depth mask_kind")
-    if not bool(valid_depth(patches.masks_NHW, data.min_depth, data.max_depth).any()):
+                            f"dtype {dtype}); read it with a depth mask_kind")
+    if not any(bool(valid_depth(depth_HW, data.min_depth, data.max_depth).any()) for depth_HW in maps):
         raise EvalDataError(f"split {split.name}: no pixel has depth in ({data.min_depth}, "
                             f"{data.max_depth}] m; check that the maps are in millimetres")
     return patches
@@ -151,19 +168,23 @@ class LinearDepth(EvalProtocol):
             "head": "nn.Linear with bias on each token -> logits over depth bins; (B,L,K) permuted "
                     "to (B,K,L), reshaped to (B,K,h,w)",
             "bins": "centres log-spaced from bin_min_depth to the dataset's max depth",
+            "geometry": FULL_FRAME.describe(),
             "prediction": "softmax-weighted mean of the bin centres per token, upsampled "
-                          "bilinearly to label resolution",
+                          "bilinearly (align_corners=False) to each test map's original H x W",
             "optimizer": "AdamW", "schedule": "constant",
-            "loss": "scale-invariant log loss (SILog) over valid pixels at label resolution",
-            "label_resolution": "the model's input crop (resize shorter side + centre crop, nearest)",
-            "metrics": "RMSE (m), AbsRel, delta<1.25 per image over valid pixels, prediction "
-                       "clamped to the depth range, averaged over images",
+            "loss": "scale-invariant log loss (SILog) over valid pixels of the train maps read "
+                    "through the input geometry (nearest)",
+            "label_resolution": "full frame at the label's original resolution, bilinear depth "
+                                "(each token's expected depth)",
+            "metrics": "RMSE (m), AbsRel, delta<1.25 per image over valid pixels of its "
+                       "full-resolution map, prediction clamped to the depth range, averaged "
+                       "over images",
         }
 
     def run(self, encoder: FeatureSource, data: DepthData) -> dict:
         settings = self.head_settings
         train = depth_patches(encoder, data.train, data)
-        test = depth_patches(encoder, data.test, data)
+        test = depth_patches(encoder, data.test, data, frame_maps=True)
         standardize = TokenStandardizer.fit(train.tokens_NLD, settings.std_clamp)
         centres_K = bin_centres(settings, data.max_depth)
         with torch.enable_grad():

@@ -1,15 +1,20 @@
 """Linear segmentation on frozen patch tokens (METHOD.md, "Linear segmentation").
 
-Tokens (B, L, D) are standardised per dimension with the train tokens' mean/std, one
-nn.Linear with bias maps each token to C logits, and the (B, L, C) logits are permuted to
-(B, C, L) before being reshaped to (B, C, h, w): reshaping first would scramble classes into
-space. Training: cross-entropy against the labels nearest-downsampled to the token grid (void
-255 ignored), AdamW lr 1e-2, 30 epochs. Evaluation: logits upsampled bilinearly to the label
-resolution, argmax, one confusion matrix over the test set, mIoU over the classes present.
+Images reach the encoder whole (`levl_eval.geometry.FULL_FRAME`: the frame resized to the
+checkpoint's size, no crop). Tokens (B, L, D) are standardised per dimension with the train
+tokens' mean/std, one nn.Linear with bias maps each token to C logits, and the (B, L, C) logits
+are permuted to (B, C, L) before being reshaped to (B, C, h, w): reshaping first would scramble
+classes into space. Training: cross-entropy against the labels downsampled to the token grid
+with `nearest-exact` (each patch's centre pixel; `nearest` would take its top-left), void 255
+ignored, AdamW lr 1e-2, 30 epochs. Evaluation, as mmsegmentation scores: each image's logits are
+upsampled bilinearly (align_corners=False) to its label's original H x W, the full frame, argmax,
+and one confusion matrix accumulates over the test set, an image at a time so the split's
+full-resolution logits are never held together; mIoU as `levl_eval.segmetrics` defines it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
@@ -19,11 +24,14 @@ from torch import nn
 
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FeatureSource, PatchFeatures
+from levl_eval.geometry import FULL_FRAME
 from levl_eval.protocols.base import EvalProtocol
 from levl_eval.segexamples import EXAMPLE_COUNT, segmentation_examples
 from levl_eval.segmetrics import VOID, confusion_matrix, segmentation_metrics
 from levl_eval.standardize import TokenStandardizer
 from levl_eval.taskdata import SegmentationData
+
+LABEL_RESOLUTION = "full frame at the label's original resolution, bilinear logits"
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ class SegmentationSettings:
     eval_batch_size: int = 16
     seed: int = 0
     std_clamp: float = 1e-8
-    label_downsample: str = "nearest"
+    label_downsample: str = "nearest-exact"
 
 
 def token_grid_logits(head: nn.Linear, tokens_BLD: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
@@ -48,8 +56,15 @@ def token_grid_logits(head: nn.Linear, tokens_BLD: torch.Tensor, grid_hw: tuple[
 
 
 def downsample_labels(masks_NHW: torch.Tensor, grid_hw: tuple[int, int], mode: str) -> torch.Tensor:
-    """Per-pixel labels -> one label per token (nearest: no blending of class ids)."""
+    """Per-pixel labels -> one label per token, a pixel's own id (no blending of class ids);
+    `nearest-exact` takes the pixel at each patch's centre, `nearest` its top-left one."""
     return F.interpolate(masks_NHW[:, None].float(), size=grid_hw, mode=mode)[:, 0].long()
+
+
+def to_frame(values_BChw: torch.Tensor, frame_hw: tuple[int, int]) -> torch.Tensor:
+    """Grid values upsampled bilinearly onto a label's frame (align_corners=False: each token's
+    value sits at its patch's centre, as mmsegmentation resizes logits to the original image)."""
+    return F.interpolate(values_BChw, size=frame_hw, mode="bilinear", align_corners=False)
 
 
 def seeded_head(in_dim: int, num_classes: int, seed: int) -> nn.Linear:
@@ -87,13 +102,14 @@ def train_segmentation_head(
 
 
 @torch.no_grad()
-def predict_labels(head: nn.Linear, test: PatchFeatures, batch_B: torch.Tensor,
-                   standardize: TokenStandardizer, device: str) -> torch.Tensor:
-    """Argmax of the logits upsampled bilinearly to label resolution, [B, H, W] on the CPU."""
-    label_hw = tuple(test.masks_NHW.shape[-2:])
+def frame_predictions(head: nn.Linear, test: PatchFeatures, batch_B: torch.Tensor,
+                      standardize: TokenStandardizer, device: str) -> Iterator[torch.Tensor]:
+    """Each image's [H, W] argmax at its own label's frame, on `device`, one image at a time:
+    frames differ in size, and C full-resolution logit maps are large."""
     logits_BChw = token_grid_logits(head, standardize(test.tokens_NLD[batch_B].to(device)), test.grid_hw)
-    logits_BCHW = F.interpolate(logits_BChw, size=label_hw, mode="bilinear", align_corners=False)
-    return logits_BCHW.argmax(dim=1).cpu()
+    maps = test.scored_maps()
+    for logits_Chw, index in zip(logits_BChw, batch_B.tolist(), strict=True):
+        yield to_frame(logits_Chw[None], tuple(maps[index].shape))[0].argmax(dim=0)
 
 
 @torch.no_grad()
@@ -101,21 +117,35 @@ def confusion_on_test(
     head: nn.Linear, test: PatchFeatures, standardize: TokenStandardizer, num_classes: int,
     eval_batch_size: int, device: str,
 ) -> torch.Tensor:
-    """Confusion matrix of the bilinearly upsampled argmax against full-resolution labels."""
+    """One confusion matrix of the upsampled argmax against every full-frame label of the split
+    (mmseg's areas summed over images, not an average of per-image scores)."""
     confusion_CC = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    maps = test.scored_maps()
     for batch_B in torch.arange(test.num_samples).split(eval_batch_size):
-        pred_BHW = predict_labels(head, test, batch_B, standardize, device)
-        confusion_CC += confusion_matrix(pred_BHW, test.masks_NHW[batch_B], num_classes)
+        predictions = frame_predictions(head, test, batch_B, standardize, device)
+        for pred_HW, index in zip(predictions, batch_B.tolist(), strict=True):
+            confusion_CC += confusion_matrix(pred_HW, maps[index].to(device), num_classes).cpu()
     return confusion_CC
 
 
-def checked_patches(encoder: FeatureSource, split: EvalSplit, num_classes: int) -> PatchFeatures:
-    """The split's patch features, refusing label maps with ids outside the class list."""
-    patches = encoder.patch_features(split)
-    labels = patches.masks_NHW[patches.masks_NHW != VOID]
-    if labels.numel() and int(labels.max()) >= num_classes:
+def largest_class_id(maps: Sequence[torch.Tensor]) -> int:
+    """The largest non-void id over every map (-1 when all are void), one map at a time."""
+    largest = -1
+    for label_HW in maps:
+        labels = label_HW[label_HW != VOID]
+        largest = max(largest, int(labels.max())) if labels.numel() else largest
+    return largest
+
+
+def checked_patches(encoder: FeatureSource, split: EvalSplit, num_classes: int,
+                    frame_maps: bool = False) -> PatchFeatures:
+    """The split's patch features under the full-frame geometry (with its maps at their
+    original resolution when it is scored), refusing ids outside the class list."""
+    patches = encoder.patch_features(split, FULL_FRAME, frame_maps=frame_maps)
+    largest = largest_class_id(patches.scored_maps())
+    if largest >= num_classes:
         raise EvalDataError(
-            f"split {split.name}: label maps hold class id {int(labels.max())} but the dataset "
+            f"split {split.name}: label maps hold class id {largest} but the dataset "
             f"lists {num_classes} classes; fix the class list or the masks"
         )
     return patches
@@ -137,9 +167,16 @@ class LinearSegmentation(EvalProtocol):
             "preprocessing": "standardise per dimension with train-token mean/std",
             "head": "nn.Linear with bias on each token; (B,L,C) permuted to (B,C,L), reshaped to (B,C,h,w)",
             "optimizer": "AdamW", "schedule": "constant", "loss": "cross-entropy, void 255 ignored",
-            "evaluation": "bilinear upsampling of logits to label resolution, argmax",
-            "label_resolution": "the model's input crop (resize shorter side + centre crop, nearest)",
-            "miou": "mean IoU over classes present in the test ground truth",
+            "geometry": FULL_FRAME.describe(),
+            "train_labels": "labels through the input geometry (nearest), then nearest-exact to "
+                            "the token grid (each patch's centre pixel)",
+            "evaluation": "logits upsampled bilinearly (align_corners=False) to each label's "
+                          "original H x W, argmax, one confusion matrix over the test set",
+            "label_resolution": LABEL_RESOLUTION,
+            "miou": "mmsegmentation's: per-class intersection and union summed over the test "
+                    "set, void ignored, mean over classes with a nonzero union (a class "
+                    "predicted but absent from the ground truth counts with IoU 0)",
+            "pixel_accuracy": "mmsegmentation's aAcc: correct over all non-void pixels",
         }
 
     def examples(self, head: nn.Linear, test: PatchFeatures, standardize: TokenStandardizer,
@@ -149,12 +186,13 @@ class LinearSegmentation(EvalProtocol):
         if data.dataset != "synth" or (data.test.manifest is None and not data.test.files):
             return {}
         batch_K = torch.arange(min(EXAMPLE_COUNT, test.num_samples))
-        pred_KHW = predict_labels(head, test, batch_K, standardize, self.device)
-        return {"examples": segmentation_examples(data.test, test.masks_NHW[batch_K], pred_KHW)}
+        pred_KHW = torch.stack(list(frame_predictions(head, test, batch_K, standardize, self.device))).cpu()
+        masks_KHW = torch.stack([test.scored_maps()[index] for index in batch_K.tolist()])
+        return {"examples": segmentation_examples(data.test, masks_KHW, pred_KHW)}
 
     def run(self, encoder: FeatureSource, data: SegmentationData) -> dict:
         train = checked_patches(encoder, data.train, data.num_classes)
-        test = checked_patches(encoder, data.test, data.num_classes)
+        test = checked_patches(encoder, data.test, data.num_classes, frame_maps=True)
         standardize = TokenStandardizer.fit(train.tokens_NLD, self.head_settings.std_clamp)
         with torch.enable_grad():
             head = train_segmentation_head(train, standardize, data.num_classes,

@@ -3,12 +3,14 @@
 The encoder's final-norm patch tokens go through a trained bridge (Linear → GELU → Linear) into
 the input embeddings of a frozen causal LM, as a prefix before the question; the prompt ends
 "Answer the question using a single word or phrase." Only the bridge trains, with next-token
-cross-entropy on the answer tokens of the train split's questions. On the test split,
-open-ended questions (attribute, count; GQA, VQAv2) are answered greedily and scored with VQA
-accuracy and exact match after the official normalisation; yes/no existence questions are
-decided by P(yes) vs P(no) at the first answer token and scored with POPE's metrics per
-negative kind. The runner adds `gain_over_random`: these numbers minus those of the randomly
-initialised encoder of the same architecture under the same bridge budget.
+cross-entropy on the answer tokens of the train split's questions: VQA training questions on
+real data (POPE's bridge trains on VQAv2's, never on POPE's own: levl_eval.datasets.pope), under
+a budget recorded in the settings (VLMSettings.for_dataset). On the test split, open-ended
+questions (attribute, count; GQA, VQAv2) are answered greedily and scored with the official VQA
+accuracy (and min(1, n/3) beside it) and exact match; yes/no existence questions are decided by
+P(yes) vs P(no) at the first answer token and scored with POPE's metrics per negative kind. The
+runner adds `gain_over_random`: these numbers minus those of the randomly initialised encoder of
+the same architecture under the same bridge budget.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import ClassVar
 
 import torch
 
-from levl_eval.featureset import FeatureSource, PatchFeatures
+from levl_eval.datasets.qa_split import capped_qa_split
+from levl_eval.featureset import EvalSplit, FeatureSource, PatchFeatures
 from levl_eval.llm import FrozenLLM, load_llm
 from levl_eval.protocols.base import EvalProtocol
 from levl_eval.taskdata import VQAData
@@ -42,10 +45,13 @@ class VLMBackbone(EvalProtocol):
         self.vlm_settings = settings or VLMSettings()
         self.llm = llm  # injected (tests); otherwise loaded by name on first use
 
-    def settings(self) -> dict:
-        llm = self.llm.name if self.llm is not None else self.vlm_settings.llm
+    def settings(self, dataset: str | None = None) -> dict:
+        """The knobs; for a task's `dataset`, with the bridge budget it ran under and its origin."""
+        s = self.vlm_settings if dataset is None else self.vlm_settings.for_dataset(dataset)
+        llm = self.llm.name if self.llm is not None else s.llm
+        budget = {} if dataset is None else {"budget": self.vlm_settings.budget_origin(dataset)}
         return {
-            **asdict(self.vlm_settings), "llm": llm,
+            **asdict(s), "llm": llm, **budget,
             "feature": "final-norm patch tokens, standardised with train mean/std",
             "bridge": "Linear → GELU → Linear into the LLM's input-embedding width",
             "sequence": "[BOS] + bridge(patch tokens) + prompt + answer + EOS",
@@ -53,7 +59,9 @@ class VLMBackbone(EvalProtocol):
             "optimizer": "AdamW", "schedule": "constant",
             "open_answers": f"greedy, at most {self.vlm_settings.max_answer_tokens} tokens, first line",
             "yes_no": f"P(yes) vs P(no) at the first answer token (forms {list(YES_FORMS)} vs lower/title no)",
-            "vqa_accuracy": "min(1, #humans with the answer / 3); a single stored answer counts as 10 humans",
+            "vqa_accuracy": "official VQA script: mean over the leave-one-human-out subsets of "
+                            "min(1, #matching humans / 3); a single stored answer counts as 10 humans",
+            "vqa_accuracy_simple": "min(1, #matching humans / 3) over all humans, same normalisation",
         }
 
     def frozen_llm(self) -> FrozenLLM:
@@ -62,33 +70,36 @@ class VLMBackbone(EvalProtocol):
         return self.llm
 
     def run(self, encoder: FeatureSource, data: VQAData) -> dict:
-        s, llm = self.vlm_settings, self.frozen_llm()
+        s, llm = self.vlm_settings.for_dataset(data.dataset), self.frozen_llm()
         test = encoder.patch_features(data.test)
         test_items = split_items(test.qa, data.test.name, s.max_test_questions)
-        fitted, train_sizes = self.bridge(encoder, data, test.tokens_NLD.shape[-1])
-        scores = self.score(fitted, test.tokens_NLD.float(), test_items)
+        fitted, train_sizes = self.bridge(encoder, data, test.tokens_NLD.shape[-1], s)
+        scores = self.score(fitted, test.tokens_NLD, test_items)
         return {
             **scores,
             "train_steps": len(fitted.losses),
             "train_loss_first": fitted.losses[0] if fitted.losses else None,
             "train_loss_last": fitted.losses[-1] if fitted.losses else None,
-            "settings": self.settings(),
+            "settings": self.settings(data.dataset),
             "data": {"dataset": data.dataset, "llm": llm.describe(),
-                     "train": train_sizes, "test": qa_sizes(test, test_items)},
+                     "train": train_sizes, "test": qa_sizes(data.test, test, test_items)},
         }
 
-    def bridge(self, encoder: FeatureSource, data: VQAData, token_dim: int) -> tuple[FittedBridge, dict]:
-        """The bridge saved under --bridges (no train split is read), or one trained on the train
-        split's questions (kept under --save-bridges); with what the report says about its data."""
-        s, llm = self.vlm_settings, self.frozen_llm()
+    def bridge(self, encoder: FeatureSource, data: VQAData, token_dim: int,
+               s: VLMSettings) -> tuple[FittedBridge, dict]:
+        """The bridge saved under --bridges (no train split is read), or one trained on the
+        questions of the train images its budget allows (kept under --save-bridges); with what
+        the report says about its data."""
+        llm = self.frozen_llm()
         name = getattr(encoder, "name", "encoder")
         if s.bridges is not None:
             path = bridge_path(s.bridges, name, data.dataset)
             return load_bridge(path, llm, token_dim), {"bridge_loaded_from": str(path)}
-        train = encoder.patch_features(data.train)
-        items = split_items(train.qa, data.train.name, s.max_train_questions)
-        fitted = fit_bridge(llm, train.tokens_NLD.float(), items, self.encoded(items), s)
-        sizes = qa_sizes(train, items)
+        split = capped_qa_split(data.train, s.train_images)
+        train = encoder.patch_features(split)
+        items = split_items(train.qa, split.name, s.max_train_questions)
+        fitted = fit_bridge(llm, train.tokens_NLD, items, self.encoded(items), s)
+        sizes = qa_sizes(split, train, items)
         if s.save_bridges is not None:
             sizes["bridge_saved_to"] = str(save_bridge(bridge_path(s.save_bridges, name, data.dataset),
                                                        fitted, llm))
@@ -115,10 +126,11 @@ class VLMBackbone(EvalProtocol):
         return result
 
 
-def qa_sizes(features: PatchFeatures, items: list[QAItem]) -> dict:
-    """Images read, questions used (per type) and skipped samples, for the report."""
+def qa_sizes(split: EvalSplit, features: PatchFeatures, items: list[QAItem]) -> dict:
+    """Which split, images read, questions used (per type) and skipped samples, for the report
+    (the train split's name says where the bridge's questions came from)."""
     kinds: dict[str, int] = {}
     for item in items:
         kinds[item.kind] = kinds.get(item.kind, 0) + 1
-    return {"images": features.num_samples, "questions": len(items), "by_type": kinds,
-            "skipped": dict(features.skipped)}
+    return {"split": split.name, "images": features.num_samples, "questions": len(items),
+            "by_type": kinds, "skipped": dict(features.skipped)}
