@@ -8,9 +8,9 @@ readouts beyond the linear probe, run by the `linear` protocol when asked (`--pr
   single learned query attends over them (pre-norm attention and MLP, both residual), then a
   linear classifier. It reads what the CLS token does not summarise (an object in one patch).
 
-Both train with AdamW and a cosine schedule from seeded initial weights and a seeded shuffle, so
-a rerun gives the same numbers. Patch tokens stay in their float16 cache and are standardised a
-batch at a time.
+Both train with AdamW and a cosine schedule from seeded initial weights and a seeded shuffle
+(`levl_eval.heads.fit_head`, as every head), so a rerun gives the same numbers. Patch tokens
+stay in their float16 cache and are standardised a batch at a time.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from levl_eval.heads import HeadTraining, fit_head, seeded_module
 from levl_eval.metrics import classification_metrics
 from levl_eval.standardize import Standardizer, TokenStandardizer
 
@@ -98,36 +99,21 @@ class AttentiveProbe(nn.Module):
         return self.classifier(self.out_norm(pooled_B1D[:, 0]))
 
 
-def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
-    """Build a module with its initial weights drawn from `seed`, leaving the global RNG as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
-
-
 def train_classifier(
-    module: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor], labels_N: torch.Tensor, *,
-    lr: float, weight_decay: float, batch_size: int, epochs: int, seed: int, device: str,
+    module: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor], labels_N: torch.Tensor,
+    training: HeadTraining, device: str,
 ) -> nn.Module:
-    """Minibatch cross-entropy with AdamW and a per-step cosine decay to zero.
+    """Minibatch cross-entropy (the linear probe's at a constant rate, these probes' under a
+    cosine decay); the trained module, in eval mode.
 
     `inputs(indices_B)` gives the batch's (standardised) inputs on `device`, so a large float16
     token cache is converted one batch at a time.
     """
-    module = module.to(device).train()
-    optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * -(-labels_N.shape[0] // batch_size)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
-    generator = torch.Generator().manual_seed(seed + 1)
-    with torch.enable_grad():
-        for _ in range(epochs):
-            for batch_B in torch.randperm(labels_N.shape[0], generator=generator).split(batch_size):
-                loss = F.cross_entropy(module(inputs(batch_B)), labels_N[batch_B].to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-    return module.eval()
+    def batch_loss(batch_B: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(module(inputs(batch_B)), labels_N[batch_B].to(device))
+
+    fit_head(module, labels_N.shape[0], batch_loss, training, device)
+    return module
 
 
 @torch.no_grad()
@@ -155,12 +141,10 @@ def mlp_probe_metrics(
     """Train the MLP probe on standardised train CLS features; score test and train."""
     standardize = Standardizer.fit(train_ND, settings.std_clamp)
     train_x, test_x = standardize(train_ND).to(device), standardize(test_ND).to(device)
-    probe = seeded(settings.seed, lambda: MLPProbe(train_ND.shape[1], settings.hidden, num_classes))
-    probe = train_classifier(
-        probe, lambda b: train_x[b], train_labels_N, lr=settings.lr,
-        weight_decay=settings.weight_decay, batch_size=settings.batch_size, epochs=settings.epochs,
-        seed=settings.seed, device=device,
-    )
+    probe = seeded_module(settings.seed,
+                          lambda: MLPProbe(train_ND.shape[1], settings.hidden, num_classes))
+    probe = train_classifier(probe, lambda b: train_x[b], train_labels_N,
+                             HeadTraining.of(settings, schedule="cosine"), device)
     return scored(probe, lambda b: train_x[b], train_labels_N, lambda b: test_x[b],
                   test_labels_N, settings.batch_size)
 
@@ -174,16 +158,14 @@ def attentive_probe_metrics(
     standardize = TokenStandardizer.fit(train_NLD, settings.std_clamp)
     width = train_NLD.shape[-1]
     heads = attention_heads(width, settings.num_heads)
-    probe = seeded(settings.seed, lambda: AttentiveProbe(width, num_classes, heads, settings.mlp_ratio))
+    probe = seeded_module(settings.seed,
+                          lambda: AttentiveProbe(width, num_classes, heads, settings.mlp_ratio))
 
     def reader(tokens_NLD: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         return lambda batch_B: standardize(tokens_NLD[batch_B].to(device))
 
-    probe = train_classifier(
-        probe, reader(train_NLD), train_labels_N, lr=settings.lr,
-        weight_decay=settings.weight_decay, batch_size=settings.batch_size, epochs=settings.epochs,
-        seed=settings.seed, device=device,
-    )
+    probe = train_classifier(probe, reader(train_NLD), train_labels_N,
+                             HeadTraining.of(settings, schedule="cosine"), device)
     metrics = scored(probe, reader(train_NLD), train_labels_N, reader(test_NLD), test_labels_N,
                      settings.eval_batch_size)
     return {**metrics, "num_heads": heads}

@@ -14,18 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from levl_eval.heads import seeded_linear
 from levl_eval.llm import FrozenLLM
 
 IGNORE = -100
-
-
-def seeded_linear_bias(in_dim: int, out_dim: int, generator: torch.Generator) -> nn.Linear:
-    """nn.Linear with torch's default init bounds, drawn from `generator` (reruns match)."""
-    layer, bound = nn.Linear(in_dim, out_dim), 1.0 / in_dim**0.5
-    with torch.no_grad():
-        layer.weight.copy_(torch.empty(out_dim, in_dim).uniform_(-bound, bound, generator=generator))
-        layer.bias.copy_(torch.empty(out_dim).uniform_(-bound, bound, generator=generator))
-    return layer
 
 
 class Bridge(nn.Module):
@@ -34,8 +26,8 @@ class Bridge(nn.Module):
     def __init__(self, in_dim: int, hidden: int, out_dim: int, seed: int = 0) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
-        self.net = nn.Sequential(seeded_linear_bias(in_dim, hidden, generator), nn.GELU(),
-                                 seeded_linear_bias(hidden, out_dim, generator))
+        self.net = nn.Sequential(seeded_linear(in_dim, hidden, generator), nn.GELU(),
+                                 seeded_linear(hidden, out_dim, generator))
 
     def forward(self, tokens_BLD: torch.Tensor) -> torch.Tensor:
         return self.net(tokens_BLD)

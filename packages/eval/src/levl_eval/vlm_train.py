@@ -25,6 +25,7 @@ import torch
 
 from levl_eval.errors import EvalError
 from levl_eval.geometry import SYNTH
+from levl_eval.heads import HeadTraining, fit_head
 from levl_eval.llm import DEFAULT_LLM, FrozenLLM
 from levl_eval.standardize import TokenStandardizer
 from levl_eval.vlm_bridge import Bridge, answer_loss
@@ -108,14 +109,12 @@ class FittedBridge:
         return self.bridge(self.standardize(tokens_BLD.to(device)))
 
 
-def training_batches(num_items: int, settings: VLMSettings) -> list[torch.Tensor]:
-    """Seeded shuffles of the item indices, `epochs` times, cut at `max_steps` batches."""
+def bridge_training(settings: VLMSettings) -> HeadTraining:
+    """The bridge's training: `epochs` seeded shuffles of the questions at a constant rate, cut
+    at `max_steps` batches."""
     if settings.epochs is None:
         raise ValueError("VLMSettings.epochs is unset: train under settings.for_dataset(...)")
-    generator = torch.Generator().manual_seed(settings.seed + 1)
-    batches = [batch for _ in range(settings.epochs)
-               for batch in torch.randperm(num_items, generator=generator).split(settings.batch_size)]
-    return batches[:settings.max_steps] if settings.max_steps is not None else batches
+    return HeadTraining.of(settings, max_steps=settings.max_steps)
 
 
 def fit_bridge(
@@ -126,18 +125,13 @@ def fit_bridge(
     device = llm.device
     standardize = TokenStandardizer.fit(tokens_NLD, settings.std_clamp)
     standardize = TokenStandardizer(standardize.mean_D.to(device), standardize.std_D.to(device))
-    bridge = Bridge(tokens_NLD.shape[-1], settings.bridge_hidden, llm.width, settings.seed).to(device)
-    optimizer = torch.optim.AdamW(bridge.parameters(), lr=settings.lr,
-                                  weight_decay=settings.weight_decay)
+    bridge = Bridge(tokens_NLD.shape[-1], settings.bridge_hidden, llm.width, settings.seed)
     fitted, images_N = FittedBridge(standardize, bridge, []), torch.tensor([i.image for i in items])
-    with torch.enable_grad():
-        for batch_B in training_batches(len(items), settings):
-            prefix_BPE = fitted.prefix(tokens_NLD[images_N[batch_B]], device)
-            loss = answer_loss(llm, prefix_BPE, [encoded[i].prompt for i in batch_B.tolist()],
-                               [encoded[i].answer for i in batch_B.tolist()])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            fitted.losses.append(float(loss.detach()))
-    bridge.eval()
+
+    def batch_loss(batch_B: torch.Tensor) -> torch.Tensor:
+        prefix_BPE = fitted.prefix(tokens_NLD[images_N[batch_B]], device)
+        return answer_loss(llm, prefix_BPE, [encoded[i].prompt for i in batch_B.tolist()],
+                           [encoded[i].answer for i in batch_B.tolist()])
+
+    fitted.losses = fit_head(bridge, len(items), batch_loss, bridge_training(settings), device)
     return fitted

@@ -28,8 +28,9 @@ from levl_eval.depthmetrics import per_image_depth_errors, summarize_depth_error
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FeatureSource, PatchFeatures
 from levl_eval.geometry import FULL_FRAME
+from levl_eval.heads import HeadTraining, fit_head, seeded_linear
 from levl_eval.protocols.base import EvalProtocol
-from levl_eval.protocols.segmentation import seeded_head, to_frame, token_grid_logits
+from levl_eval.protocols.segmentation import to_frame, token_grid_logits
 from levl_eval.standardize import TokenStandardizer
 from levl_eval.taskdata import DepthData
 
@@ -83,24 +84,22 @@ def train_depth_head(
     train: PatchFeatures, standardize: TokenStandardizer, centres_K: torch.Tensor,
     data: DepthData, settings: DepthSettings, device: str,
 ) -> nn.Linear:
-    """Minibatch SILog on the valid pixels; batches without a valid pixel are skipped."""
-    head = seeded_head(train.tokens_NLD.shape[-1], settings.num_bins, settings.seed).to(device)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    """Minibatch SILog on the valid pixels at a constant learning rate; batches without a valid
+    pixel are skipped (no step: the loss is undefined there)."""
+    head = seeded_linear(train.tokens_NLD.shape[-1], settings.num_bins, settings.seed)
     label_hw, centres_K = tuple(train.masks_NHW.shape[-2:]), centres_K.to(device)
-    generator = torch.Generator().manual_seed(settings.seed + 1)
-    for _ in range(settings.epochs):
-        for batch_B in torch.randperm(train.num_samples, generator=generator).split(settings.batch_size):
-            target_BHW = train.masks_NHW[batch_B].to(device)
-            valid_BHW = valid_depth(target_BHW, data.min_depth, data.max_depth)
-            if not bool(valid_BHW.any()):
-                continue
-            tokens_BLD = standardize(train.tokens_NLD[batch_B].to(device))
-            pred_BHW = predict_depth(head, tokens_BLD, train.grid_hw, centres_K, label_hw)
-            loss = silog_loss(pred_BHW[valid_BHW], target_BHW[valid_BHW], settings.silog_variance_focus)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    return head.eval()
+
+    def batch_loss(batch_B: torch.Tensor) -> torch.Tensor | None:
+        target_BHW = train.masks_NHW[batch_B].to(device)
+        valid_BHW = valid_depth(target_BHW, data.min_depth, data.max_depth)
+        if not bool(valid_BHW.any()):
+            return None
+        tokens_BLD = standardize(train.tokens_NLD[batch_B].to(device))
+        pred_BHW = predict_depth(head, tokens_BLD, train.grid_hw, centres_K, label_hw)
+        return silog_loss(pred_BHW[valid_BHW], target_BHW[valid_BHW], settings.silog_variance_focus)
+
+    fit_head(head, train.num_samples, batch_loss, HeadTraining.of(settings), device)
+    return head
 
 
 @torch.no_grad()
@@ -187,8 +186,7 @@ class LinearDepth(EvalProtocol):
         test = depth_patches(encoder, data.test, data, frame_maps=True)
         standardize = TokenStandardizer.fit(train.tokens_NLD, settings.std_clamp)
         centres_K = bin_centres(settings, data.max_depth)
-        with torch.enable_grad():
-            head = train_depth_head(train, standardize, centres_K, data, settings, self.device)
+        head = train_depth_head(train, standardize, centres_K, data, settings, self.device)
         train_mean = mean_valid_depth(train, data)
         metrics, baseline = score_on_test(head, test, standardize, centres_K, data, settings,
                                           self.device, train_mean)

@@ -19,13 +19,13 @@ from dataclasses import asdict, dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from levl_eval.datasets.files import per_class_capped
 from levl_eval.errors import EvalError
 from levl_eval.featureset import EvalData, EvalSplit, FeatureSource, SplitFeatures
 from levl_eval.geometry import PAPER_PROBE, ImageGeometry
+from levl_eval.heads import HeadTraining, seeded_linear
 from levl_eval.metrics import classification_metrics
 from levl_eval.probes import (
     PROBE_NAMES,
@@ -33,6 +33,7 @@ from levl_eval.probes import (
     MLPProbeSettings,
     attentive_probe_metrics,
     mlp_probe_metrics,
+    train_classifier,
 )
 from levl_eval.protocols.base import EvalProtocol, checked_image_features, split_sizes
 from levl_eval.standardize import Standardizer
@@ -50,33 +51,17 @@ class LinearProbeSettings:
     std_clamp: float = 1e-8
 
 
-def seeded_linear(in_dim: int, num_classes: int, seed: int) -> nn.Linear:
-    """nn.Linear without bias, weights drawn like torch's default init but from our own seed."""
-    layer = nn.Linear(in_dim, num_classes, bias=False)
-    bound = 1.0 / in_dim**0.5
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        layer.weight.copy_(torch.empty(num_classes, in_dim).uniform_(-bound, bound, generator=generator))
-    return layer
-
-
 def train_linear_probe(
     x_ND: torch.Tensor, labels_N: torch.Tensor, num_classes: int,
     settings: LinearProbeSettings, device: str = "cpu",
 ) -> nn.Linear:
-    """Fit the classifier by minibatch cross-entropy; x_ND is already standardised."""
+    """Fit the classifier (no bias) by minibatch cross-entropy at a constant learning rate;
+    x_ND is already standardised, and moved to `device` whole (the epochs then cost only
+    matrix products)."""
     x_ND, labels_N = x_ND.to(device), labels_N.to(device)
-    probe = seeded_linear(x_ND.shape[1], num_classes, settings.seed).to(device)
-    optimizer = torch.optim.AdamW(probe.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    generator = torch.Generator().manual_seed(settings.seed + 1)
-    for _ in range(settings.epochs):
-        order_N = torch.randperm(x_ND.shape[0], generator=generator).to(device)
-        for batch_B in order_N.split(settings.batch_size):
-            loss = F.cross_entropy(probe(x_ND[batch_B]), labels_N[batch_B])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    return probe.eval()
+    probe = seeded_linear(x_ND.shape[1], num_classes, settings.seed, bias=False)
+    return train_classifier(probe, lambda batch_B: x_ND[batch_B], labels_N, HeadTraining.of(settings),
+                            device)
 
 
 @dataclass(frozen=True)
@@ -93,8 +78,7 @@ class FittedProbe:
         settings: LinearProbeSettings, device: str = "cpu",
     ) -> FittedProbe:
         standardize = Standardizer.fit(train_ND, settings.std_clamp)
-        with torch.enable_grad():
-            probe = train_linear_probe(standardize(train_ND), train_labels_N, num_classes, settings, device)
+        probe = train_linear_probe(standardize(train_ND), train_labels_N, num_classes, settings, device)
         return cls(standardize, probe, device)
 
     @torch.no_grad()

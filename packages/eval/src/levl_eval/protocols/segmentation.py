@@ -25,6 +25,7 @@ from torch import nn
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FeatureSource, PatchFeatures
 from levl_eval.geometry import FULL_FRAME
+from levl_eval.heads import HeadTraining, fit_head, seeded_linear
 from levl_eval.protocols.base import EvalProtocol
 from levl_eval.segexamples import EXAMPLE_COUNT, segmentation_examples
 from levl_eval.segmetrics import VOID, confusion_matrix, segmentation_metrics
@@ -67,38 +68,25 @@ def to_frame(values_BChw: torch.Tensor, frame_hw: tuple[int, int]) -> torch.Tens
     return F.interpolate(values_BChw, size=frame_hw, mode="bilinear", align_corners=False)
 
 
-def seeded_head(in_dim: int, num_classes: int, seed: int) -> nn.Linear:
-    """nn.Linear with bias, torch's default init drawn from our own seed."""
-    generator = torch.Generator().manual_seed(seed)
-    head = nn.Linear(in_dim, num_classes)
-    bound = 1.0 / in_dim**0.5
-    with torch.no_grad():
-        head.weight.copy_(torch.empty(num_classes, in_dim).uniform_(-bound, bound, generator=generator))
-        head.bias.copy_(torch.empty(num_classes).uniform_(-bound, bound, generator=generator))
-    return head
-
-
 def train_segmentation_head(
     train: PatchFeatures, standardize: TokenStandardizer, num_classes: int,
     settings: SegmentationSettings, device: str,
 ) -> nn.Linear:
-    """Minibatch cross-entropy on the token grid; batches whose tokens are all void are skipped."""
-    head = seeded_head(train.tokens_NLD.shape[-1], num_classes, settings.seed).to(device)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    """Minibatch cross-entropy on the token grid at a constant learning rate; batches whose
+    tokens are all void are skipped (no step: there is nothing to learn from)."""
+    head = seeded_linear(train.tokens_NLD.shape[-1], num_classes, settings.seed)
     targets_Nhw = downsample_labels(train.masks_NHW, train.grid_hw, settings.label_downsample)
-    generator = torch.Generator().manual_seed(settings.seed + 1)
-    for _ in range(settings.epochs):
-        for batch_B in torch.randperm(train.num_samples, generator=generator).split(settings.batch_size):
-            target_Bhw = targets_Nhw[batch_B].to(device)
-            if bool((target_Bhw == VOID).all()):
-                continue
-            tokens_BLD = standardize(train.tokens_NLD[batch_B].to(device))
-            logits_BChw = token_grid_logits(head, tokens_BLD, train.grid_hw)
-            loss = F.cross_entropy(logits_BChw, target_Bhw, ignore_index=VOID)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    return head.eval()
+
+    def batch_loss(batch_B: torch.Tensor) -> torch.Tensor | None:
+        target_Bhw = targets_Nhw[batch_B].to(device)
+        if bool((target_Bhw == VOID).all()):
+            return None
+        tokens_BLD = standardize(train.tokens_NLD[batch_B].to(device))
+        logits_BChw = token_grid_logits(head, tokens_BLD, train.grid_hw)
+        return F.cross_entropy(logits_BChw, target_Bhw, ignore_index=VOID)
+
+    fit_head(head, train.num_samples, batch_loss, HeadTraining.of(settings), device)
+    return head
 
 
 @torch.no_grad()
@@ -194,9 +182,8 @@ class LinearSegmentation(EvalProtocol):
         train = checked_patches(encoder, data.train, data.num_classes)
         test = checked_patches(encoder, data.test, data.num_classes, frame_maps=True)
         standardize = TokenStandardizer.fit(train.tokens_NLD, self.head_settings.std_clamp)
-        with torch.enable_grad():
-            head = train_segmentation_head(train, standardize, data.num_classes,
-                                           self.head_settings, self.device)
+        head = train_segmentation_head(train, standardize, data.num_classes, self.head_settings,
+                                       self.device)
         confusion_CC = confusion_on_test(head, test, standardize, data.num_classes,
                                       self.head_settings.eval_batch_size, self.device)
         return {
