@@ -42,10 +42,10 @@ from levl_eval.probes import (  # noqa: E402
     attentive_probe_metrics,
     mlp_probe_metrics,
 )
-from levl_eval.protocols.linear import LinearProbeSettings, linear_probe_metrics  # noqa: E402
-from levl_eval.protocols.segmentation import SegmentationSettings, train_segmentation_head  # noqa: E402
+from levl_eval.protocols.linear.protocol import LinearProbeSettings, linear_probe_metrics  # noqa: E402
+from levl_eval.protocols.segmentation.protocol import SegmentationSettings, train_segmentation_head  # noqa: E402
 from levl_eval.standardize import TokenStandardizer  # noqa: E402
-from levl_eval.testing import write_synth_eval_world  # noqa: E402
+from levl_eval.testing.worlds import write_synth_eval_world  # noqa: E402
 from levl_model.config import model_config  # noqa: E402
 from levl_model.model import build_model  # noqa: E402
 from levl_model.preprocess import Preprocess  # noqa: E402

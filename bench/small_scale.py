@@ -78,8 +78,8 @@ def measure(model, preprocess, tokenizer, val_manifest: Path) -> dict[str, float
     from levl_data.loader import build_loader
     from levl_data.manifest import read_manifest
     from levl_eval.featureset import ClassTextFeatures, SplitFeatures
-    from levl_eval.protocols.retrieval import readout_pairs, readout_ranks, recall_metrics
-    from levl_eval.protocols.zeroshot import HEADLINE_READOUT, zeroshot_logits
+    from levl_eval.protocols.retrieval.protocol import readout_pairs, readout_ranks, recall_metrics
+    from levl_eval.protocols.zeroshot.protocol import HEADLINE_READOUT, zeroshot_logits
     from levl_train.metrics import effective_rank, matched_vs_shuffled_cosine
 
     model.eval()

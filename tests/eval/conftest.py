@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from levl_eval.testing import save_micro_checkpoint, write_eval_world, write_synth_eval_world
+from levl_eval.testing.worlds import save_micro_checkpoint, write_eval_world, write_synth_eval_world
 
 
 @pytest.fixture(autouse=True, scope="session")

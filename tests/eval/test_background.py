@@ -8,10 +8,10 @@ import torch
 
 from levl_eval.featureset import EvalSplit, SplitFeatures
 from levl_eval.geometry import CHECKPOINT, PAPER_PROBE
-from levl_eval.protocols.background import BackgroundRobustness
-from levl_eval.protocols.linear import LinearProbeSettings
-from levl_eval.taskdata import VARIANTS, BackgroundData
-from levl_eval.testing import StaticFeatures
+from levl_eval.protocols.background.data import VARIANTS, BackgroundData
+from levl_eval.protocols.background.protocol import BackgroundRobustness
+from levl_eval.protocols.linear.protocol import LinearProbeSettings
+from levl_eval.testing.worlds import StaticFeatures
 
 NUM_CLASSES, DIM, PER_SPLIT = 4, 16, 240
 FAST = LinearProbeSettings(epochs=20, batch_size=128)

@@ -12,11 +12,12 @@ from cli_asserts import one_error_line
 from typer.testing import CliRunner
 
 from levl_eval.cli import app
-from levl_eval.datasets import CLASSIFICATION
+from levl_eval.datasets.classification import CLASSIFICATION
 from levl_eval.datasets.fixtures import write_pets_layout
-from levl_eval.protocols import OPT_IN, PROTOCOLS
+from levl_eval.protocols.registry import OPT_IN, PROTOCOLS
 from levl_eval.tasks import NO_SYNTH
-from levl_eval.testing import (
+from levl_eval.testing.dense import write_cocostuff_layout
+from levl_eval.testing.worlds import (
     karpathy_coco_document,
     save_micro_checkpoint,
     write_ade20k_layout,
@@ -24,7 +25,6 @@ from levl_eval.testing import (
     write_in9_layout,
     write_karpathy_json,
 )
-from levl_eval.testing_dense import write_cocostuff_layout
 
 runner = CliRunner()
 

@@ -10,11 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from levl_eval.datasets import REAL_DATASETS, read_cocostuff
+from levl_eval.datasets import read_cocostuff
 from levl_eval.datasets.cocostuff import CLASSES, UNUSED_IDS, label_map
 from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.protocols.registry import REAL_DATASETS
 from levl_eval.samples import split_batches, target_transform
-from levl_eval.testing_dense import write_cocostuff_layout
+from levl_eval.testing.dense import write_cocostuff_layout
 from levl_model.preprocess import Preprocess, eval_transform
 
 HALF = Preprocess(size=16)  # the 32x32 fixture, halved: each 8-px band becomes 4 px

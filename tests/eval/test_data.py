@@ -12,8 +12,8 @@ import torch
 from levl_eval.data import load_eval_data
 from levl_eval.errors import EvalDataError, EvalError
 from levl_eval.featureset import ClassTextFeatures, SplitFeatures
-from levl_eval.protocols import ZeroShot
-from levl_eval.testing import StaticFeatures, static_data
+from levl_eval.protocols.zeroshot.protocol import ZeroShot
+from levl_eval.testing.worlds import StaticFeatures, static_data
 
 
 def _edited_world(eval_world: Path, tmp_path: Path, split: str, edit) -> Path:

@@ -11,14 +11,14 @@ import torch
 from levl_eval.datasets import read_ade20k, read_coco, read_cocostuff, read_flickr30k, read_in9
 from levl_eval.errors import DatasetNotFound, EvalDataError
 from levl_eval.samples import mask_transform, split_batches
-from levl_eval.testing import (
+from levl_eval.testing.dense import write_cocostuff_layout
+from levl_eval.testing.worlds import (
     karpathy_coco_document,
     write_ade20k_layout,
     write_image,
     write_in9_layout,
     write_karpathy_json,
 )
-from levl_eval.testing_dense import write_cocostuff_layout
 from levl_model.preprocess import Preprocess, eval_transform
 
 PREPROCESS = Preprocess(size=16)

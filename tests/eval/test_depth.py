@@ -8,15 +8,20 @@ import math
 import pytest
 import torch
 
-from levl_eval.depthmetrics import per_image_depth_errors, summarize_depth_errors
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, PatchFeatures
 from levl_eval.geometry import FULL_FRAME
-from levl_eval.protocols import depth
-from levl_eval.protocols.depth import DepthSettings, LinearDepth, bin_centres, predict_depth
+from levl_eval.protocols.depth import protocol as depth
+from levl_eval.protocols.depth.data import DepthData
+from levl_eval.protocols.depth.metrics import per_image_depth_errors, summarize_depth_errors
+from levl_eval.protocols.depth.protocol import (
+    DepthSettings,
+    LinearDepth,
+    bin_centres,
+    predict_depth,
+)
 from levl_eval.standardize import TokenStandardizer
-from levl_eval.taskdata import DepthData
-from levl_eval.testing import StaticFeatures
+from levl_eval.testing.worlds import StaticFeatures
 
 GRID, PATCH, DIM = (8, 8), 4, 12
 FAST = DepthSettings(epochs=8, batch_size=16, num_bins=64)

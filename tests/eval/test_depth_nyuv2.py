@@ -15,18 +15,18 @@ from typer.testing import CliRunner
 from levl_eval.cli import app
 from levl_eval.data import load_eval_data
 from levl_eval.datasets import read_nyuv2
-from levl_eval.depthmaps import eigen_crop_mask
 from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.protocols.depth.maps import eigen_crop_mask
 from levl_eval.samples import frame_target_transform, split_batches, target_transform
 from levl_eval.tasks import plan_tasks
-from levl_eval.testing import write_image
-from levl_eval.testing_dense import (
+from levl_eval.testing.dense import (
     NYU_TEST_SCENE,
     NYU_TRAIN_SCENE,
     nyu_depth_mm,
     write_depth_png,
     write_nyu_layout,
 )
+from levl_eval.testing.worlds import write_image
 from levl_model.preprocess import Preprocess, eval_transform
 
 SQUARE = Preprocess(size=24)  # the 32x24 train fixture: resize keeps 32x24, centre crop cols 4..27

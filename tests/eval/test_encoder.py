@@ -88,7 +88,7 @@ def test_a_contrastive_checkpoint_with_untrained_predictors_is_read_without_them
         eval_world: Path, tmp_path: Path) -> None:
     """Written before contrastive runs stopped building predictors: its MLPs are at their random
     init, so neither it nor its random baseline offers predictor features to the readouts."""
-    from levl_eval.testing import save_micro_checkpoint
+    from levl_eval.testing.worlds import save_micro_checkpoint
     from levl_model.config import ObjectiveConfig
 
     ckpt = save_micro_checkpoint(tmp_path / "infonce", objective_cfg=ObjectiveConfig(name="infonce"))

@@ -21,7 +21,7 @@ from levl_eval.feature_cache import FeatureCache, default_cache_dir, entry_key, 
 from levl_eval.featureset import EvalSplit, FileSample, SplitFeatures
 from levl_eval.geometry import CHECKPOINT, PAPER_PROBE
 from levl_eval.runner import EvalOptions, run_evaluation
-from levl_eval.testing import save_micro_checkpoint, write_image
+from levl_eval.testing.worlds import save_micro_checkpoint, write_image
 
 
 @pytest.fixture

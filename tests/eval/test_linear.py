@@ -7,13 +7,13 @@ import torch
 
 from levl_eval.featureset import ClassTextFeatures, SplitFeatures
 from levl_eval.geometry import PAPER_PROBE
-from levl_eval.protocols.linear import (
+from levl_eval.protocols.linear.protocol import (
     LinearProbe,
     LinearProbeSettings,
     Standardizer,
     linear_probe_metrics,
 )
-from levl_eval.testing import StaticFeatures, static_data
+from levl_eval.testing.worlds import StaticFeatures, static_data
 
 NUM_CLASSES, DIM = 5, 24
 FAST = LinearProbeSettings(epochs=20, batch_size=128)

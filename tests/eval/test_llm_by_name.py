@@ -10,10 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from levl_eval.testing_llm import tiny_llm
+from levl_eval.testing.llm import tiny_llm
 
 REVISION = "0" * 40
-LOAD = ("import json, sys; from levl_eval.llm import load_llm; from levl_eval.errors import "
+LOAD = ("import json, sys; from levl_eval.protocols.vlm.llm import load_llm; from levl_eval.errors import "
         "EvalError\ntry:\n    llm = load_llm(sys.argv[1])\nexcept EvalError as exc:\n"
         "    sys.exit(f'error: {exc}')\nprint(json.dumps(llm.describe()))")
 

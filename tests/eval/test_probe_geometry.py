@@ -21,10 +21,10 @@ from levl_eval.datasets.fixtures import IMAGENET_WNIDS, write_imagenet_layout
 from levl_eval.encoder import FrozenEncoder, load_frozen_checkpoint
 from levl_eval.errors import EvalError
 from levl_eval.geometry import CHECKPOINT, PAPER_PROBE, probe_geometry
-from levl_eval.protocols import build_protocol
-from levl_eval.protocols.linear import LinearProbe, LinearProbeSettings
+from levl_eval.protocols.linear.protocol import LinearProbe, LinearProbeSettings
+from levl_eval.protocols.registry import build_protocol
 from levl_eval.runner import EvalOptions
-from levl_eval.testing import StaticFeatures, save_micro_checkpoint, static_data
+from levl_eval.testing.worlds import StaticFeatures, save_micro_checkpoint, static_data
 from levl_model.preprocess import Preprocess
 
 FAST = LinearProbeSettings(epochs=2)

@@ -10,8 +10,8 @@ from levl_eval.errors import EvalError
 from levl_eval.featureset import PatchFeatures, SplitFeatures
 from levl_eval.geometry import PAPER_PROBE
 from levl_eval.probes import AttentiveProbeSettings, MLPProbeSettings, attention_heads
-from levl_eval.protocols.linear import LinearProbe, LinearProbeSettings, check_probe_names
-from levl_eval.testing import StaticFeatures, static_data
+from levl_eval.protocols.linear.protocol import LinearProbe, LinearProbeSettings, check_probe_names
+from levl_eval.testing.worlds import StaticFeatures, static_data
 
 LINEAR = LinearProbeSettings(epochs=30, batch_size=128)
 MLP = MLPProbeSettings(hidden=64, lr=1e-2, batch_size=64, epochs=40)

@@ -9,16 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from levl_eval.datasets import prompts as default_prompts
 from levl_eval.datasets import (
-    CLASSIFICATION,
-    REAL_DATASETS,
     read_aircraft,
     read_imagefolder,
     read_imagenet,
     read_pets,
     read_places365,
 )
-from levl_eval.datasets import prompts as default_prompts
+from levl_eval.datasets.classification import CLASSIFICATION
 from levl_eval.datasets.clip_imagenet import OPENAI_IMAGENET_TEMPLATES
 from levl_eval.datasets.files import evenly_spaced, per_class_capped
 from levl_eval.datasets.fixtures import (
@@ -30,6 +29,7 @@ from levl_eval.datasets.fixtures import (
 )
 from levl_eval.datasets.imagefolder import IMAGEFOLDER, read_folder
 from levl_eval.errors import DatasetNotFound, EvalDataError
+from levl_eval.protocols.registry import REAL_DATASETS
 from levl_eval.samples import split_batches
 from levl_model.preprocess import Preprocess, eval_transform
 

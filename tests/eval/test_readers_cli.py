@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from levl_eval.cli import app
-from levl_eval.datasets import CLASSIFICATION, prompts
+from levl_eval.datasets import prompts
+from levl_eval.datasets.classification import CLASSIFICATION
 from levl_eval.datasets.fixtures import (
     write_aircraft_layout,
     write_gqa_layout,
@@ -24,10 +25,10 @@ from levl_eval.datasets.fixtures import (
     write_vqav2_layout,
 )
 from levl_eval.geometry import CHECKPOINT, PAPER_PROBE
-from levl_eval.protocols import build_protocol
+from levl_eval.protocols.registry import build_protocol
+from levl_eval.protocols.vlm.items import PROMPT
 from levl_eval.runner import EvalOptions
-from levl_eval.testing_llm import tiny_llm
-from levl_eval.vlm_items import PROMPT
+from levl_eval.testing.llm import tiny_llm
 
 runner = CliRunner()
 FIXTURE_WORDS = ("Is the object red? What color is the object? What color is it? red blue yes no "

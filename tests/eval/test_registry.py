@@ -5,18 +5,14 @@ from __future__ import annotations
 import pytest
 
 from levl_eval.errors import EvalError
-from levl_eval.protocols import (
-    OPT_IN,
-    PROTOCOLS,
-    BackgroundRobustness,
-    LinearDepth,
-    LinearProbe,
-    LinearSegmentation,
-    Retrieval,
-    VLMBackbone,
-    ZeroShot,
-    build_protocol,
-)
+from levl_eval.protocols.background.protocol import BackgroundRobustness
+from levl_eval.protocols.depth.protocol import LinearDepth
+from levl_eval.protocols.linear.protocol import LinearProbe
+from levl_eval.protocols.registry import OPT_IN, PROTOCOLS, build_protocol
+from levl_eval.protocols.retrieval.protocol import Retrieval
+from levl_eval.protocols.segmentation.protocol import LinearSegmentation
+from levl_eval.protocols.vlm.protocol import VLMBackbone
+from levl_eval.protocols.zeroshot.protocol import ZeroShot
 
 
 def test_registry_maps_names_to_classes() -> None:

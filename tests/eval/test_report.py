@@ -12,11 +12,10 @@ from typer.testing import CliRunner
 
 from levl_eval.cli import app
 from levl_eval.compare import source_tags
-from levl_eval.datasets import REAL_DATASETS
 from levl_eval.errors import EvalError, OutputError
 from levl_eval.paper import PAPER_PERCENT, paper_reference
 from levl_eval.plots import write_plots
-from levl_eval.protocols import PROTOCOLS
+from levl_eval.protocols.registry import PROTOCOLS, REAL_DATASETS
 from levl_eval.report import (
     PAPER_COLUMN,
     PAPER_KEY,

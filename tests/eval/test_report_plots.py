@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from levl_eval.cli import app
 from levl_eval.featureset import ClassTextFeatures, SplitFeatures
-from levl_eval.protocols.zeroshot import ZeroShot
-from levl_eval.segexamples import decode_uint8, encode_uint8
-from levl_eval.testing import StaticFeatures, static_data
+from levl_eval.protocols.segmentation.examples import decode_uint8, encode_uint8
+from levl_eval.protocols.zeroshot.protocol import ZeroShot
+from levl_eval.testing.worlds import StaticFeatures, static_data
 
 
 def _zeroshot(labels: list[int], nearest: list[int], num_classes: int) -> dict:

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from levl_eval.featureset import EvalSplit, SplitFeatures
-from levl_eval.protocols.retrieval import Retrieval, retrieval_metrics, retrieval_ranks
-from levl_eval.taskdata import RetrievalData
-from levl_eval.testing import StaticFeatures
+from levl_eval.protocols.retrieval.data import RetrievalData
+from levl_eval.protocols.retrieval.protocol import Retrieval, retrieval_metrics, retrieval_ranks
+from levl_eval.testing.worlds import StaticFeatures
 
 N, EMBED = 200, 32
 

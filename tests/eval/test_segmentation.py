@@ -17,8 +17,10 @@ from levl_eval.encoder import load_frozen_checkpoint
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, PatchFeatures
 from levl_eval.geometry import FULL_FRAME, image_transform
-from levl_eval.protocols import segmentation
-from levl_eval.protocols.segmentation import (
+from levl_eval.protocols.segmentation import protocol as segmentation
+from levl_eval.protocols.segmentation.data import SegmentationData
+from levl_eval.protocols.segmentation.metrics import confusion_matrix, segmentation_metrics
+from levl_eval.protocols.segmentation.protocol import (
     LABEL_RESOLUTION,
     LinearSegmentation,
     SegmentationSettings,
@@ -26,9 +28,7 @@ from levl_eval.protocols.segmentation import (
     downsample_labels,
     token_grid_logits,
 )
-from levl_eval.segmetrics import confusion_matrix, segmentation_metrics
-from levl_eval.taskdata import SegmentationData
-from levl_eval.testing import (
+from levl_eval.testing.worlds import (
     StaticFeatures,
     save_micro_checkpoint,
     write_ade20k_layout,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from levl_eval.segmetrics import VOID, confusion_matrix, segmentation_metrics
+from levl_eval.protocols.segmentation.metrics import VOID, confusion_matrix, segmentation_metrics
 
 # Two 2x4 images over 4 classes. Class 2 is predicted (image B) but in no ground truth; class 3
 # is neither; image A's two void pixels are predicted as class 2 and must count nowhere.

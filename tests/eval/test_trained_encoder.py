@@ -12,7 +12,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from levl_eval.cli import app
-from levl_eval.testing import train_micro_checkpoint
+from levl_eval.testing.worlds import train_micro_checkpoint
 
 
 def test_trained_micro_encoder_beats_its_random_baseline_at_zero_shot(

@@ -11,13 +11,13 @@ import torch
 
 from levl_eval.errors import EvalError
 from levl_eval.featureset import EvalSplit, FileSample, PatchFeatures
-from levl_eval.protocols.vlm import VLMBackbone
-from levl_eval.taskdata import VQAData
-from levl_eval.testing import StaticFeatures
-from levl_eval.testing_llm import tiny_llm
-from levl_eval.vlm_bridge import Bridge, answer_labels, assemble
-from levl_eval.vlm_items import PROMPT, QAItem, item_tokens, split_items
-from levl_eval.vlm_train import VLMSettings, fit_bridge
+from levl_eval.protocols.vlm.bridge import Bridge, answer_labels, assemble
+from levl_eval.protocols.vlm.data import VQAData
+from levl_eval.protocols.vlm.items import PROMPT, QAItem, item_tokens, split_items
+from levl_eval.protocols.vlm.protocol import VLMBackbone
+from levl_eval.protocols.vlm.train import VLMSettings, fit_bridge
+from levl_eval.testing.llm import tiny_llm
+from levl_eval.testing.worlds import StaticFeatures
 
 COLORS = ("red", "green", "blue", "yellow")
 SETTINGS = VLMSettings(bridge_hidden=64, lr=3e-3, epochs=12, batch_size=16, max_answer_tokens=3)

@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 
 from levl_data.synth import vocab
 from levl_eval.cli import app
+from levl_eval.protocols.vlm.bridge import Bridge
+from levl_eval.protocols.vlm.bridge_store import bridge_path, save_bridge
+from levl_eval.protocols.vlm.items import PROMPT
+from levl_eval.protocols.vlm.train import FittedBridge
 from levl_eval.standardize import TokenStandardizer
-from levl_eval.testing_llm import tiny_llm
-from levl_eval.vlm_bridge import Bridge
-from levl_eval.vlm_bridge_store import bridge_path, save_bridge
-from levl_eval.vlm_items import PROMPT
-from levl_eval.vlm_train import FittedBridge
+from levl_eval.testing.llm import tiny_llm
 
 runner = CliRunner()
 QUESTION_WORDS = "What color shape size pattern is the object background How many shapes are there Is in image"

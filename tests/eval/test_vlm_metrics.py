@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from levl_eval.vqa_metrics import (
+from levl_eval.protocols.vlm.vqa_metrics import (
     exact_match,
     normalize_answer,
     pope_metrics,

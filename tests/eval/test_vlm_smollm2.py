@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from levl_eval.llm import DEFAULT_LLM, load_llm
-from levl_eval.vlm_items import PROMPT, QAItem, item_tokens
-from levl_eval.vlm_train import VLMSettings, fit_bridge
+from levl_eval.protocols.vlm.items import PROMPT, QAItem, item_tokens
+from levl_eval.protocols.vlm.llm import DEFAULT_LLM, load_llm
+from levl_eval.protocols.vlm.train import VLMSettings, fit_bridge
 
 
 @pytest.mark.slow

@@ -15,14 +15,14 @@ from levl_eval.datasets.prompts import SINGLE
 from levl_eval.errors import EvalError
 from levl_eval.featureset import ClassTextFeatures, SplitFeatures
 from levl_eval.metrics import classification_metrics
-from levl_eval.protocols.zeroshot import (
+from levl_eval.protocols.zeroshot.protocol import (
     READOUTS,
     ZeroShot,
     prompt_ensemble,
     prompt_sets,
     zeroshot_logits,
 )
-from levl_eval.testing import StaticFeatures, static_data
+from levl_eval.testing.worlds import StaticFeatures, static_data
 
 NUM_CLASSES, PER_CLASS, EMBED, PROMPTS = 6, 10, 32, 3
 

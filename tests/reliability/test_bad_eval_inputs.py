@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from levl_eval.cli import app
 from levl_eval.datasets.fixtures import write_imagefolder_layout
-from levl_eval.testing import save_micro_checkpoint, write_ade20k_layout, write_eval_world
+from levl_eval.testing.worlds import save_micro_checkpoint, write_ade20k_layout, write_eval_world
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from levl_data.loader import build_loader
 from levl_data.manifest import read_manifest
 from levl_data.testing import _jpeg, make_tiny_shards
 from levl_data.writer import ShardSetWriter
-from levl_eval.testing import save_micro_checkpoint, write_eval_world
+from levl_eval.testing.worlds import save_micro_checkpoint, write_eval_world
 from levl_model.checkpoint import METADATA_FILE, read_metadata
 from levl_model.errors import CheckpointError
 from levl_model.jsontext import parse_json as parse_model_json

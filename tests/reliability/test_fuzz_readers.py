@@ -18,7 +18,7 @@ from levl_data.errors import DataError
 from levl_data.loader import decode_raw_sample
 from levl_data.manifest import read_manifest
 from levl_data.testing import _jpeg, make_tiny_shards
-from levl_eval.testing import save_micro_checkpoint
+from levl_eval.testing.worlds import save_micro_checkpoint
 from levl_model.checkpoint import METADATA_FILE, load_checkpoint
 from levl_model.errors import CheckpointError
 

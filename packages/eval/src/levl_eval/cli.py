@@ -36,10 +36,10 @@ from levl_eval import __version__
 from levl_eval.compare import merge_reports
 from levl_eval.errors import EvalError
 from levl_eval.feature_cache import default_cache_dir
-from levl_eval.probes import PROBE_NAMES
-from levl_eval.protocols import OPT_IN, PROTOCOLS
-from levl_eval.protocols.linear import check_probe_names
-from levl_eval.protocols.zeroshot import check_class_names
+from levl_eval.probes import DEFAULT_PROBES, PROBE_NAMES
+from levl_eval.protocols.linear.protocol import check_probe_names
+from levl_eval.protocols.registry import OPT_IN, PROTOCOLS
+from levl_eval.protocols.zeroshot.protocol import check_class_names
 from levl_eval.report import (
     check_output_dir,
     format_headline,
@@ -88,7 +88,7 @@ def feature_options(probe: list[str] | None, cache: Path | None, no_cache: bool,
     root = None if no_cache else (cache or default_cache_dir()).expanduser().absolute()
     if root is not None and root.exists() and not root.is_dir():
         raise EvalError(f"--cache {root}: exists and is not a directory; pass a directory")
-    return {"probes": check_probe_names(tuple(probe or ("linear",))),
+    return {"probes": check_probe_names(tuple(probe or DEFAULT_PROBES)),
             "cache_dir": None if root is None else str(root),
             "train_per_class_cap": train_per_class_cap}
 
@@ -190,11 +190,6 @@ def single_protocol_command(name: str) -> Callable[..., None]:
     return command
 
 
-for _name in PROTOCOLS:
-    if _name not in ("vlm", "linear", "zeroshot"):
-        app.command(_name)(single_protocol_command(_name))
-
-
 @app.command("zeroshot")
 def zeroshot_command(
     ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = "auto",
@@ -235,6 +230,18 @@ def vlm_command(
         ("vlm",), ckpt, data, out, device, batch_size, workers, random_seed, datasets,
         vlm_overrides(llm, vlm_epochs, vlm_max_steps, vlm_max_questions, bridges, save_bridges),
         feature_options(None, cache, no_cache)))
+
+
+def add_single_protocol_commands() -> None:
+    """`levl-eval NAME` for every registered protocol that has no command of its own above
+    (those take protocol-specific options), so a new protocol gets its command unasked."""
+    taken = {command.name for command in app.registered_commands}
+    for name in PROTOCOLS:
+        if name not in taken:
+            app.command(name)(single_protocol_command(name))
+
+
+add_single_protocol_commands()
 
 
 def compare_saved_reports(dirs: list[Path], out: Path | None) -> None:

@@ -2,7 +2,7 @@
 
 Protocols see features only through `FeatureSource`, so the protocol math runs the same on a
 real encoder (`levl_eval.encoder.FrozenEncoder`, which extracts once and memoises) and on
-hand-made tensors in tests (`levl_eval.testing.StaticFeatures`).
+hand-made tensors in tests (`levl_eval.testing.worlds.StaticFeatures`).
 
 A split is either a levl shard manifest (the synthetic world) or a list of files on disk (the
 standard layouts of ADE20K, ImageNet-9 and Karpathy caption splits, see `levl_eval.datasets`).
@@ -28,7 +28,7 @@ class FileSample:
     label: int = -1
     mask: Path | None = None
     captions: tuple[str, ...] = ()
-    qa: tuple[dict, ...] = ()  # question/answer dicts (levl_eval.vlm_items), for the vlm protocol
+    qa: tuple[dict, ...] = ()  # question/answer dicts (levl_eval.protocols.vlm.items), for the vlm protocol
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class EvalSplit:
     lookup table, maps stored ids to contiguous ones (COCO-Stuff's 182 ids to 171 classes).
     `mask_kind` says what the per-pixel maps hold: `labels` (8-bit class ids), `depth_mm`
     (16-bit millimetres, read as float metres, 0 = invalid) or `depth_mm_eigen` (the same with
-    pixels outside Eigen's NYUv2 evaluation crop made invalid; `levl_eval.depthmaps`).
+    pixels outside Eigen's NYUv2 evaluation crop made invalid; `levl_eval.protocols.depth.maps`).
     """
 
     name: str

@@ -2,15 +2,19 @@
 
 The runner evaluates one randomly initialised encoder of the same architecture beside every
 checkpoint, under the same protocol settings (for `vlm`: the same bridge and budget). For the
-protocols listed here the difference is written into the checkpoint's own result, so a report
-reader sees how much of a number the pretraining earned rather than the bridge or LLM alone.
+metrics a protocol's entry lists as `gain_metrics` the difference is written into the
+checkpoint's own result, so a report reader sees how much of a number the pretraining earned rather than the bridge or LLM alone.
 """
 
 from __future__ import annotations
 
-GAIN_METRICS: dict[str, tuple[str, ...]] = {
-    "vlm": ("vqa_accuracy", "exact_match", "pope_accuracy", "pope_f1"),
-}
+from levl_eval.protocols.registry import ENTRIES
+
+
+def gain_metrics(protocol: str) -> tuple[str, ...]:
+    """The metrics of `protocol` that get a gain over random (none for an unknown name)."""
+    entry = ENTRIES.get(protocol)
+    return entry.gain_metrics if entry else ()
 
 
 def metric_gains(result: dict, baseline: dict, metrics: tuple[str, ...]) -> dict:
@@ -25,7 +29,7 @@ def add_gains_over_random(entries: list[dict]) -> None:
     for baseline in (entry for entry in entries if "baseline_for" in entry):
         for name in baseline["baseline_for"]:
             for key, result in by_name[name]["protocols"].items():
-                metrics = GAIN_METRICS.get(key.partition(":")[0])
+                metrics = gain_metrics(key.partition(":")[0])
                 if metrics and key in baseline["protocols"]:
                     gains = metric_gains(result, baseline["protocols"][key], metrics)
                     result["gain_over_random"] = {**gains, "baseline": baseline["name"]}

@@ -1,7 +1,6 @@
 """The report's figures (PNG under OUT/plots/), drawn from report.json alone so `levl-eval report
-DIR` re-renders them: a bar chart per task comparing the encoders, the zero-shot confusion matrix
-of each encoder (label sets of at most 20 classes), and segmentation examples (image / ground
-truth / each encoder's prediction) on the synthetic world.
+DIR` re-renders them: a bar chart per task comparing the encoders, then each protocol's own
+figures (its entry's `plots`: zero-shot confusion matrices, segmentation examples).
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global figure state, no
 display needed) and each file is written atomically.
@@ -10,7 +9,6 @@ display needed) and each file is written atomically.
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,28 +18,15 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from levl_eval.segexamples import decode_uint8
+from levl_eval.figure import Plot, slug
+from levl_eval.protocols.registry import ENTRIES
 
 PLOTS_DIR = "plots"
-VOID = 255
 # (title, path into a task's result, unit) of the columns a task's bar chart shows
 ColumnsOf = Callable[[str], list[tuple[str, tuple[str, ...], str]]]
 # stored value × scale = the value the headline table shows, per unit (levl_eval.report.UNITS)
 UNIT_SCALES = {"%": 100.0, "m": 1.0, "ratio": 1.0}
 UNIT_AXIS = {"%": "percent", "m": "metres", "ratio": "ratio"}
-
-
-@dataclass(frozen=True)
-class Plot:
-    """One figure: its title in report.md, its file under plots/, and how to draw it."""
-
-    title: str
-    filename: str
-    draw: Callable[[Figure], None]
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
 
 
 def value_at(result: dict | None, path: tuple[str, ...]) -> float | None:
@@ -86,50 +71,6 @@ def draw_bar_panel(axes, columns: list[BarColumn], unit: str) -> None:
     axes.set_ylabel(UNIT_AXIS[unit])
 
 
-def draw_confusion(figure: Figure, title: str, counts: list[list[int]], classes: list[str]) -> None:
-    """Counts with rows = true class, columns = predicted class, each cell annotated."""
-    matrix = np.asarray(counts)
-    axes = figure.subplots()
-    image = axes.imshow(matrix, cmap="Blues")
-    ticks = np.arange(len(classes))
-    axes.set_xticks(ticks, classes, rotation=45, ha="right", fontsize="small")
-    axes.set_yticks(ticks, classes, fontsize="small")
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    for (row, col), count in np.ndenumerate(matrix):
-        axes.text(col, row, str(count), ha="center", va="center", fontsize="x-small",
-                  color="white" if count > matrix.max() / 2 else "black")
-    figure.colorbar(image, ax=axes)
-    axes.set_title(title)
-    figure.tight_layout()
-
-
-def draw_segmentation(figure: Figure, title: str, examples: dict, predictions: dict[str, list],
-                      num_classes: int) -> None:
-    """One row per example: image, ground truth, then each encoder's prediction."""
-    rows, names = len(examples["images"]), list(predictions)
-    grid = figure.subplots(rows, 2 + len(names), squeeze=False)
-    for row in range(rows):
-        panels = [("image", decode_uint8(examples["images"][row])),
-                  ("ground truth", decode_uint8(examples["ground_truth"][row])),
-                  *((name, decode_uint8(predictions[name][row])) for name in names)]
-        for axes, (label, array) in zip(grid[row], panels, strict=True):
-            if array.ndim == 3:
-                axes.imshow(array)
-            else:
-                axes.imshow(np.ma.masked_equal(array, VOID), cmap="tab20", vmin=0,
-                            vmax=max(num_classes - 1, 1), interpolation="nearest")
-            axes.set_axis_off()
-            if row == 0:
-                axes.set_title(label, fontsize="small")
-    figure.suptitle(title)
-
-
-def tasks_of(report: dict, protocol: str) -> list[str]:
-    """The report's task keys of one protocol (`protocol` or `protocol:dataset`)."""
-    return [task for task in report.get("protocols", []) if task.partition(":")[0] == protocol]
-
-
 def bar_columns(report: dict, task: str, columns_of: ColumnsOf) -> list[BarColumn]:
     return [BarColumn(title, unit, {enc["name"]: value_at(enc.get("protocols", {}).get(task), path)
                                     for enc in report["encoders"]})
@@ -148,48 +89,16 @@ def bar_plots(report: dict, columns_of: ColumnsOf) -> list[Plot]:
     return plots
 
 
-def confusion_plots(report: dict) -> list[Plot]:
-    """Each encoder's zero-shot confusion matrix, where the protocol stored one."""
-    plots = []
-    for task in tasks_of(report, "zeroshot"):
-        for index, enc in enumerate(report["encoders"]):
-            result = enc.get("protocols", {}).get(task) or {}
-            if "confusion" not in result or "confusion_classes" not in result:
-                continue
-            title = f"{task} confusion: {enc['name']}"
-            plots.append(Plot(title, f"confusion-{slug(task)}-{index}.png",
-                              lambda fig, t=title, r=result: draw_confusion(
-                                  fig, t, r["confusion"], r["confusion_classes"])))
-    return plots
-
-
-def segmentation_plots(report: dict) -> list[Plot]:
-    """Examples of each segmentation task whose results carry them, all encoders side by side."""
-    plots = []
-    for task in tasks_of(report, "segmentation"):
-        results = {enc["name"]: enc.get("protocols", {}).get(task) or {} for enc in report["encoders"]}
-        results = {name: result for name, result in results.items()
-                   if isinstance(result.get("examples"), dict)}
-        if not results:
-            continue
-        first = next(iter(results.values()))
-        predictions = {name: result["examples"]["prediction"] for name, result in results.items()}
-        plots.append(Plot(f"{task}: examples", f"segmentation-{slug(task)}.png",
-                          lambda fig, t=task, e=first["examples"], p=predictions,
-                          c=len(first.get("classes", [])): draw_segmentation(fig, t, e, p, c)))
-    return plots
-
-
 def plan_plots(report: dict, columns_of: ColumnsOf) -> list[Plot]:
-    """Every figure the report gets, in the order report.md shows them."""
-    return bar_plots(report, columns_of) + confusion_plots(report) + segmentation_plots(report)
+    """Every figure the report gets, in the order report.md shows them: the bar charts, then
+    each protocol's own figures (its entry's `plots`), in protocol order."""
+    own = [plot for entry in ENTRIES.values() if entry.plots is not None for plot in entry.plots(report)]
+    return bar_plots(report, columns_of) + own
 
 
 def figure_size(plot: Plot, report: dict) -> tuple[float, float]:
-    if plot.filename.startswith("segmentation-"):
-        return (2.0 * (2 + len(report["encoders"])), 6.5)
-    if plot.filename.startswith("confusion-"):
-        return (7.0, 5.5)
+    if plot.size is not None:
+        return plot.size
     return (8.0, 4.5 + 0.3 * ((len(report["encoders"]) + 1) // 2))  # room for the legend
 
 

@@ -27,6 +27,7 @@ from levl_eval.metrics import classification_metrics
 from levl_eval.standardize import Standardizer, TokenStandardizer
 
 PROBE_NAMES: tuple[str, ...] = ("linear", "mlp", "attentive")
+DEFAULT_PROBES: tuple[str, ...] = PROBE_NAMES[:1]  # the paper's linear probe alone
 
 
 @dataclass(frozen=True)

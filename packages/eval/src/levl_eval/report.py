@@ -14,7 +14,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
@@ -22,10 +21,13 @@ from pathlib import Path
 
 import jsonschema
 
+from levl_eval.columns import UNITS, Column
 from levl_eval.errors import EvalError, OutputError
+from levl_eval.figure import tasks_of
 from levl_eval.paper import PAPER_MODELS, paper_reference
-from levl_eval.plots import PLOTS_DIR, plot_lines, tasks_of, write_plots
-from levl_eval.protocols.zeroshot import READOUT_DESCRIPTIONS, READOUT_LABELS
+from levl_eval.plots import PLOTS_DIR, plot_lines, write_plots
+from levl_eval.protocols.registry import ENTRIES
+from levl_eval.protocols.zeroshot.protocol import READOUT_DESCRIPTIONS, READOUT_LABELS
 from levl_model.jsontext import parse_json
 
 REPORT_SCHEMA = "levl.eval-report/v1"
@@ -33,75 +35,6 @@ REPORT_JSON, REPORT_MD = "report.json", "report.md"
 REPORT_SCHEMA_FILE = "eval-report-v1.schema.json"
 PAPER_KEY = "paper_reference"  # report.json: the paper's numbers (levl_eval.paper), never levl's
 PAPER_COLUMN = f"paper (ViT-B/16, DataComp-L): {' / '.join(PAPER_MODELS)}"
-
-@dataclass(frozen=True)
-class Column:
-    """One headline number: its title, where it sits in a task's result, and its unit.
-
-    Protocol results store fractions (top-1 0.42) and physical quantities (RMSE 0.52 m) alike;
-    the unit decides how a number is shown, so a depth error is never printed ×100 as if it were
-    a percentage. Units other than percent are written into the row title."""
-
-    title: str
-    path: tuple[str, ...]
-    unit: str = "%"  # a key of UNITS
-
-    def label(self, suffix: str = "") -> str:
-        shown = UNITS[self.unit].label
-        return f"{self.title}{f' [{shown}]' if shown else ''}{suffix}"
-
-
-@dataclass(frozen=True)
-class Unit:
-    scale: float  # stored value × scale = shown value
-    digits: int
-    label: str  # written after the title; "" for percent, the report's default
-
-
-UNITS: dict[str, Unit] = {
-    "%": Unit(100.0, 2, ""),
-    "m": Unit(1.0, 3, "m"),  # metres: RMSE of depth; 3 decimals = millimetres
-    "ratio": Unit(1.0, 3, "ratio"),  # unitless ratio: AbsRel of depth
-}
-
-# Per protocol: its headline columns. A task on a real dataset (key `protocol:dataset`) gets the
-# same columns with the dataset in the title.
-PROTOCOL_COLUMNS: dict[str, tuple[Column, ...]] = {
-    "zeroshot": (Column("zero-shot top-1", ("top1",)), Column("zero-shot top-5", ("top5",)),
-                 Column("zero-shot mean recall", ("mean_per_class_recall",))),
-    "linear": (Column("linear top-1", ("top1",)), Column("linear top-5", ("top5",)),
-               Column("linear mean recall", ("mean_per_class_recall",))),
-    "segmentation": (Column("seg mIoU", ("miou",)), Column("seg pixel acc", ("pixel_accuracy",))),
-    "depth": (Column("depth RMSE", ("rmse",), "m"), Column("depth AbsRel", ("abs_rel",), "ratio"),
-              Column("depth δ<1.25", ("delta1",))),
-    "background": (Column("bg original", ("original_top1",)), Column("bg drop same", ("drop_mixed_same",)),
-                   Column("bg drop rand", ("drop_mixed_rand",))),
-    "retrieval": (Column("i2t R@1", ("i2t_r1",)), Column("t2i R@1", ("t2i_r1",)),
-                  Column("retrieval mean R", ("mean_recall",))),
-    "vlm": (Column("VQA acc", ("vqa_accuracy",)), Column("POPE F1", ("pope_f1",)),
-            Column("VQA gain vs random", ("gain_over_random", "vqa_accuracy")),
-            Column("POPE F1 gain vs random", ("gain_over_random", "pope_f1"))),
-}
-
-# Tasks whose headline is their dataset's own metric rather than the protocol's set: the paper's
-# frozen-VLM table is GQA exact match, VQAv2 accuracy and POPE, each with its gain over random.
-TASK_COLUMNS: dict[str, tuple[Column, ...]] = {
-    "vlm:gqa": (Column("exact match", ("exact_match",)),
-                Column("exact match gain vs random", ("gain_over_random", "exact_match"))),
-    "vlm:vqav2": (Column("VQA acc", ("vqa_accuracy",)),
-                  Column("VQA acc min(1,n/3)", ("vqa_accuracy_simple",)),
-                  Column("VQA gain vs random", ("gain_over_random", "vqa_accuracy"))),
-    "vlm:pope": (Column("POPE F1", ("pope_f1",)), Column("POPE acc", ("pope_accuracy",)),
-                 Column("POPE F1 gain vs random", ("gain_over_random", "pope_f1"))),
-}
-
-
-# Columns shown only when some encoder has a value (probes run on request, `--probe`).
-OPTIONAL_COLUMNS: dict[str, tuple[Column, ...]] = {
-    "linear": (Column("MLP probe top-1", ("probes", "mlp", "top1")),
-               Column("attentive probe top-1", ("probes", "attentive", "top1"))),
-}
-
 
 def format_value(value: float | None, unit: str = "%") -> str:
     """A stored metric as the tables show it ("—" when the protocol did not produce it, or
@@ -116,7 +49,9 @@ def present_columns(report: dict, task: str) -> list[tuple[str, str, Column]]:
     """The task's headline columns plus its optional columns that hold a value."""
     protocol, _, dataset = task.partition(":")
     suffix = f" ({dataset})" if dataset else ""
-    optional = [(column.label(suffix), task, column) for column in OPTIONAL_COLUMNS.get(protocol, ())
+    entry = ENTRIES.get(protocol)
+    declared = entry.optional_columns if entry else ()
+    optional = [(column.label(suffix), task, column) for column in declared
                 if any(metric_at(enc, task, column.path) is not None for enc in report["encoders"])]
     return task_columns(task) + optional
 
@@ -131,7 +66,10 @@ def task_columns(task: str) -> list[tuple[str, str, Column]]:
     """(title, task key, column) of one task's headline columns (its own, else its protocol's)."""
     protocol, _, dataset = task.partition(":")
     suffix = f" ({dataset})" if dataset else ""
-    columns = TASK_COLUMNS.get(task, PROTOCOL_COLUMNS.get(protocol, ()))
+    entry = ENTRIES.get(protocol)
+    if entry is None:
+        return []
+    columns = entry.task_columns.get(dataset, entry.columns) if dataset else entry.columns
     return [(column.label(suffix), task, column) for column in columns]
 
 
@@ -235,8 +173,8 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-READOUT_TABLES = {"zeroshot": ("Zero-shot readouts", "top1", "top-1"),
-                  "retrieval": ("Retrieval readouts", "i2t_r1", "i2t R@1")}
+# Protocols whose entry asks for a per-readout table (zero-shot, retrieval), in protocol order.
+READOUT_TABLES = {name: entry.readout_table for name, entry in ENTRIES.items() if entry.readout_table}
 HEADLINE_MARK = "★"
 
 

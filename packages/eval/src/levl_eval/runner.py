@@ -23,13 +23,11 @@ from levl_eval.errors import DeviceError, EvalDataError, EvalError
 from levl_eval.feature_cache import FeatureCache
 from levl_eval.featureset import EvalData
 from levl_eval.gains import add_gains_over_random
-from levl_eval.geometry import SYNTH, probe_geometry
-from levl_eval.llm import load_llm
-from levl_eval.protocols import OPT_IN, PROTOCOLS, build_protocol
+from levl_eval.geometry import SYNTH
+from levl_eval.probes import DEFAULT_PROBES
+from levl_eval.protocols.registry import OPT_IN, PROTOCOLS, build_protocol, protocol_entry
 from levl_eval.report import build_report
 from levl_eval.tasks import EvalTask, plan_tasks
-from levl_eval.vlm_bridge_store import check_bridges_dir
-from levl_eval.vlm_train import VLMSettings
 
 
 @dataclass(frozen=True)
@@ -43,25 +41,16 @@ class EvalOptions:
     random_seed: int = 0
     datasets: str | None = None  # root of the real datasets (levl_eval.datasets); None: synth only
     vlm: dict = field(default_factory=dict)  # VLMSettings fields to override (--llm, ...)
-    probes: tuple[str, ...] = ("linear",)  # probes the `linear` protocol trains (--probe)
+    probes: tuple[str, ...] = DEFAULT_PROBES  # probes the `linear` protocol trains (--probe)
     cache_dir: str | None = None  # on-disk feature cache (levl_eval.feature_cache); None: off
     class_names: str = "curated"  # zeroshot: a dataset's curated names (CLIP's for ImageNet) or its own
     # linear on a real dataset: at most this many training images per class; None: every one
     train_per_class_cap: int | None = None
 
     def protocol_options(self, protocol: str, dataset: str = SYNTH) -> dict:
-        """Constructor options of one protocol on one task's dataset (`vlm`, `linear`,
-        `background` and `zeroshot` take some): the probes read the paper's geometry on real
-        datasets and the checkpoint's own on the synthetic world (levl_eval.geometry)."""
-        if protocol == "linear":
-            cap = None if dataset == SYNTH else self.train_per_class_cap
-            return {"probes": self.probes, "geometry": probe_geometry(dataset),
-                    "train_per_class_cap": cap}
-        if protocol == "background":
-            return {"geometry": probe_geometry(dataset)}
-        if protocol == "zeroshot":
-            return {"class_names": self.class_names}
-        return {"settings": VLMSettings(**self.vlm)} if protocol == "vlm" and self.vlm else {}
+        """Constructor options of one protocol on one task's dataset, as the protocol's entry
+        derives them from these options (levl_eval.protocols.<name>.entry)."""
+        return protocol_entry(protocol).options(self, dataset)
 
     def feature_cache(self) -> FeatureCache | None:
         return None if self.cache_dir is None else FeatureCache(Path(self.cache_dir))
@@ -88,9 +77,8 @@ def resolve_device(requested: str) -> str:
 
 
 def check_protocol_names(names: tuple[str, ...]) -> tuple[str, ...]:
-    unknown = [n for n in names if n not in PROTOCOLS]
-    if unknown:
-        raise EvalError(f"unknown protocol {unknown[0]!r} (known: {', '.join(PROTOCOLS)})")
+    for name in names:
+        protocol_entry(name)  # an unknown name: one line listing the known
     return tuple(dict.fromkeys(names))  # de-duplicated, order kept
 
 
@@ -129,12 +117,13 @@ def synthetic_world(data_dir: Path | None, options: EvalOptions) -> EvalData | N
     return None
 
 
-def check_vlm_inputs(settings: VLMSettings, device: str) -> None:
-    """Load the --llm and check any --bridges against its width: a wrong name or a bridge made
-    for another LLM fails in one line before hours of feature extraction."""
-    llm = load_llm(settings.llm, device)
-    if settings.bridges is not None:
-        check_bridges_dir(settings.bridges, llm)
+def check_inputs(tasks: list[EvalTask], options: EvalOptions) -> None:
+    """Each planned protocol's own check of its inputs (its entry's `check_inputs`, e.g. vlm
+    loads --llm), once, before any checkpoint is loaded or feature extracted."""
+    for name in dict.fromkeys(task.protocol for task in tasks):
+        check = protocol_entry(name).check_inputs
+        if check is not None:
+            check(options)
 
 
 def unique_name(name: str, taken: set[str]) -> str:
@@ -157,8 +146,7 @@ def run_evaluation(ckpt_paths: list[Path], data_dir: Path | None, options: EvalO
     tasks, skipped = plan_tasks(options.protocols, data, datasets_root(options))
     if skipped and on_skipped is not None:
         on_skipped([task.describe() for task in skipped])
-    if any(task.protocol == "vlm" for task in tasks):  # an unloadable --llm fails before extraction
-        check_vlm_inputs(VLMSettings(**options.vlm), options.device)
+    check_inputs(tasks, options)
     entries, baselines, taken, cache = [], {}, set(), options.feature_cache()
     for path in ckpt_paths:
         encoder, spec = load_frozen_checkpoint(

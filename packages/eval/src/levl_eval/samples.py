@@ -21,10 +21,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from levl_data.loader import batch_name, build_loader
-from levl_eval.depthmaps import depth_transform
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
 from levl_eval.geometry import frame_resize
+from levl_eval.protocols.depth.maps import depth_transform
 from levl_model.preprocess import Preprocess
 
 VOID = 255
@@ -64,7 +64,7 @@ def mask_transform(preprocess: Preprocess) -> Callable[[PIL.Image.Image], torch.
 
 
 def maps_transform(split: EvalSplit, geometry: PixelGeometry) -> Callable[[PIL.Image.Image], torch.Tensor]:
-    """The reader of the split's per-pixel maps: class labels, or depth (levl_eval.depthmaps)."""
+    """The reader of the split's per-pixel maps: class labels, or depth (levl_eval.protocols.depth.maps)."""
     if split.mask_kind == "labels":
         return label_map_transform(geometry)
     if split.mask_kind in ("depth_mm", "depth_mm_eigen"):

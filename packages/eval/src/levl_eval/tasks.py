@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from levl_eval.datasets import REAL_DATASETS, SYNTH_TASKS
 from levl_eval.errors import DatasetNotFound
 from levl_eval.featureset import EvalData
 from levl_eval.geometry import SYNTH
+from levl_eval.protocols.registry import REAL_DATASETS, SYNTH_TASKS
 
 NO_SYNTH = "no --data (synthetic world) given"
 NO_DATASETS = "no --datasets root given"

@@ -7,14 +7,11 @@ Real datasets live under one `--datasets ROOT` (alias `--data-root`), each in it
 (background), `coco/` and `flickr30k/` (retrieval), `gqa/`, `vqav2/` and `pope/` (vlm; COCO
 images from `coco/`). A reader raises
 DatasetNotFound when its directory is absent (the protocol is skipped and reported) and
-EvalDataError naming the file when it is malformed.
+EvalDataError naming the file when it is malformed. Each protocol registers its readers in its
+own folder (`levl_eval.protocols.<name>.entry`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 from levl_eval.datasets.ade20k import read_ade20k
 from levl_eval.datasets.aircraft import read_aircraft
@@ -28,46 +25,10 @@ from levl_eval.datasets.nyuv2 import read_nyuv2
 from levl_eval.datasets.pets import read_pets
 from levl_eval.datasets.places365 import read_places365
 from levl_eval.datasets.pope import read_pope
-from levl_eval.datasets.synth import (
-    synth_background,
-    synth_depth,
-    synth_retrieval,
-    synth_segmentation,
-    synth_vlm,
-)
 from levl_eval.datasets.vqav2 import read_vqav2
-from levl_eval.featureset import EvalData
-
-SYNTH_TASKS: dict[str, Callable[[EvalData], Any]] = {
-    "zeroshot": lambda data: data,
-    "linear": lambda data: data,
-    "segmentation": synth_segmentation,
-    "depth": synth_depth,
-    "background": synth_background,
-    "retrieval": synth_retrieval,
-    "vlm": synth_vlm,
-}
-
-CLASSIFICATION: dict[str, Callable[[Path], Any]] = {
-    "imagenet": read_imagenet,
-    "places365": read_places365,
-    "aircraft": read_aircraft,
-    "pets": read_pets,
-    "imagefolder": read_imagefolder,
-}
-
-REAL_DATASETS: dict[str, dict[str, Callable[[Path], Any]]] = {
-    "zeroshot": CLASSIFICATION,
-    "linear": CLASSIFICATION,
-    "segmentation": {"ade20k": read_ade20k, "cocostuff": read_cocostuff},
-    "depth": {"nyu": read_nyuv2},
-    "background": {"in9": read_in9},
-    "retrieval": {"coco": read_coco, "flickr30k": read_flickr30k},
-    "vlm": {"gqa": read_gqa, "vqav2": read_vqav2, "pope": read_pope},
-}
 
 __all__ = [
-    "CLASSIFICATION", "REAL_DATASETS", "SYNTH_TASKS", "read_ade20k", "read_aircraft", "read_coco",
-    "read_cocostuff", "read_flickr30k", "read_gqa", "read_imagefolder", "read_imagenet", "read_in9",
-    "read_nyuv2", "read_pets", "read_places365", "read_pope", "read_vqav2",
+    "read_ade20k", "read_aircraft", "read_coco", "read_cocostuff", "read_flickr30k", "read_gqa",
+    "read_imagefolder", "read_imagenet", "read_in9", "read_nyuv2", "read_pets", "read_places365",
+    "read_pope", "read_vqav2",
 ]

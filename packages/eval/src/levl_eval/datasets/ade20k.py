@@ -23,7 +23,7 @@ from pathlib import Path
 from levl_eval.datasets.files import PairedLayout, dataset_dir, paired_samples, read_lines
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit
-from levl_eval.taskdata import SegmentationData
+from levl_eval.protocols.segmentation.data import SegmentationData
 
 DIRNAME = "ADEChallengeData2016"
 NUM_CLASSES = 150

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from levl_eval.datasets.files import PairedLayout, dataset_dir, paired_samples
 from levl_eval.featureset import EvalSplit
-from levl_eval.segmetrics import VOID
-from levl_eval.taskdata import SegmentationData
+from levl_eval.protocols.segmentation.data import SegmentationData
+from levl_eval.protocols.segmentation.metrics import VOID
 
 DIRNAME = "coco_stuff164k"
 NUM_STORED_IDS = 182

@@ -22,7 +22,7 @@ from pathlib import Path
 from levl_eval.datasets.files import dataset_dir, read_json
 from levl_eval.datasets.qa_split import BUDGET_RULE, cap_rule, qa_split
 from levl_eval.errors import EvalDataError
-from levl_eval.taskdata import VQAData
+from levl_eval.protocols.vlm.data import VQAData
 
 DIRNAME = "gqa"
 SPLITS = {"train": "train_balanced", "test": "testdev_balanced"}

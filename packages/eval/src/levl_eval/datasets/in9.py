@@ -23,7 +23,7 @@ from pathlib import Path
 from levl_eval.datasets.files import IMAGE_SUFFIXES, dataset_dir
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
-from levl_eval.taskdata import VARIANTS, BackgroundData
+from levl_eval.protocols.background.data import VARIANTS, BackgroundData
 
 DIRNAME = "bg_challenge"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from levl_eval.errors import DatasetNotFound, EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
-from levl_eval.taskdata import RetrievalData
+from levl_eval.protocols.retrieval.data import RetrievalData
 from levl_model.jsontext import parse_json
 
 SPLIT = "test"

@@ -15,7 +15,7 @@ Where to get it: the BTS README (github.com/cleinc/bts, "Prepare NYU Depth V2 te
 `sync.zip` train subset); the lists are BTS's `train_test_inputs/nyudepthv2_{train,test}_
 files_with_gt.txt` (or the toolbox's `splits/nyu_{train,test}.txt`) saved as nyu_train.txt and
 nyu_test.txt. Depth PNGs are single-channel 16-bit, millimetres, 0 = no measurement; they are
-read as metres (levl_eval.depthmaps). The head trains on the train list and is scored on the
+read as metres (levl_eval.protocols.depth.maps). The head trains on the train list and is scored on the
 test list at each map's original 640x480 resolution, on pixels with depth in (0.001, 10] m
 inside Eigen's crop (rows 45..470, cols 41..600 of that frame; test only). Every listed file must
 exist, each depth map must be 16-bit and the size of its image, and each test map 640x480:
@@ -28,10 +28,10 @@ from pathlib import Path
 
 from levl_eval.datasets.files import dataset_dir, numbered_lines
 from levl_eval.datasets.headers import image_header
-from levl_eval.depthmaps import EIGEN_FRAME_HW, is_depth_mode
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FileSample
-from levl_eval.taskdata import DepthData
+from levl_eval.protocols.depth.data import DepthData
+from levl_eval.protocols.depth.maps import EIGEN_FRAME_HW, is_depth_mode
 
 DIRNAME = "nyu"
 SPLIT_LISTS = {"train": "nyu_train.txt", "test": "nyu_test.txt"}

@@ -31,8 +31,8 @@ from levl_eval.datasets.qa_split import qa_split
 from levl_eval.datasets.vqav2 import vqav2_train
 from levl_eval.errors import DatasetNotFound, EvalDataError
 from levl_eval.featureset import EvalSplit
-from levl_eval.taskdata import VQAData
-from levl_eval.vlm_items import EXISTS
+from levl_eval.protocols.vlm.data import VQAData
+from levl_eval.protocols.vlm.items import EXISTS
 
 DIRNAME = "pope"
 KINDS = ("random", "popular", "adversarial")

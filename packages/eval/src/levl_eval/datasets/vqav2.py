@@ -28,8 +28,8 @@ from levl_eval.datasets.files import dataset_dir, read_json
 from levl_eval.datasets.qa_split import BUDGET_RULE, TEST_IMAGE_CAP, cap_rule, qa_split
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit
-from levl_eval.taskdata import VQAData
-from levl_eval.vqa_metrics import normalize_answer
+from levl_eval.protocols.vlm.data import VQAData
+from levl_eval.protocols.vlm.vqa_metrics import normalize_answer
 
 DIRNAME = "vqav2"
 SPLITS = {"train": "train2014", "test": "val2014"}

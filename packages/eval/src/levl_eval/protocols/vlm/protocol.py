@@ -22,14 +22,14 @@ import torch
 
 from levl_eval.datasets.qa_split import capped_qa_split
 from levl_eval.featureset import EvalSplit, FeatureSource, PatchFeatures
-from levl_eval.llm import FrozenLLM, load_llm
 from levl_eval.protocols.base import EvalProtocol
-from levl_eval.taskdata import VQAData
-from levl_eval.vlm_answer import YES_FORMS, greedy_answers, yes_no_answers
-from levl_eval.vlm_bridge_store import bridge_path, load_bridge, save_bridge
-from levl_eval.vlm_items import QAItem, item_tokens, split_items
-from levl_eval.vlm_scores import example_answers, open_scores, pope_scores
-from levl_eval.vlm_train import FittedBridge, VLMSettings, fit_bridge
+from levl_eval.protocols.vlm.answer import YES_FORMS, greedy_answers, yes_no_answers
+from levl_eval.protocols.vlm.bridge_store import bridge_path, load_bridge, save_bridge
+from levl_eval.protocols.vlm.data import VQAData
+from levl_eval.protocols.vlm.items import QAItem, item_tokens, split_items
+from levl_eval.protocols.vlm.llm import FrozenLLM, load_llm
+from levl_eval.protocols.vlm.scores import example_answers, open_scores, pope_scores
+from levl_eval.protocols.vlm.train import FittedBridge, VLMSettings, fit_bridge
 
 HEADLINE = ("vqa_accuracy", "exact_match", "pope_accuracy", "pope_f1", "pope_yes_ratio")
 

@@ -9,7 +9,7 @@ with `nearest-exact` (each patch's centre pixel; `nearest` would take its top-le
 ignored, AdamW lr 1e-2, 30 epochs. Evaluation, as mmsegmentation scores: each image's logits are
 upsampled bilinearly (align_corners=False) to its label's original H x W, the full frame, argmax,
 and one confusion matrix accumulates over the test set, an image at a time so the split's
-full-resolution logits are never held together; mIoU as `levl_eval.segmetrics` defines it.
+full-resolution logits are never held together; mIoU as `levl_eval.protocols.segmentation.metrics` defines it.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from levl_eval.featureset import EvalSplit, FeatureSource, PatchFeatures
 from levl_eval.geometry import FULL_FRAME
 from levl_eval.heads import HeadTraining, fit_head, seeded_linear
 from levl_eval.protocols.base import EvalProtocol
-from levl_eval.segexamples import EXAMPLE_COUNT, segmentation_examples
-from levl_eval.segmetrics import VOID, confusion_matrix, segmentation_metrics
+from levl_eval.protocols.segmentation.data import SegmentationData
+from levl_eval.protocols.segmentation.examples import EXAMPLE_COUNT, segmentation_examples
+from levl_eval.protocols.segmentation.metrics import VOID, confusion_matrix, segmentation_metrics
 from levl_eval.standardize import TokenStandardizer
-from levl_eval.taskdata import SegmentationData
 
 LABEL_RESOLUTION = "full frame at the label's original resolution, bilinear logits"
 

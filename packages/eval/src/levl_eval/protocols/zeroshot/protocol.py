@@ -28,7 +28,7 @@ from levl_eval.errors import EvalError
 from levl_eval.featureset import ClassTextFeatures, EvalData, FeatureSource, SplitFeatures
 from levl_eval.metrics import classification_metrics, ranked_classes
 from levl_eval.protocols.base import EvalProtocol, checked_image_features, split_sizes
-from levl_eval.segmetrics import confusion_matrix
+from levl_eval.protocols.segmentation.metrics import confusion_matrix
 
 READOUTS = ("zv_zt", "predv_zt", "zv_predt", "average")
 HEADLINE_READOUT = "average"

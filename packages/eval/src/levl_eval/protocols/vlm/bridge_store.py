@@ -20,10 +20,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from levl_eval.errors import EvalError
-from levl_eval.llm import FrozenLLM
+from levl_eval.protocols.vlm.bridge import Bridge
+from levl_eval.protocols.vlm.llm import FrozenLLM
+from levl_eval.protocols.vlm.train import FittedBridge
 from levl_eval.standardize import TokenStandardizer
-from levl_eval.vlm_bridge import Bridge
-from levl_eval.vlm_train import FittedBridge
 
 BRIDGE_SCHEMA = "levl.vlm-bridge/v1"
 SUFFIX = ".safetensors"

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from levl_eval.vlm_items import QAItem
-from levl_eval.vqa_metrics import exact_match, pope_metrics, vqa_accuracy, vqa_accuracy_simple
+from levl_eval.protocols.vlm.items import QAItem
+from levl_eval.protocols.vlm.vqa_metrics import (
+    exact_match,
+    pope_metrics,
+    vqa_accuracy,
+    vqa_accuracy_simple,
+)
 
 
 def mean(values: list[float]) -> float:

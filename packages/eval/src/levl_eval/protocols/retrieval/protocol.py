@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import FeatureSource
 from levl_eval.protocols.base import EvalProtocol
-from levl_eval.protocols.zeroshot import HEADLINE_READOUT, READOUT_DESCRIPTIONS
-from levl_eval.taskdata import RetrievalData
+from levl_eval.protocols.retrieval.data import RetrievalData
+from levl_eval.protocols.zeroshot.protocol import HEADLINE_READOUT, READOUT_DESCRIPTIONS
 
 RECALL_AT: tuple[int, ...] = (1, 5, 10)
 

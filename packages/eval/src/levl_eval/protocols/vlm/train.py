@@ -26,10 +26,10 @@ import torch
 from levl_eval.errors import EvalError
 from levl_eval.geometry import SYNTH
 from levl_eval.heads import HeadTraining, fit_head
-from levl_eval.llm import DEFAULT_LLM, FrozenLLM
+from levl_eval.protocols.vlm.bridge import Bridge, answer_loss
+from levl_eval.protocols.vlm.items import PROMPT, ItemTokens, QAItem
+from levl_eval.protocols.vlm.llm import DEFAULT_LLM, FrozenLLM
 from levl_eval.standardize import TokenStandardizer
-from levl_eval.vlm_bridge import Bridge, answer_loss
-from levl_eval.vlm_items import PROMPT, ItemTokens, QAItem
 
 
 @dataclass(frozen=True)

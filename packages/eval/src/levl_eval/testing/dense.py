@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from levl_eval.testing import write_image
+from levl_eval.testing.worlds import write_image
 
 NYU_TRAIN_SCENE, NYU_TEST_SCENE = "kitchen_0028b", "bathroom"
 NYU_FRAME = (640, 480)  # (width, height) of every NYUv2 test map

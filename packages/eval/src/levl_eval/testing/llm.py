@@ -1,6 +1,6 @@
 """A tiny randomly initialised Llama with a word-level tokenizer, for fast `vlm` tests.
 
-Kept apart from `levl_eval.testing` because it imports transformers (~10 s on a small CPU),
+Kept apart from `levl_eval.testing.worlds` because it imports transformers (~10 s on a small CPU),
 which tests of the other protocols should not pay.
 """
 
@@ -12,8 +12,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from levl_eval.llm import FrozenLLM
-from levl_eval.vlm_items import PROMPT
+from levl_eval.protocols.vlm.items import PROMPT
+from levl_eval.protocols.vlm.llm import FrozenLLM
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 

@@ -9,7 +9,7 @@ grid. Images reach the encoder whole (`levl_eval.geometry.FULL_FRAME`), so the p
 covers the frame: in training it is upsampled bilinearly to the train maps (read through the
 same geometry, nearest) and the head learns on every valid pixel with the scale-invariant log
 loss (Eigen et al. 2014; variance focus 0.85 as in BTS / DINOv2). RMSE, AbsRel and delta1
-(levl_eval.depthmetrics) are measured on each test map at its original resolution (NYUv2:
+(levl_eval.protocols.depth.metrics) are measured on each test map at its original resolution (NYUv2:
 640x480, inside Eigen's crop in those pixels), the prediction upsampled bilinearly
 (align_corners=False) to it an image at a time, beside a baseline that predicts the train
 split's mean depth everywhere.
@@ -24,15 +24,19 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from levl_eval.depthmetrics import per_image_depth_errors, summarize_depth_errors, valid_depth
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import EvalSplit, FeatureSource, PatchFeatures
 from levl_eval.geometry import FULL_FRAME
 from levl_eval.heads import HeadTraining, fit_head, seeded_linear
 from levl_eval.protocols.base import EvalProtocol
-from levl_eval.protocols.segmentation import to_frame, token_grid_logits
+from levl_eval.protocols.depth.data import DepthData
+from levl_eval.protocols.depth.metrics import (
+    per_image_depth_errors,
+    summarize_depth_errors,
+    valid_depth,
+)
+from levl_eval.protocols.segmentation.protocol import to_frame, token_grid_logits
 from levl_eval.standardize import TokenStandardizer
-from levl_eval.taskdata import DepthData
 
 
 @dataclass(frozen=True)

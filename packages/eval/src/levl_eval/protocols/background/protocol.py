@@ -15,9 +15,9 @@ from typing import ClassVar
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import FeatureSource
 from levl_eval.geometry import PAPER_PROBE, ImageGeometry
+from levl_eval.protocols.background.data import VARIANTS, BackgroundData
 from levl_eval.protocols.base import EvalProtocol, checked_image_features, split_sizes
-from levl_eval.protocols.linear import FittedProbe, LinearProbe, LinearProbeSettings
-from levl_eval.taskdata import VARIANTS, BackgroundData
+from levl_eval.protocols.linear.protocol import FittedProbe, LinearProbe, LinearProbeSettings
 
 
 def background_summary(variants: dict[str, dict]) -> dict:

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import torch
 
-from levl_eval.llm import FrozenLLM
-from levl_eval.vlm_bridge import assemble, llm_logits
-from levl_eval.vlm_items import ItemTokens, QAItem
-from levl_eval.vlm_train import FittedBridge, VLMSettings
+from levl_eval.protocols.vlm.bridge import assemble, llm_logits
+from levl_eval.protocols.vlm.items import ItemTokens, QAItem
+from levl_eval.protocols.vlm.llm import FrozenLLM
+from levl_eval.protocols.vlm.train import FittedBridge, VLMSettings
 
 YES_FORMS, NO_FORMS = (" yes", " Yes"), (" no", " No")
 

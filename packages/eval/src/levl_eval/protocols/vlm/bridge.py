@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from levl_eval.heads import seeded_linear
-from levl_eval.llm import FrozenLLM
+from levl_eval.protocols.vlm.llm import FrozenLLM
 
 IGNORE = -100
 

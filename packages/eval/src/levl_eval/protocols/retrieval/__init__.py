@@ -1,0 +1,2 @@
+"""The retrieval protocol: `protocol.py` runs it, `data.py` is its task data, `synth.py` its
+synthetic-world adapter, `entry.py` registers it."""
