@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 import torch
-from tqdm import tqdm
 
 from levl_eval.errors import EvalDataError
 from levl_eval.featureset import (
@@ -22,6 +21,7 @@ from levl_eval.featureset import (
     SplitFeatures,
     TextFeatures,
 )
+from levl_eval.progress import progress_bar
 from levl_eval.samples import split_batches
 
 # Patch tokens are cached in half precision: ADE20K's 20k training images at ViT-B are 12 GB
@@ -29,11 +29,19 @@ from levl_eval.samples import split_batches
 PATCH_CACHE_DTYPE = torch.float16
 
 
-def progress(split: EvalSplit, batches: Iterator[dict], batch_size: int, desc: str) -> Iterator[dict]:
-    """A tqdm bar over the batches (silent when not on a terminal)."""
+def batch_images(batch: dict) -> int:
+    """Images the batch went through: those read and those skipped."""
+    return len(batch["labels"]) + sum(batch.get("skipped", {}).values())
+
+
+def progress(split: EvalSplit, batches: Iterator[dict], desc: str) -> Iterator[dict]:
+    """The batches, under a bar counting the split's images (its rate in img/s; silent when
+    stderr is not a terminal)."""
     count = split.manifest.num_samples if split.manifest is not None else len(split.files)
-    total = -(-count // batch_size) if count else None
-    return tqdm(batches, total=total, desc=desc or split.name, unit="batch", disable=None)
+    with progress_bar(total=count or None, desc=desc or split.name, unit="img") as bar:
+        for batch in batches:
+            yield batch
+            bar.update(batch_images(batch))
 
 
 def readable_batches(split: EvalSplit, batches: Iterator[dict], skipped: Counter) -> Iterator[dict]:
@@ -59,7 +67,7 @@ def extract_split_features(
     batches = split_batches(split, transform, batch_size=batch_size, num_workers=num_workers)
     parts: dict[str, list] = {"cls": [], "z": [], "pred": [], "labels": [], "captions": []}
     skipped: Counter[str] = Counter()
-    for batch in readable_batches(split, progress(split, batches, batch_size, desc), skipped):
+    for batch in readable_batches(split, progress(split, batches, desc), skipped):
         image = model.encode_image(batch["image"].to(device, non_blocking=True))
         parts["cls"].append(image.cls_BD.float().cpu())
         parts["z"].append(image.z_BE.float().cpu())
@@ -120,7 +128,7 @@ def extract_patch_features(
     batches = split_batches(split, transform, masks, batch_size=batch_size, num_workers=num_workers)
     tokens, label_maps, frames, qa, grid_hw = [], [], [], [], (0, 0)
     skipped: Counter[str] = Counter()
-    for batch in readable_batches(split, progress(split, batches, batch_size, desc), skipped):
+    for batch in readable_batches(split, progress(split, batches, desc), skipped):
         maps = batch_masks(split, batch, masks)
         if frame_maps:
             frames += [label.clone() for label in maps]  # own storage: no batch tensor kept alive

@@ -19,12 +19,15 @@ change of recipe cannot reach some heads and miss others:
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import torch
 from torch import nn
+
+from levl_eval.progress import progress_bar
 
 Schedule = Literal["constant", "cosine"]
 BatchLoss = Callable[[torch.Tensor], torch.Tensor | None]
@@ -112,27 +115,48 @@ def lr_schedule(optimizer: torch.optim.Optimizer, training: HeadTraining,
 
 
 def fit_head(module: nn.Module, num_samples: int, batch_loss: BatchLoss, training: HeadTraining,
-             device: str | torch.device = "cpu") -> list[float]:
+             device: str | torch.device = "cpu", *, desc: str = "head") -> list[float]:
     """Train `module` in place on `device` with AdamW over seeded minibatches of the indices
     0..num_samples-1; it is left in eval mode. Returns each step's loss.
 
     `batch_loss(indices_B)` (CPU indices) reads its batch's inputs and targets onto `device`
     and returns the scalar loss, or None when the batch has nothing to learn from (every label
     void, no valid depth): then no step is taken and no loss recorded.
+
+    On a terminal a bar labelled `desc` counts the steps, with the running loss and samples/s;
+    the loss is read back from the device at most once per bar refresh interval, never when the
+    bar is silent, and the bar touches neither the RNG nor the computation.
     """
     module.to(device).train()
     optimizer = torch.optim.AdamW(module.parameters(), lr=training.lr, weight_decay=training.weight_decay)
     schedule = lr_schedule(optimizer, training, num_samples)
     losses: list[torch.Tensor] = []
-    with torch.enable_grad():
+    bar = progress_bar(total=training.planned_steps(num_samples), desc=desc, unit="step")
+    started = shown = time.monotonic()
+    seen = 0
+    with torch.enable_grad(), bar:
         for batch_B in shuffled_batches(num_samples, training):
             loss = batch_loss(batch_B)
-            if loss is None:
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.detach())
+            if loss is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                losses.append(loss.detach())
+            seen += len(batch_B)
+            if not bar.disable and time.monotonic() - shown >= bar.mininterval:
+                shown = time.monotonic()
+                show_training(bar, losses, seen, shown - started)
+            bar.update(1)
+        if not bar.disable:
+            show_training(bar, losses, seen, time.monotonic() - started)
     module.eval()
     return torch.stack(losses).tolist() if losses else []  # one device sync, not one per step
+
+
+def show_training(bar, losses: list[torch.Tensor], seen: int, elapsed: float) -> None:
+    """The bar's postfix: the last step's loss (one device read) and samples/s so far; drawn at
+    the bar's next refresh."""
+    loss = f"loss={losses[-1].item():.4g}, " if losses else ""
+    rate = f"{seen / elapsed:.1f}" if elapsed > 0 else "?"
+    bar.set_postfix_str(f"{loss}{rate} samples/s", refresh=False)

@@ -102,18 +102,18 @@ class AttentiveProbe(nn.Module):
 
 def train_classifier(
     module: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor], labels_N: torch.Tensor,
-    training: HeadTraining, device: str,
+    training: HeadTraining, device: str, *, desc: str = "probe",
 ) -> nn.Module:
     """Minibatch cross-entropy (the linear probe's at a constant rate, these probes' under a
     cosine decay); the trained module, in eval mode.
 
     `inputs(indices_B)` gives the batch's (standardised) inputs on `device`, so a large float16
-    token cache is converted one batch at a time.
+    token cache is converted one batch at a time. `desc` labels the training's progress bar.
     """
     def batch_loss(batch_B: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(module(inputs(batch_B)), labels_N[batch_B].to(device))
 
-    fit_head(module, labels_N.shape[0], batch_loss, training, device)
+    fit_head(module, labels_N.shape[0], batch_loss, training, device, desc=desc)
     return module
 
 
@@ -145,7 +145,7 @@ def mlp_probe_metrics(
     probe = seeded_module(settings.seed,
                           lambda: MLPProbe(train_ND.shape[1], settings.hidden, num_classes))
     probe = train_classifier(probe, lambda b: train_x[b], train_labels_N,
-                             HeadTraining.of(settings, schedule="cosine"), device)
+                             HeadTraining.of(settings, schedule="cosine"), device, desc="mlp probe")
     return scored(probe, lambda b: train_x[b], train_labels_N, lambda b: test_x[b],
                   test_labels_N, settings.batch_size)
 
@@ -166,7 +166,8 @@ def attentive_probe_metrics(
         return lambda batch_B: standardize(tokens_NLD[batch_B].to(device))
 
     probe = train_classifier(probe, reader(train_NLD), train_labels_N,
-                             HeadTraining.of(settings, schedule="cosine"), device)
+                             HeadTraining.of(settings, schedule="cosine"), device,
+                             desc="attentive probe")
     metrics = scored(probe, reader(train_NLD), train_labels_N, reader(test_NLD), test_labels_N,
                      settings.eval_batch_size)
     return {**metrics, "num_heads": heads}

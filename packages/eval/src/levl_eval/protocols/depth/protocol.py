@@ -102,7 +102,8 @@ def train_depth_head(
         pred_BHW = predict_depth(head, tokens_BLD, train.grid_hw, centres_K, label_hw)
         return silog_loss(pred_BHW[valid_BHW], target_BHW[valid_BHW], settings.silog_variance_focus)
 
-    fit_head(head, train.num_samples, batch_loss, HeadTraining.of(settings), device)
+    fit_head(head, train.num_samples, batch_loss, HeadTraining.of(settings), device,
+             desc="depth head")
     return head
 
 

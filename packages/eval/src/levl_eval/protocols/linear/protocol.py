@@ -61,7 +61,7 @@ def train_linear_probe(
     x_ND, labels_N = x_ND.to(device), labels_N.to(device)
     probe = seeded_linear(x_ND.shape[1], num_classes, settings.seed, bias=False)
     return train_classifier(probe, lambda batch_B: x_ND[batch_B], labels_N, HeadTraining.of(settings),
-                            device)
+                            device, desc="linear probe")
 
 
 @dataclass(frozen=True)

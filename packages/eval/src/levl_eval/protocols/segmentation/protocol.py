@@ -85,7 +85,8 @@ def train_segmentation_head(
         logits_BChw = token_grid_logits(head, tokens_BLD, train.grid_hw)
         return F.cross_entropy(logits_BChw, target_Bhw, ignore_index=VOID)
 
-    fit_head(head, train.num_samples, batch_loss, HeadTraining.of(settings), device)
+    fit_head(head, train.num_samples, batch_loss, HeadTraining.of(settings), device,
+             desc="segmentation head")
     return head
 
 

@@ -133,5 +133,6 @@ def fit_bridge(
         return answer_loss(llm, prefix_BPE, [encoded[i].prompt for i in batch_B.tolist()],
                            [encoded[i].answer for i in batch_B.tolist()])
 
-    fitted.losses = fit_head(bridge, len(items), batch_loss, bridge_training(settings), device)
+    fitted.losses = fit_head(bridge, len(items), batch_loss, bridge_training(settings), device,
+                             desc="vlm bridge")
     return fitted
