@@ -120,6 +120,14 @@ def test_wsd_with_warmup_running_into_the_decay_is_refused():
     ("data.num_workers=-1", "data.num_workers=-1 must be >= 0"),
     ("data.shuffle_buffer=-5", "data.shuffle_buffer=-5 must be >= 0"),
     ("data.crop_scale_min=0", r"data.crop_scale_min=0.0 must be in \(0, 1\]"),
+    ("data.grayscale_p=1.5", r"data.grayscale_p=1.5 must be in \[0, 1\]"),
+    ("data.views=0", "data.views=0 must be >= 1"),
+    ("data.hue_jitter=0.7", r"data.hue_jitter=0.7 must be in \[0, 0.5\]"),
+    ("data.views=2,objective.name=infonce",
+     "data.views=2 is for objective.name=levljepa, not infonce; set data.views=1"),
+    ("objective.lambda_multi=0.2", r"objective.lambda_multi=0.2 needs several views of each "
+                                   r"image; set data.views=2"),
+    ("optim.text_lr_scale=-1", r"optim.text_lr_scale=-1.0 must be >= 0 \(0 freezes"),
 ])
 def test_values_no_run_could_use_are_refused_up_front(override, message):
     cfg = apply_overrides(get_recipe("micro_synthetic"), override.split(","))

@@ -351,3 +351,59 @@ def test_a_step_reads_nothing_back_to_the_host(monkeypatch, objective):
     monkeypatch.undo()
     assert seen == []
     assert torch.isfinite(out.terms["loss"]) and out.grad_norm.ndim == 0
+
+
+def text_and_image_moves(module, before: dict[str, torch.Tensor]) -> tuple[float, float]:
+    """The largest change of a text-side weight (text tower, text projection) and of any other."""
+    text = image = 0.0
+    for name, p in module.named_parameters():
+        moved = float((p.detach() - before[name]).abs().max())
+        if name.startswith(("model.text.", "model.text_proj.")):
+            text = max(text, moved)
+        else:
+            image = max(image, moved)
+    return text, image
+
+
+def step_with_text_lr_scale(scale: float) -> tuple[float, float, torch.nn.Module]:
+    cfg = micro_cfg(optim=dataclasses.replace(micro_cfg().optim, grad_clip=0.0,
+                                              text_lr_scale=scale))
+    engine = TorchEngine(per_sample_module(cfg), cfg)
+    before = {name: p.detach().clone() for name, p in engine.module.named_parameters()}
+    engine.step([micro_batch(1)], step=0)
+    return (*text_and_image_moves(engine.module, before), engine.module)
+
+
+def test_text_lr_scale_runs_the_text_side_at_that_multiple_of_the_lr():
+    """Adam's first update is lr x sign-like, so the text side's largest move scales with the
+    lr it was given; 0 freezes it while the image side still learns."""
+    text_full, image_full, _ = step_with_text_lr_scale(1.0)
+    text_half, image_half, _ = step_with_text_lr_scale(0.5)
+    text_frozen, image_frozen, _ = step_with_text_lr_scale(0.0)
+    assert text_half == pytest.approx(0.5 * text_full, rel=1e-3)
+    assert image_half == pytest.approx(image_full, rel=1e-6) and image_frozen > 0
+    assert text_frozen == 0.0
+
+
+def test_text_lr_scale_one_keeps_the_two_parameter_groups_of_older_checkpoints():
+    cfg = micro_cfg()
+    engine = TorchEngine(per_sample_module(cfg), cfg)
+    assert [group["weight_decay"] for group in engine.optimizer.param_groups] == \
+        [cfg.optim.weight_decay, 0.0]
+
+
+def _frozen_text_under_zero2(out_dir: str) -> dict:
+    from levl_train.ds_engine import DeepSpeedEngine
+
+    base = micro_cfg()
+    cfg = micro_cfg(engine="deepspeed", optim=dataclasses.replace(base.optim, text_lr_scale=0.0),
+                    dist=dataclasses.replace(base.dist, zero_stage=2))
+    engine = DeepSpeedEngine(per_sample_module(cfg), cfg, micro_batch=MICRO, world_size=1)
+    before = {name: p.detach().clone() for name, p in engine.module.named_parameters()}
+    engine.step([micro_batch(1)], step=0)
+    return dict(zip(("text", "image"), text_and_image_moves(engine.module, before), strict=True))
+
+
+def test_deepspeed_applies_the_text_lr_scale_too(tmp_path):
+    moves = on_one_deepspeed_rank(_frozen_text_under_zero2, tmp_path)
+    assert moves["text"] == 0.0 and moves["image"] > 0.0

@@ -51,6 +51,19 @@ def test_forward_flops_equal_torchs_flop_counter_on_the_real_model():
     assert counter.get_total_flops() == ours
 
 
+def test_forward_flops_of_two_views_equal_torchs_flop_counter():
+    """data.views=2: the model encodes both views of each image and each caption once."""
+    cfg = micro_synthetic()
+    model = build_model(cfg.model, seed=0).train()
+    batch, tokens = 4, 7
+    images = torch.randn(batch * 2, 3, 64, 64)
+    input_ids = torch.randint(0, 50_000, (batch, tokens))
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(images, input_ids, torch.ones(batch, tokens, dtype=torch.long))
+    per_sample = train_flops_per_sample(cfg.model, 64, tokens, views=2) / 3
+    assert counter.get_total_flops() == batch * per_sample
+
+
 def test_text_flops_of_a_length_tensor_are_the_per_sample_values():
     cfg = micro_synthetic().model
     lengths = torch.tensor([3.0, 9.0, 17.0], dtype=torch.float64)

@@ -232,6 +232,9 @@ class ObjectiveConfig:
     stop_gradient: bool = True
     seed: int = 0
     sigreg_scope: str = "local"
+    # LeVLJEPA+'s multi-view term (with data.views > 1): every view's z_v pulled to the mean
+    # of the image's views, weight lambda_multi (METHOD.md: e.g. 0.2); 0 = off
+    lambda_multi: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("objective", "name", self.name, OBJECTIVES)
@@ -251,6 +254,7 @@ class ObjectiveConfig:
             check_bool("objective", key, getattr(self, key))
         check_int("objective", "seed", self.seed, minimum=0)
         check_choice("objective", "sigreg_scope", self.sigreg_scope, SIGREG_SCOPES)
+        check_float("objective", "lambda_multi", self.lambda_multi, 0.0, 10.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -80,13 +80,18 @@ class LeVLJEPA(Objective):
 
     def prediction_terms(self, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(pred_v, pred_t) with grad: pred_v compares vision's guess with (sg) z_t, and pred_t
-        text's guess with (sg) z_v. Without predictors each z must match the other directly."""
+        text's guess with (sg) z_v. Without predictors each z must match the other directly.
+        With several views of each image, every view predicts its caption and the caption
+        predicts the mean of its image's views."""
         cfg = self.config
         guess_t = out["pred_v"] if cfg.use_predictors else out["z_v"]
         guess_v = out["pred_t"] if cfg.use_predictors else out["z_t"]
-        return self._pred_loss(guess_t, self._target(out["z_t"])), self._pred_loss(
-            guess_v, self._target(out["z_v"])
-        )
+        target_t, target_v = self._target(out["z_t"]), self._target(out["z_v"])
+        views = view_count(out)
+        if views > 1:
+            target_t = target_t.repeat_interleave(views, dim=0)
+            target_v = per_image(target_v, views).mean(dim=1)
+        return self._pred_loss(guess_t, target_t), self._pred_loss(guess_v, target_v)
 
     def _target(self, z_BE: torch.Tensor) -> torch.Tensor:
         return z_BE.detach() if self.config.stop_gradient else z_BE
@@ -114,9 +119,18 @@ class LeVLJEPA(Objective):
     def sigreg_terms(
         self, out: dict[str, torch.Tensor], step: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """With use_sigreg=False the terms are still computed (without grad) to watch collapse."""
+        """With use_sigreg=False the terms are still computed (without grad) to watch collapse.
+        Several views: SIGReg(z_v) is the mean of each view's statistic over the batch's images
+        (as LeJEPA does), so N and the weight stay those of one view."""
+        views = view_count(out)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.use_sigreg):
-            return self._sigreg(out["z_v"], step), self._sigreg(out["z_t"], step)
+            if views == 1:
+                sigreg_v = self._sigreg(out["z_v"], step)
+            else:
+                z_BVE = per_image(out["z_v"], views)
+                sigreg_v = torch.stack([self._sigreg(z_BVE[:, v], step)
+                                        for v in range(views)]).mean()
+            return sigreg_v, self._sigreg(out["z_t"], step)
 
     def forward(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         cfg = self.config
@@ -134,7 +148,27 @@ class LeVLJEPA(Objective):
             "sigreg_v": sigreg_v,
             "sigreg_t": sigreg_t,
         }
+        views = view_count(out)
+        if views > 1:
+            terms["multi"] = multi_view_term(per_image(out["z_v"], views))
+            loss = loss + cfg.lambda_multi * terms["multi"]
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
+
+
+def view_count(out: dict[str, torch.Tensor]) -> int:
+    """Image rows per caption: the model encodes every view of an image, each caption once."""
+    return out["z_v"].shape[0] // out["z_t"].shape[0]
+
+
+def per_image(z_NE: torch.Tensor, views: int) -> torch.Tensor:
+    """[B*V, E] rows, image-major (the loader's [B, V, C, H, W] flattened) -> [B, V, E]."""
+    return z_NE.unflatten(0, (-1, views))
+
+
+def multi_view_term(z_BVE: torch.Tensor) -> torch.Tensor:
+    """LeVLJEPA+'s (and LeJEPA's) invariance term: each view's embedding against the mean of its
+    image's views, squared error averaged over images, views and dimensions."""
+    return (z_BVE - z_BVE.mean(dim=1, keepdim=True)).square().mean()
 
 
 def scalar_parameter(value: float) -> nn.Parameter:

@@ -95,16 +95,35 @@ def eval_transform(p: Preprocess, *, uint8: bool = False) -> Callable[[Image.Ima
 
 def train_transform(
     p: Preprocess, scale: tuple[float, float] = (0.8, 1.0), color_jitter: bool = True, *,
-    uint8: bool = False,
+    grayscale_p: float = 0.0, hue_jitter: float = 0.0, uint8: bool = False,
 ) -> Callable[[Image.Image], torch.Tensor]:
     """RandomResizedCrop + mild colour jitter (the paper's light augmentation); open_clip's
-    default is scale (0.9, 1.0) without jitter. The trainer asks for uint8 pixels: a quarter of
-    the bytes through the loader's workers and the host-to-device copy, normalised on the
-    device (`normalize`)."""
+    default is scale (0.9, 1.0) without jitter. `hue_jitter` > 0 replaces the mild jitter with
+    LeVLJEPA+'s (DINO's) strong one on 80 % of images, hue drawn from +-hue_jitter, and
+    `grayscale_p` greys that fraction of images: colour then stops being a reliable cue, so the
+    multi-view term can only be met by what the views share (shape). The trainer asks for uint8
+    pixels: a quarter of the bytes through the loader's workers and the host-to-device copy,
+    normalised on the device (`normalize`)."""
     crop = T.RandomResizedCrop(p.size, scale=scale, interpolation=INTERPOLATIONS[p.interpolation])
-    jitter = [T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)] \
-        if color_jitter else []
-    return T.Compose([T.Lambda(_rgb), crop, *jitter, *_to_tensor(p, uint8)])
+    if hue_jitter > 0:
+        jitter = [T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, hue_jitter)], p=0.8)]
+    elif color_jitter:
+        jitter = [T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)]
+    else:
+        jitter = []
+    grey = [T.RandomGrayscale(grayscale_p)] if grayscale_p > 0 else []
+    return T.Compose([T.Lambda(_rgb), crop, *jitter, *grey, *_to_tensor(p, uint8)])
+
+
+class Views:
+    """`count` independent draws of `transform`, stacked [count, C, H, W]: LeVLJEPA+'s global
+    views of one image (METHOD.md), which the multi-view term pulls together."""
+
+    def __init__(self, transform: Callable[[Image.Image], torch.Tensor], count: int) -> None:
+        self.transform, self.count = transform, count
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return torch.stack([self.transform(image) for _ in range(self.count)])
 
 
 def _rgb(image: Image.Image) -> Image.Image:

@@ -36,6 +36,13 @@ class DataConfig:
     # trains with (0.9, 1) and no jitter
     crop_scale_min: float = 0.8
     color_jitter: bool = True
+    # with augment: the fraction of images turned grey (RandomGrayscale), 0 = off
+    grayscale_p: float = 0.0
+    # with augment and > 0: LeVLJEPA+'s strong colour jitter (brightness/contrast 0.4,
+    # saturation 0.2, hue +-hue_jitter, on 80 % of images) instead of the mild one
+    hue_jitter: float = 0.0
+    # augmented views of each image (LeVLJEPA+'s global views; 1 = one view, no multi-view term)
+    views: int = 1
     max_failure_rate: float = 0.1
     # The stream is endless (shards resampled with replacement); an "epoch" is just this many
     # samples, after which the order is redrawn from (seed, epoch). None: the manifest's size.
@@ -54,6 +61,8 @@ class OptimConfig:
     schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay)
     decay_fraction: float = 0.2  # wsd: the last fraction of steps decays linearly to min_lr
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off (as in DeepSpeed)
+    # the text tower and its projection learn at this multiple of lr (1: as the image side)
+    text_lr_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -185,6 +194,7 @@ def check_config(cfg: TrainConfig) -> None:
         raise TrainError(f"data.epoch_samples={cfg.data.epoch_samples} is smaller than one "
                          f"batch ({cfg.data.batch_size}); raise it or set it to none")
     check_data(cfg.data)
+    check_views(cfg)
     if not 0 <= cfg.log.collapse_fraction <= 1:
         raise TrainError(f"log.collapse_fraction={cfg.log.collapse_fraction} must be in [0, 1] "
                          "(0 turns the collapse flag off)")
@@ -195,6 +205,9 @@ def check_config(cfg: TrainConfig) -> None:
     if cfg.optim.grad_clip < 0:
         raise TrainError(f"optim.grad_clip={cfg.optim.grad_clip} must be >= 0 (0 turns "
                          "clipping off)")
+    if cfg.optim.text_lr_scale < 0:
+        raise TrainError(f"optim.text_lr_scale={cfg.optim.text_lr_scale} must be >= 0 (0 "
+                         "freezes the text tower)")
     if cfg.precision == "fp64" and cfg.engine != "torch":
         raise TrainError("precision=fp64 runs on engine=torch only (DeepSpeed reduces no "
                          "float64 gradients); set engine=torch or precision=fp32")
@@ -235,10 +248,28 @@ def with_objective_heads(cfg: TrainConfig) -> TrainConfig:
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, heads=heads))
 
 
+def check_views(cfg: TrainConfig) -> None:
+    """Several views are LeVLJEPA's (a contrastive loss would need a view-aware batch), and the
+    multi-view term needs them."""
+    if cfg.data.views < 1:
+        raise TrainError(f"data.views={cfg.data.views} must be >= 1")
+    if cfg.data.views > 1 and cfg.objective.name != "levljepa":
+        raise TrainError(f"data.views={cfg.data.views} is for objective.name=levljepa, not "
+                         f"{cfg.objective.name}; set data.views=1")
+    if cfg.objective.lambda_multi > 0 and cfg.data.views == 1:
+        raise TrainError(f"objective.lambda_multi={cfg.objective.lambda_multi} needs several "
+                         "views of each image; set data.views=2 (or more)")
+
+
 def check_data(data: DataConfig) -> None:
     """Data values the loader would otherwise meet as a traceback (or not at all)."""
     if not 0 < data.crop_scale_min <= 1:
         raise TrainError(f"data.crop_scale_min={data.crop_scale_min} must be in (0, 1]")
+    if not 0 <= data.hue_jitter <= 0.5:
+        raise TrainError(f"data.hue_jitter={data.hue_jitter} must be in [0, 0.5] (a hue shift "
+                         "of half the colour wheel at most)")
+    if not 0 <= data.grayscale_p <= 1:
+        raise TrainError(f"data.grayscale_p={data.grayscale_p} must be in [0, 1]")
     if not 0 <= data.max_failure_rate <= 1:
         raise TrainError(f"data.max_failure_rate={data.max_failure_rate} must be in [0, 1]")
     for key in ("num_workers", "shuffle_buffer"):

@@ -39,13 +39,19 @@ class TrainModule(nn.Module):
         self.autocast_bf16, self.dtype, self.preprocess = autocast_bf16, dtype, preprocess
 
     def forward(self, images, input_ids, attention_mask, step: int):
+        """`images` [B, C, H, W], or [B, V, C, H, W] with V views of each image (data.views),
+        all encoded as one batch; the diagnostics see the first view of each image."""
+        views = images.shape[1] if images.ndim == 5 else 1
+        if views > 1:
+            images = images.flatten(0, 1)
         if images.dtype == torch.uint8:
             images = normalize(images, self.preprocess, self._pixel_stats(images.device))
         images = images.to(self.dtype)  # float32 pixels are exact in float64
         with _autocast(images.device, self.autocast_bf16):
             out = self.model(images, input_ids, attention_mask)
             terms = self.objective(out, step)
-        return terms, {name: out[name].detach() for name in EMBEDDINGS if name in out}
+        return terms, {name: out[name][::views].detach() if name != "z_t" else out[name].detach()
+                       for name in EMBEDDINGS if name in out}
 
     def _pixel_stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The preprocess mean and std on `device`, made once: a tensor made from a Python list
@@ -75,19 +81,33 @@ def weight_dtype(cfg: TrainConfig) -> torch.dtype:
     return torch.float64 if cfg.precision == "fp64" else torch.float32
 
 
-def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on matrices only: biases, norms and scalars are not shrunk."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
+TEXT_SIDE = ("model.text.", "model.text_proj.")  # what makes z_t (not the text predictor)
+
+
+def param_groups(module: nn.Module, weight_decay: float, text_lr_scale: float = 1.0) -> list[dict]:
+    """Weight decay on matrices only: biases, norms and scalars are not shrunk. With a
+    `text_lr_scale` other than 1 the text tower and its projection get groups of their own,
+    which `set_lr` runs at that multiple of the schedule's lr (at 1 the groups stay the two a
+    checkpoint written before the option holds)."""
+    named = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+    sides = [(named, 1.0)] if text_lr_scale == 1.0 else [
+        ([(n, p) for n, p in named if not n.startswith(TEXT_SIDE)], 1.0),
+        ([(n, p) for n, p in named if n.startswith(TEXT_SIDE)], text_lr_scale)]
+    groups = []
+    for side, scale in sides:
+        groups += [
+            {"params": [p for _, p in side if p.ndim >= 2], "weight_decay": weight_decay,
+             "lr_scale": scale},
+            {"params": [p for _, p in side if p.ndim < 2], "weight_decay": 0.0, "lr_scale": scale},
+        ]
+    return groups
 
 
 def build_optimizer(module: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """The fused kernel (CPU and CUDA) is ~6x faster than the per-tensor loop on the CPU, where
     the optimizer step over GPT-2's 50k-row embedding otherwise costs a third of a small step."""
-    return torch.optim.AdamW(param_groups(module, cfg.optim.weight_decay), lr=cfg.optim.lr,
+    groups = param_groups(module, cfg.optim.weight_decay, cfg.optim.text_lr_scale)
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr,
                              betas=(cfg.optim.beta1, cfg.optim.beta2), fused=True)
 
 
@@ -105,7 +125,7 @@ def enable_activation_checkpointing(model: LevlModel) -> None:
 
 def set_lr(optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 @dataclass

@@ -79,20 +79,21 @@ def text_forward_flops(cfg: TextConfig, tokens):
     return cfg.depth * per_block
 
 
-def heads_forward_flops(cfg: ModelConfig) -> float:
-    """Both projections and both predictors, once per sample."""
+def heads_forward_flops(cfg: ModelConfig, views: int = 1) -> float:
+    """Both projections and both predictors, once per sample; the image side's once per view."""
     heads = cfg.heads
     embed, proj, pred = heads.embed_dim, heads.proj_hidden, heads.pred_hidden
-    projections = 2 * (cfg.vision.width * proj + proj * embed) \
+    projections = 2 * (cfg.vision.width * proj + proj * embed) * views \
         + 2 * (cfg.text.width * proj + proj * embed)
     predictor = 2 * (embed * pred + (heads.pred_depth - 1) * pred**2 + pred * embed)
-    return float(projections + 2 * predictor)
+    return float(projections + (views + 1) * predictor)
 
 
-def train_flops_per_sample(cfg: ModelConfig, image_size: int, text_tokens):
-    """Forward + backward FLOPs of one image–caption pair (`text_tokens`: float or tensor)."""
-    forward = vision_forward_flops(cfg.vision, image_size) + heads_forward_flops(cfg) \
-        + text_forward_flops(cfg.text, text_tokens)
+def train_flops_per_sample(cfg: ModelConfig, image_size: int, text_tokens, views: int = 1):
+    """Forward + backward FLOPs of one image–caption pair (`text_tokens`: float or tensor), its
+    image seen as `views` views (data.views)."""
+    forward = views * vision_forward_flops(cfg.vision, image_size) \
+        + heads_forward_flops(cfg, views) + text_forward_flops(cfg.text, text_tokens)
     return TRAIN_OVER_FORWARD * forward
 
 

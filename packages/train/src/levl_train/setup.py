@@ -17,7 +17,7 @@ import torch
 from levl_data.manifest import Manifest, read_manifest
 from levl_model.model import build_model
 from levl_model.objectives import build_objective
-from levl_model.preprocess import eval_transform, train_transform
+from levl_model.preprocess import Views, eval_transform, train_transform
 from levl_model.tokenizer import CaptionTokenizer, load_tokenizer
 from levl_train.config import TrainConfig, check_config, micro_batch_size, require_manifest
 from levl_train.distributed import (
@@ -128,6 +128,17 @@ def build_engine(cfg: TrainConfig, module: TrainModule, micro_batch: int, env: D
     return DeepSpeedEngine(module, cfg, micro_batch, env.world_size)
 
 
+def image_pipeline(cfg: TrainConfig):
+    """Sample image -> uint8 tensor: augmented (or the eval geometry), `data.views` times when
+    several views of each image are asked for ([V, C, H, W])."""
+    data = cfg.data
+    transform = train_transform(cfg.preprocess, (data.crop_scale_min, 1.0), data.color_jitter,
+                                grayscale_p=data.grayscale_p, hue_jitter=data.hue_jitter,
+                                uint8=True) if data.augment \
+        else eval_transform(cfg.preprocess, uint8=True)
+    return Views(transform, data.views) if data.views > 1 else transform
+
+
 def build_run(cfg: TrainConfig, out_dir: Path) -> Run:
     env = dist_env()
     micro_batch = check_launch(cfg, env)
@@ -138,9 +149,7 @@ def build_run(cfg: TrainConfig, out_dir: Path) -> Run:
         init_process_group(env, backend_for(device, cfg.dist.backend), cfg.dist.timeout_s)
     seed_everything(cfg)
     engine = build_engine(cfg, build_module(cfg, env, device), micro_batch, env)
-    transform = train_transform(cfg.preprocess, (cfg.data.crop_scale_min, 1.0),
-                                cfg.data.color_jitter, uint8=True) if cfg.data.augment \
-        else eval_transform(cfg.preprocess, uint8=True)
+    transform = image_pipeline(cfg)
     stream = BatchStream(manifest, cfg.data, seed=cfg.seed, micro_batch=micro_batch,
                          rank=env.rank, world_size=env.world_size, transform=transform,
                          pin_memory=device.type == "cuda")

@@ -1,0 +1,99 @@
+"""LeVLJEPA+'s views (METHOD.md): several augmented views of each image, every view predicting
+its caption, the caption predicting the mean view, SIGReg per view and the multi-view term,
+pinned against a hand computation in numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from levl_model import LeVLJEPA, ObjectiveConfig
+from levl_model.preprocess import Preprocess, Views, train_transform
+from levl_model.sigreg import sigreg
+
+
+def views_out(b: int = 16, views: int = 3, e: int = 5, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Image rows image-major ([B*V, E], as the trainer flattens [B, V, C, H, W]), text [B, E]."""
+    g = torch.Generator().manual_seed(seed)
+    return {"z_v": torch.randn(b * views, e, generator=g), "pred_v": torch.randn(b * views, e, generator=g),
+            "z_t": torch.randn(b, e, generator=g), "pred_t": torch.randn(b, e, generator=g)}
+
+
+def test_views_loss_equals_the_hand_computation():
+    b, views, e = 16, 3, 5
+    cfg = ObjectiveConfig(num_slices=16, lambda_v=0.1, lambda_t=0.05, lambda_multi=0.2)
+    out = views_out(b, views, e)
+    got = LeVLJEPA(cfg)(out, step=4)
+
+    z_v = out["z_v"].double().numpy().reshape(b, views, e)
+    pred_v = out["pred_v"].double().numpy().reshape(b, views, e)
+    z_t, pred_t = out["z_t"].double().numpy(), out["pred_t"].double().numpy()
+    hand_pred_v = np.mean((pred_v - z_t[:, None, :]) ** 2)  # each view predicts its caption
+    hand_pred_t = np.mean((pred_t - z_v.mean(axis=1)) ** 2)  # the caption predicts the mean view
+    hand_multi = np.mean((z_v - z_v.mean(axis=1, keepdims=True)) ** 2)
+    per_view = [float(sigreg(torch.from_numpy(z_v[:, v]).float(), num_slices=16, step=4))
+                for v in range(views)]
+    s_t = float(sigreg(out["z_t"], num_slices=16, step=4))
+    expected = (0.85 * (hand_pred_v + hand_pred_t) / 2 + 0.1 * np.mean(per_view) + 0.05 * s_t
+                + 0.2 * hand_multi)
+
+    np.testing.assert_allclose(float(got["pred_v"]), hand_pred_v, rtol=1e-5)
+    np.testing.assert_allclose(float(got["pred_t"]), hand_pred_t, rtol=1e-5)
+    np.testing.assert_allclose(float(got["multi"]), hand_multi, rtol=1e-5)
+    np.testing.assert_allclose(float(got["sigreg_v"]), np.mean(per_view), rtol=1e-5)
+    np.testing.assert_allclose(float(got["loss"]), expected, rtol=1e-5)
+
+
+def test_views_that_agree_have_no_multi_view_term_and_the_term_pulls_them_together():
+    b, views, e = 8, 2, 4
+    z = torch.randn(b, 1, e).expand(b, views, e).reshape(b * views, e)
+    out = {**views_out(b, views, e), "z_v": z}
+    cfg = ObjectiveConfig(num_slices=8, lambda_multi=0.5)
+    assert float(LeVLJEPA(cfg)(out, step=0)["multi"]) == 0.0
+
+    apart = views_out(b, views, e, seed=1)["z_v"].requires_grad_()
+    loss = LeVLJEPA(cfg)({**out, "z_v": apart}, step=0)["loss"]
+    loss.backward()
+    # a small step against the gradient moves the two views of each image closer
+    moved = (apart - 1e-2 * apart.grad).detach().reshape(b, views, e)
+    before = apart.detach().reshape(b, views, e)
+    assert (moved[:, 0] - moved[:, 1]).norm() < (before[:, 0] - before[:, 1]).norm()
+
+
+def test_one_view_has_no_multi_view_term():
+    out = views_out(views=1)
+    got = LeVLJEPA(ObjectiveConfig(num_slices=8))(out, step=0)
+    assert "multi" not in got
+
+
+def test_views_transform_draws_each_view_independently():
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8))
+    transform = Views(train_transform(Preprocess(size=32), (0.3, 1.0), grayscale_p=0.5,
+                                      uint8=True), 4)
+    torch.manual_seed(0)
+    stacked = transform(image)
+    assert stacked.shape == (4, 3, 32, 32) and stacked.dtype == torch.uint8
+    assert len({bytes(view.numpy()) for view in stacked}) == 4
+
+
+def test_grayscale_p_one_greys_every_image_and_zero_none():
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), np.uint8))
+    grey = train_transform(Preprocess(size=32), color_jitter=False, grayscale_p=1.0, uint8=True)
+    colour = train_transform(Preprocess(size=32), color_jitter=False, grayscale_p=0.0, uint8=True)
+    out = grey(image)
+    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
+    assert not torch.equal(colour(image)[0], colour(image)[1])
+
+
+def dominant_channels(transform, image, draws: int = 40) -> set[int]:
+    torch.manual_seed(0)
+    return {int(transform(image).float().mean(dim=(1, 2)).argmax()) for _ in range(draws)}
+
+
+def test_hue_jitter_moves_colours_round_the_wheel_and_the_mild_jitter_does_not():
+    red = Image.new("RGB", (32, 32), (200, 30, 30))
+    strong = train_transform(Preprocess(size=32), hue_jitter=0.5, uint8=True)
+    mild = train_transform(Preprocess(size=32), color_jitter=True, uint8=True)
+    assert dominant_channels(mild, red) == {0}
+    assert dominant_channels(strong, red) == {0, 1, 2}
