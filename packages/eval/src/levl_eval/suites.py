@@ -18,9 +18,6 @@ standard set and the dataset's own side by side; levl_eval.protocols.zeroshot).
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
-import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +30,7 @@ from levl_eval.protocols.linear.protocol import check_probe_names
 from levl_eval.protocols.registry import OPT_IN, PROTOCOLS
 from levl_eval.protocols.zeroshot.protocol import check_class_names
 from levl_eval.runner import EvalOptions, check_protocol_names, resolve_device
+from levl_model.overrides import OverrideError, replace_field, set_from_text
 
 DEFAULT_SUITE = "synthetic"
 
@@ -124,18 +122,19 @@ def resolve_suite(name: str = DEFAULT_SUITE, shorthands: Mapping[str, Any] | Non
     None = not given; `with_vlm` adds the vlm protocol, as --vlm), then `--set key=value`
     overrides, checked as a whole."""
     suite = get_suite(name)
-    for key, value in (shorthands or {}).items():
-        if value is not None:
-            suite = _replace_path(suite, key.split("."), key, lambda hint, v=value: v)
-    if with_vlm and "vlm" not in suite.protocols:
-        suite = dataclasses.replace(suite, protocols=(*suite.protocols, "vlm"))
-    for item in overrides or ():
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise EvalError(f"--set {item!r}: expected key=value, e.g. --set batch_size=64")
-        suite = _replace_path(suite, key.split("."), key,
-                              lambda hint, k=key, r=raw.strip(): parse_value(r, hint, k))
+    try:
+        for key, value in (shorthands or {}).items():
+            if value is not None:
+                suite = replace_field(suite, key, lambda hint, v=value: v, hidden=("name",))
+        if with_vlm and "vlm" not in suite.protocols:
+            suite = dataclasses.replace(suite, protocols=(*suite.protocols, "vlm"))
+        for item in overrides or ():
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise EvalError(f"--set {item!r}: expected key=value, e.g. --set batch_size=64")
+            suite = set_from_text(suite, key.strip(), raw.strip(), hidden=("name",))
+    except OverrideError as error:
+        raise EvalError(str(error)) from None
     return check_suite(suite)
 
 
@@ -192,65 +191,3 @@ def eval_options(suite: EvalSuite, datasets: Path | None = None) -> EvalOptions:
 
 def _absolute(path: str | None) -> str | None:
     return None if path is None else str(Path(path).expanduser().absolute())
-
-
-def _replace_path(node: Any, path: list[str], full_key: str,
-                  make: Callable[[Any], Any]) -> Any:
-    hints = typing.get_type_hints(type(node))
-    name = path[0]
-    if name not in hints or name == "name":
-        known = ", ".join(f.name for f in dataclasses.fields(node) if f.name != "name")
-        raise EvalError(f"--set {full_key}: unknown key {name!r} (known here: {known})")
-    current = getattr(node, name)
-    if len(path) > 1:
-        if not dataclasses.is_dataclass(current):
-            raise EvalError(f"--set {full_key}: {name!r} is a value, not a section")
-        return dataclasses.replace(node, **{name: _replace_path(current, path[1:], full_key, make)})
-    if dataclasses.is_dataclass(current):
-        raise EvalError(f"--set {full_key}: {name!r} is a section; set one of its keys")
-    return dataclasses.replace(node, **{name: make(hints[name])})
-
-
-def parse_value(raw: str, hint: Any, key: str) -> Any:
-    """Parse a `--set` string as `hint` (int, bool, str, float, tuples, optionals)."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint):
-        if raw.lower() in ("none", "null"):
-            return None
-        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-    if typing.get_origin(hint) is tuple:
-        item = typing.get_args(hint)[0]
-        return tuple(parse_value(part.strip(), item, key) for part in raw.split(",") if part.strip())
-    parser = _PARSERS.get(hint)
-    if parser is None:
-        raise EvalError(f"--set {key}: values of type {hint} cannot be set from the CLI")
-    try:
-        return parser(raw)
-    except ValueError:
-        raise EvalError(f"--set {key}={raw}: expected {hint.__name__}") from None
-
-
-def _parse_int(raw: str) -> int:
-    value = float(raw)
-    if not value.is_integer():
-        raise ValueError(raw)
-    return int(value)
-
-
-def _parse_bool(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise ValueError(raw)
-
-
-def _parse_float(raw: str) -> float:
-    value = float(raw)
-    if not math.isfinite(value):
-        raise ValueError(raw)
-    return value
-
-
-_PARSERS = {int: _parse_int, float: _parse_float, str: str, bool: _parse_bool}
-

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +19,7 @@ from levl_model.config import (
     VisionConfig,
     uses_predictors,
 )
+from levl_model.overrides import OverrideError, set_from_text
 from levl_model.preprocess import Preprocess
 from levl_train.errors import TrainError
 
@@ -321,74 +320,8 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str]) -> TrainConfig:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise TrainError(f"--set {item!r}: expected key=value, e.g. --set optim.lr=1e-4")
-        cfg = _replace_path(cfg, key.strip().split("."), raw.strip(), key.strip())
+        try:
+            cfg = set_from_text(cfg, key.strip(), raw.strip())
+        except OverrideError as error:
+            raise TrainError(str(error)) from None
     return cfg
-
-
-def _replace_path(node: Any, path: list[str], raw: str, full_key: str) -> Any:
-    hints = typing.get_type_hints(type(node))
-    name = path[0]
-    if name not in hints:
-        known = ", ".join(f.name for f in dataclasses.fields(node))
-        raise TrainError(f"--set {full_key}: unknown key {name!r} (known here: {known})")
-    current = getattr(node, name)
-    if len(path) > 1:
-        if not dataclasses.is_dataclass(current):
-            raise TrainError(f"--set {full_key}: {name!r} is a value, not a section")
-        return dataclasses.replace(node, **{name: _replace_path(current, path[1:], raw, full_key)})
-    if dataclasses.is_dataclass(current):
-        raise TrainError(f"--set {full_key}: {name!r} is a section; set one of its keys")
-    return dataclasses.replace(node, **{name: parse_value(raw, hints[name], full_key)})
-
-
-def parse_value(raw: str, hint: Any, key: str) -> Any:
-    """Parse a CLI string as `hint` (int, float, bool, str, tuples, optionals)."""
-    if _is_optional(hint):
-        if raw.lower() in ("none", "null"):
-            return None
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        (item_type, *_rest) = typing.get_args(hint)
-        return tuple(parse_value(part, item_type, key) for part in raw.split(","))
-    parser = _SCALAR_PARSERS.get(hint)
-    if parser is None:
-        raise TrainError(f"--set {key}: values of type {hint} cannot be set from the CLI")
-    try:
-        return parser(raw)
-    except ValueError:
-        finite = " (a finite number, not nan or inf)" if hint is float else ""
-        raise TrainError(f"--set {key}={raw}: expected {hint.__name__}{finite}") from None
-
-
-def _parse_int(raw: str) -> int:
-    value = float(raw)  # accept 1e3 but not 0.5
-    if not value.is_integer():
-        raise ValueError(raw)
-    return int(value)
-
-
-def _parse_bool(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise ValueError(raw)
-
-
-def _parse_float(raw: str) -> float:
-    """float() without nan and inf: NaN passes every range check silently (`nan <= 0` is false)
-    and an infinite lr or clip would train on garbage."""
-    value = float(raw)
-    if not math.isfinite(value):
-        raise ValueError(raw)
-    return value
-
-
-_SCALAR_PARSERS = {int: _parse_int, float: _parse_float, str: str, bool: _parse_bool}
-
-
-def _is_optional(hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    return origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
