@@ -31,8 +31,6 @@ from levl_eval.protocols.vlm.llm import FrozenLLM, load_llm
 from levl_eval.protocols.vlm.scores import example_answers, open_scores, pope_scores
 from levl_eval.protocols.vlm.train import FittedBridge, VLMSettings, fit_bridge
 
-HEADLINE = ("vqa_accuracy", "exact_match", "pope_accuracy", "pope_f1", "pope_yes_ratio")
-
 
 class VLMBackbone(EvalProtocol):
     """Bridge trained on eval-train questions under a frozen LLM, scored on eval-test's."""
