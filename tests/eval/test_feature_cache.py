@@ -91,7 +91,8 @@ def test_cli_cache_flag_reports_hits(
     assert result.exit_code == 0, result.output
     assert f"feature cache {tmp_path / 'cache'}: 4 hit(s), 0 miss(es)" in result.stdout
     assert len(extractions) == 4
-    assert json.loads((tmp_path / "out" / "report.json").read_text())["options"]["cache_dir"] == str(tmp_path / "cache")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["suite"]["cache_dir"] == report["feature_cache"]["dir"] == str(tmp_path / "cache")
     clash = CliRunner().invoke(app, [*args, "--no-cache"])
     assert clash.exit_code == 2 and clash.stderr.startswith("error: --cache and --no-cache")
 
@@ -140,13 +141,40 @@ def test_a_changed_image_file_or_label_changes_the_key(tmp_path: Path) -> None:
     assert split_identity(split)["name"] == "'files'"
 
 
-def test_an_unreadable_entry_is_a_miss_and_is_rewritten(tmp_path: Path) -> None:
-    cache = FeatureCache(tmp_path)
+def _stored_split_features(cache: FeatureCache) -> SplitFeatures:
     features = SplitFeatures(torch.ones(2, 3), torch.ones(2, 4), torch.ones(2, 4), torch.tensor([0, 1]),
                              captions=(("a",), ("b",)))
-    cache.path("ab12").parent.mkdir(parents=True)
-    cache.path("ab12").write_bytes(b"truncated")
-    got = cache.get_or_extract("ab12", SplitFeatures, lambda: features)
-    again = cache.get_or_extract("ab12", SplitFeatures, lambda: pytest.fail("extracted twice"))
-    assert (cache.hits, cache.misses) == (1, 1) and got is features
+    assert cache.get_or_extract("ab12", SplitFeatures, lambda spill: features) is features
+    return features
+
+
+@pytest.mark.parametrize("damage", ["truncated fields", "foreign file", "entry is a file"])
+def test_an_unreadable_entry_is_a_miss_and_is_replaced(tmp_path: Path, damage: str) -> None:
+    cache = FeatureCache(tmp_path)
+    features = _stored_split_features(cache)
+    entry = cache.path("ab12")
+    if damage == "truncated fields":
+        (entry / "fields.pt").write_bytes((entry / "fields.pt").read_bytes()[:40])
+    elif damage == "foreign file":
+        (entry / "fields.pt").write_bytes(b"not a torch file")
+    else:
+        shutil.rmtree(entry)
+        entry.write_bytes(b"truncated")
+    fresh = FeatureCache(tmp_path)
+    got = fresh.get_or_extract("ab12", SplitFeatures, lambda spill: features)
+    again = fresh.get_or_extract("ab12", SplitFeatures, lambda spill: pytest.fail("extracted twice"))
+    assert (fresh.hits, fresh.misses) == (1, 1) and got is features
     assert torch.equal(again.cls_ND, features.cls_ND) and again.captions == (("a",), ("b",))
+    assert sorted(path.name for path in (tmp_path / "tmp").iterdir()) == []  # nothing left behind
+
+
+def test_a_failed_extraction_leaves_no_entry_and_no_scratch(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path)
+
+    def failing(spill):
+        (spill.file("tokens_NLD")).write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        cache.get_or_extract("cd34", SplitFeatures, failing)
+    assert not cache.path("cd34").exists() and list((tmp_path / "tmp").iterdir()) == []

@@ -138,7 +138,12 @@ def test_cli_cap_reaches_the_probe_and_the_report(eval_world: Path, micro_run: P
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out"), "--train-per-class-cap", "2"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["options"]["train_per_class_cap"] == 2
+    assert report["suite"]["linear"]["train_per_class_cap"] == 2
+    # the capped probe is not the paper's protocol: its ImageNet number is withheld, saying why
+    withheld = report["paper_reference"]["not_comparable"]["linear:imagenet"]
+    assert withheld["metrics"] == ["top1"] and "linear:imagenet" not in report["paper_reference"]["tasks"]
+    assert withheld["reason"].startswith("train set capped at 2 images/class (8 of 16 images")
+    assert f"not comparable: {withheld['reason']} |" in (tmp_path / "out" / "report.md").read_text()
     for encoder in report["encoders"]:
         imagenet = encoder["protocols"]["linear:imagenet"]
         assert imagenet["data"]["train"]["samples"] == 8 and imagenet["settings"]["train_per_class_cap"] == 2

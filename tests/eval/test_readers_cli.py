@@ -62,8 +62,8 @@ def test_linear_runs_on_every_classification_dataset_under_data_root(
     assert report["skipped"] == []
     imagenet = report["tasks"]["linear:imagenet"]["data"]
     assert imagenet["classes"][:2] == ["tench", "goldfish"] and imagenet["train_rule"] == "train/ (every image)"
-    assert report["options"]["datasets"] == str(classification_root)
-    assert report["options"]["train_per_class_cap"] is None
+    assert report["datasets_root"] == str(classification_root)
+    assert report["suite"]["linear"]["train_per_class_cap"] is None and "options" not in report
     for encoder in report["encoders"]:
         linear = encoder["protocols"]["linear:imagenet"]
         assert linear["data"]["train"]["samples"] == 16 and linear["data"]["test"]["samples"] == 8
@@ -101,7 +101,7 @@ def test_zeroshot_scores_every_dataset_with_each_prompt_set_side_by_side(
         dataset = task.partition(":")[2]
         assert f"## Zero-shot readouts{f' ({dataset})' if dataset else ''}\n" in markdown
     assert markdown.count("| openai80 (80) ★ |") == 2  # imagenet: checkpoint and random rows
-    assert report["options"]["class_names"] == "curated"
+    assert report["suite"]["zeroshot"]["class_names"] == "curated"
 
 
 def test_class_names_option_reaches_zero_shot_and_a_wrong_one_is_one_line(

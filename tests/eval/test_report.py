@@ -32,6 +32,7 @@ from levl_eval.report import (
     rerender_markdown,
     task_columns,
 )
+from levl_eval.suites import resolve_suite
 
 
 def _result(top1: float) -> dict:
@@ -288,3 +289,62 @@ def test_every_paper_number_names_a_real_dataset_s_headline_metric_and_never_the
         assert dataset in REAL_DATASETS[protocol], task
         assert [column.unit for _, _, column in task_columns(task) if column.path == (metric,)] == ["%"]
     assert paper_reference(PROTOCOLS) == {}  # synthetic-world task keys are bare protocol names
+
+
+def test_the_suite_is_the_one_record_of_the_configuration(tmp_path: Path) -> None:
+    """report.json keeps the resolved suite, not the runner's options beside it; the --datasets
+    root, which the suite does not hold, has its own key and reaches report.md."""
+    suite = json.loads(json.dumps(resolve_suite("quick").to_dict()))  # as report.json holds it
+    report = {**_depth_report(0.5), "suite": suite, "datasets_root": "/datasets"}
+    assert "options" not in _depth_report(0.5) and _depth_report(0.5)["datasets_root"] is None
+    publish_report(tmp_path / "eval", report)
+    assert read_report(tmp_path / "eval")["suite"] == suite  # the schema takes it
+    assert "Data: no synthetic world; real datasets under `/datasets`." in render_markdown(report)
+    old = {key: value for key, value in report.items() if key not in ("suite", "datasets_root")}
+    old["options"] = {"datasets": "/old"}  # a report.json written before: re-rendered as it was
+    assert "real datasets under `/old`." in render_markdown(old)
+
+
+def _capped_report(class_names: str = "curated") -> dict:
+    """ImageNet's linear probe trained on a per-class-capped train set, and zero-shot."""
+    def linear(cap: int | None, before: int, after: int) -> dict:
+        train = {"samples": after, **({"files_before_cap": before, "files_after_cap": after} if cap else {})}
+        return {**_result(0.5), "settings": {"train_per_class_cap": cap}, "data": {"train": train}}
+
+    zeroshot = {**_result(0.25), "settings": {"class_names": class_names},
+                "data": {"class_names": "dataset" if class_names == "dataset" else "curated"}}
+    encoders = [{"name": name, "kind": kind, "protocols": {
+        "linear:imagenet": linear(500, 1_281_167, 500_000), "linear:pets": linear(500, 3680, 3680),
+        "linear:places365": linear(None, 10, 10), "zeroshot:imagenet": zeroshot}}
+        for name, kind in (("run/step_0000100", "checkpoint"), ("random (seed 0)", "random"))]
+    tasks = {"zeroshot:imagenet": {"data": {"curated_classes": ["tench"]}}}
+    return build_report(encoders=encoders, data={}, device="cpu", producer={}, tasks=tasks,
+                        protocols=["linear:imagenet", "linear:pets", "linear:places365", "zeroshot:imagenet"])
+
+
+def test_paper_numbers_are_withheld_where_the_run_s_protocol_is_not_the_paper_s(tmp_path: Path) -> None:
+    """A per-class cap that left train images out: the paper's probe number is not shown as
+    comparable, in report.json and report.md alike, saying why; a cap that cut nothing and an
+    uncapped task keep theirs."""
+    report = _capped_report()
+    reference = report[PAPER_KEY]
+    reason = ("train set capped at 500 images/class (500000 of 1281167 images; the paper's probe "
+              "trains on the whole split)")
+    assert reference["not_comparable"] == {"linear:imagenet": {"reason": reason, "metrics": ["top1"]}}
+    assert set(reference["tasks"]) == {"linear:pets", "linear:places365", "zeroshot:imagenet"}
+    publish_report(tmp_path / "eval", report)
+    assert read_report(tmp_path / "eval")[PAPER_KEY] == reference  # the schema takes it
+    markdown = (tmp_path / "eval" / REPORT_MD).read_text()
+    assert f"| linear top-1 (imagenet) | 50.00 | 50.00 | not comparable: {reason} |" in markdown
+    assert "65.42" not in markdown and "this run's protocol differs from the paper's" in markdown
+    assert "| linear top-1 (pets) | 50.00 | 50.00 | 81.28 / 82.86 / 82.64 |" in markdown
+    assert "| linear top-5 (imagenet) | 100.00 | 100.00 |  |" in markdown  # no paper number anyway
+    del report[PAPER_KEY]  # a report.json written before: re-rendering judges it the same way
+    assert f"not comparable: {reason}" in render_markdown(report)
+
+
+def test_zero_shot_with_the_dataset_s_own_class_names_is_not_the_paper_s_protocol() -> None:
+    reference = _capped_report(class_names="dataset")[PAPER_KEY]
+    assert reference["not_comparable"]["zeroshot:imagenet"]["reason"].startswith(
+        "prompts filled with the dataset's own class names")
+    assert "zeroshot:imagenet" not in reference["tasks"]

@@ -78,7 +78,7 @@ def _block_masks(count: int, seed: int) -> torch.Tensor:
 
 def _patches(masks_NHW: torch.Tensor, seed: int, signal: float) -> PatchFeatures:
     generator = torch.Generator().manual_seed(seed)
-    labels_NL = downsample_labels(masks_NHW, GRID, "nearest-exact").flatten(1)
+    labels_NL = downsample_labels(masks_NHW, GRID, "nearest-exact").flatten(1).long()
     onehot_NLC = F.one_hot(labels_NL, NUM_CLASSES).float()
     tokens_NLD = torch.randn(*labels_NL.shape, DIM, generator=generator)
     tokens_NLD[..., :NUM_CLASSES] += signal * onehot_NLC
@@ -124,7 +124,7 @@ def test_default_settings_follow_the_paper() -> None:
 
 def test_token_standardizer_uses_every_train_token() -> None:
     tokens_NLD = torch.tensor([[[1.0, 5.0], [3.0, 5.0]], [[5.0, 5.0], [7.0, 5.0]]])
-    standardize = TokenStandardizer.fit(tokens_NLD, std_clamp=1e-8, chunk=1)
+    standardize = TokenStandardizer.fit(tokens_NLD, std_clamp=1e-8, chunk_bytes=1)
     torch.testing.assert_close(standardize.mean_D, torch.tensor([4.0, 5.0]))
     torch.testing.assert_close(standardize.std_D, torch.tensor([5.0**0.5, 1e-8]))
 

@@ -127,3 +127,24 @@ def test_budget_caps_train_images_before_extraction_and_is_recorded(llm) -> None
     recorded = result["settings"]
     assert (recorded["train_images"], recorded["max_train_questions"], recorded["epochs"]) == (24, None, 1)
     assert recorded["budget"] == "a real dataset's default, except train_images as set"
+
+
+def test_tasks_training_on_the_same_questions_share_one_bridge_per_encoder(llm, monkeypatch) -> None:
+    """VQAv2 and POPE both train on VQAv2's train2014 questions: one protocol object trains that
+    bridge once per encoder, and each task's numbers are those of a bridge trained for it alone."""
+    import levl_eval.protocols.vlm.protocol as vlm_protocol
+
+    fits = []
+    monkeypatch.setattr(vlm_protocol, "fit_bridge", lambda *a, **k: fits.append(1) or fit_bridge(*a, **k))
+    settings = VLMSettings(bridge_hidden=16, epochs=2, batch_size=16, max_answer_tokens=2)
+    source, other = static_source(True), static_source(True)
+    tasks = [VQAData(name, EvalSplit("train"), EvalSplit("test")) for name in ("vqav2", "pope")]
+    shared = VLMBackbone(settings, llm=llm)
+    together = [shared.run(source, task) for task in tasks]
+    assert len(fits) == 1 and source.calls.count("patches:train") == 1
+    alone = [VLMBackbone(settings, llm=llm).run(source, task) for task in tasks]
+    assert len(fits) == 3
+    assert together[1]["data"]["train"].pop("bridge_trained_for") == "vqav2"
+    assert together == alone  # bitwise: every score, loss and size
+    shared.run(other, tasks[0])  # another encoder: its own bridge
+    assert len(fits) == 4

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from levl_data.synth import vocab
 from levl_eval.cli import app
+from levl_eval.datasets.fixtures import write_pope_layout, write_vqav2_layout
 from levl_eval.protocols.vlm.bridge import Bridge
 from levl_eval.protocols.vlm.bridge_store import bridge_path, save_bridge
 from levl_eval.protocols.vlm.items import PROMPT
@@ -111,3 +112,33 @@ def test_unloadable_llm_is_one_line(synth_world: Path, micro_run: Path, tmp_path
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --llm ") and "cannot load" in lines[0]
+
+
+def test_vqav2_and_pope_train_one_bridge_per_encoder(
+    micro_run: Path, tiny_llm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both tasks train on VQAv2's train2014 questions under the same settings: one bridge per
+    encoder (checkpoint and random baseline), and the same numbers as training it per task."""
+    import levl_eval.protocols.vlm.protocol as vlm_protocol
+
+    root = write_pope_layout(write_vqav2_layout(tmp_path / "datasets", train=4, test=2))
+    fits = []
+    fit = vlm_protocol.fit_bridge
+    monkeypatch.setattr(vlm_protocol, "fit_bridge", lambda *a, **k: fits.append(1) or fit(*a, **k))
+
+    def results(out: Path) -> list[dict]:
+        result = _invoke("vlm", "--ckpt", micro_run, "--datasets", root, "--out", out, "--device",
+                         "cpu", "--llm", tiny_llm_dir, "--vlm-max-steps", "3", "--no-cache")
+        assert result.exit_code == 0, result.output
+        report = json.loads((out / "report.json").read_text())
+        assert report["protocols"] == ["vlm:vqav2", "vlm:pope"]
+        return [enc["protocols"] for enc in report["encoders"]]
+
+    shared = results(tmp_path / "shared")
+    assert len(fits) == 2  # one bridge per encoder, not one per task
+    monkeypatch.setattr(vlm_protocol.TrainedBridges, "find", lambda *a: None)  # as before: per task
+    separate = results(tmp_path / "separate")
+    assert len(fits) == 2 + 4
+    for together, alone in zip(shared, separate, strict=True):
+        assert together["vlm:pope"]["data"]["train"].pop("bridge_trained_for") == "vqav2"
+        assert together == alone  # bitwise: every score, loss, size and gain

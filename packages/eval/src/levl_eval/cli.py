@@ -51,6 +51,7 @@ from levl_eval.report import (
 )
 from levl_eval.runner import run_evaluation
 from levl_eval.suites import DEFAULT_SUITE, SUITES, eval_options, resolve_suite
+from levl_eval.spill import fix_mmap_threshold
 from levl_model.errors import ModelError
 
 T = TypeVar("T")
@@ -135,8 +136,8 @@ def evaluate_and_publish(
     options = eval_options(resolved, datasets)
     check_output_dir(out.absolute())
     report = run_evaluation(ckpt, data, options,
-                            on_skipped=lambda skipped: typer.echo(skipped_summary(skipped)))
-    report["suite"] = resolved.to_dict()
+                            on_skipped=lambda skipped: typer.echo(skipped_summary(skipped)),
+                            suite=resolved.to_dict())
     out_dir = publish_report(out, report)
     typer.echo(format_headline(report))
     if "feature_cache" in report:
@@ -295,6 +296,7 @@ def report_command(
 
 
 def main() -> None:
+    fix_mmap_threshold()  # a head's batches of mapped tokens must not grow the heap (spill.py)
     app(prog_name="levl-eval")
 
 

@@ -3,7 +3,8 @@
 Checkpoints are often evaluated on different days or machines (one `levl-eval all` per run);
 comparing them like the paper's tables needs their report.json files in one table. The merged
 document is an ordinary report (same schema), so it renders, plots and re-renders like one; its
-`sources` list says which directory each encoder came from. Encoders named alike in several
+`sources` list says which directory each encoder came from and the suite it ran under (each
+source's own: the merged report has no single `suite`). Encoders named alike in several
 sources (every run's `random (seed 0)`) get their directory's name appended, and the references
 to them (`baseline_for`, `gain_over_random.baseline`) follow the rename.
 """
@@ -86,7 +87,8 @@ def merge_reports(dirs: list[Path], reports: list[dict], producer: dict) -> dict
         producer=producer, tasks=tasks, skipped=list(skipped.values()),
     )
     merged["sources"] = [{"tag": tag, "dir": str(Path(d).absolute()), "created_at": r.get("created_at"),
-                          "encoders": [enc["name"] for enc in renamed_encoders(r, tag, clashing)]}
+                          "encoders": [enc["name"] for enc in renamed_encoders(r, tag, clashing)],
+                          **({"suite": r["suite"]} if "suite" in r else {})}
                          for tag, d, r in zip(tags, dirs, reports, strict=True)]
     merged["warnings"] = data_mismatches(tags, reports)
     return merged

@@ -37,6 +37,7 @@ from levl_eval.featureset import (
 )
 from levl_eval.geometry import ImageGeometry, image_transform, is_full_frame
 from levl_eval.samples import frame_target_transform, target_transform
+from levl_eval.spill import SpillDir
 from levl_model.checkpoint import load_checkpoint
 from levl_model.config import ModelConfig, ObjectiveConfig, uses_predictors
 from levl_model.model import LevlModel, build_model
@@ -73,7 +74,7 @@ class FrozenEncoder:
         preprocess, full_frame = self.preprocess_for(geometry), is_full_frame(geometry)
         key = (split.name, preprocess, full_frame)  # one pass per split and transform, whatever asks
         if key not in self._images:
-            self._images[key] = self.cached("image", split, preprocess, SplitFeatures, lambda: extract_split_features(
+            self._images[key] = self.cached("image", split, preprocess, SplitFeatures, lambda _: extract_split_features(
                 self.model, split, image_transform(preprocess, full_frame), batch_size=self.batch_size,
                 device=self.device, num_workers=self.num_workers, desc=f"{self.name} {split.name}",
             ), full_frame=full_frame)
@@ -87,8 +88,8 @@ class FrozenEncoder:
         if key not in self._patches:
             masks = self.maps_reader(split, preprocess, full_frame, frame_maps)
             kind = "patches" if masks is None else "patches+frame-targets" if frame_maps else "patches+targets"
-            self._patches[key] = self.cached(kind, split, preprocess, PatchFeatures, lambda: extract_patch_features(
-                self.model, split, image_transform(preprocess, full_frame), masks,
+            self._patches[key] = self.cached(kind, split, preprocess, PatchFeatures, lambda spill: extract_patch_features(
+                self.model, split, image_transform(preprocess, full_frame), masks, spill=spill,
                 batch_size=self.batch_size, device=self.device, num_workers=self.num_workers,
                 desc=f"{self.name} {split.name} patches", frame_maps=frame_maps,
             ), full_frame=full_frame)
@@ -104,12 +105,17 @@ class FrozenEncoder:
         return frame_target_transform(split) if frame_maps else target_transform(split, preprocess, full_frame)
 
     def cached(self, kind: str, split: EvalSplit, preprocess: Preprocess, layout: type[T],
-               extract: Callable[[], T], full_frame: bool = False) -> T:
-        """`extract()`, or its result from the on-disk feature cache when one is set; the key
-        holds the transform the features were extracted under (`preprocess`, and a full-frame
-        resize when there was one: other entries keep their keys)."""
+               extract: Callable[[SpillDir], T], full_frame: bool = False) -> T:
+        """`extract(spill)`, or its result from the on-disk feature cache when one is set; the
+        key holds the transform the features were extracted under (`preprocess`, and a
+        full-frame resize when there was one: other entries keep their keys). Without a cache,
+        large arrays spill to a temporary directory (`levl_eval.spill`)."""
         if self.feature_cache is None:
-            return extract()
+            spill = SpillDir.temporary()
+            try:
+                return extract(spill)
+            finally:
+                spill.release()
         if self._weights is None:  # hashing the weights costs a read of the file: once
             self._weights = {
                 "weights": weights_identity(self.model, self.info.get("path")),

@@ -15,9 +15,12 @@ An entry is keyed by sha256 over everything the features depend on:
 A changed input gives another key, so a stale entry is never read; old entries are simply left
 behind (delete the directory to reclaim space). The default directory is
 $LEVL_FEATURE_CACHE, else $XDG_CACHE_HOME/levl/features, else ~/.cache/levl/features — not under
---out, because publishing a report replaces --out whole. Entries are written atomically
-(temp file + rename) and read with torch.load(weights_only=True): tensors and plain containers
-only. An entry that cannot be read counts as a miss and is rewritten.
+--out, because publishing a report replaces --out whole. An entry is a directory (see
+`FeatureCache`): its small fields are read with torch.load(weights_only=True), tensors and plain
+containers only, and its large arrays (patch tokens, label maps) are raw files mapped into memory
+(`levl_eval.spill`), never loaded whole. Entries appear atomically (a scratch directory renamed
+into place); an entry that cannot be read counts as a miss and is replaced. A crash mid-extraction
+leaves its scratch directory under `tmp/`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,8 +41,10 @@ import torch
 
 from levl_data.shardscan import sha256_file
 from levl_eval.featureset import EvalSplit, FileSample
+from levl_eval.spill import RaggedMaps, SpillDir, array_bytes, map_array
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: an entry is a directory with its large arrays as raw files
+FIELDS_FILE, SPILLED_KEY = "fields.pt", "__spilled__"
 T = TypeVar("T")
 
 
@@ -104,48 +111,109 @@ def entry_key(kind: str, encoder_identity: dict, split: EvalSplit, layout: type)
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=repr).encode()).hexdigest()
 
 
+def dtype_named(name: str) -> torch.dtype:
+    """torch.float16 from "torch.float16" (as str() writes a dtype)."""
+    dtype = getattr(torch, name.removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"not a dtype: {name!r}")
+    return dtype
+
+
+def spilled_fields(features: object, spill: SpillDir) -> dict[str, dict]:
+    """Each field whose array the extraction wrote into `spill` (`levl_eval.spill`): its dtype
+    and shape, and for `RaggedMaps` each map's shape. Such arrays stay files in the entry."""
+    described = {}
+    for item in dataclasses.fields(features):
+        value = getattr(features, item.name)
+        if not spill.file(item.name).is_file():
+            continue
+        array = value.values_P if isinstance(value, RaggedMaps) else value
+        described[item.name] = {"dtype": str(array.dtype), "shape": list(array.shape)}
+        if isinstance(value, RaggedMaps):
+            described[item.name]["ragged"] = [list(shape) for shape in value.shapes]
+    return described
+
+
+def mapped_field(entry: Path, name: str, described: dict) -> torch.Tensor | RaggedMaps:
+    """A spilled field read back mapped, after checking its file holds exactly its bytes."""
+    path, dtype, shape = entry / f"{name}.bin", dtype_named(described["dtype"]), tuple(described["shape"])
+    if path.stat().st_size != array_bytes(dtype, shape):
+        raise ValueError(f"{path}: {path.stat().st_size} bytes, not {array_bytes(dtype, shape)}")
+    array = map_array(path, dtype, shape)
+    if "ragged" in described:
+        return RaggedMaps(array, tuple(tuple(size) for size in described["ragged"]))
+    return array
+
+
 @dataclass
 class FeatureCache:
-    """A directory of feature entries, counting this process's hits and misses."""
+    """A directory of feature entries, counting this process's hits and misses.
+
+    An entry is a directory: `fields.pt` (the small fields, and the dtype and shape of each
+    spilled one) and one raw `<field>.bin` per array the extraction spilled, read back mapped.
+    Extraction writes straight into a scratch directory under `tmp/`, renamed into place whole
+    once `fields.pt` is written: a reader never sees half an entry.
+    """
 
     root: Path
     hits: int = 0
     misses: int = 0
 
     def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.pt"
+        return self.root / key[:2] / key
 
     def load(self, key: str, layout: type[T]) -> T | None:
-        path = self.path(key)
-        if not path.is_file():
+        entry = self.path(key)
+        if not (entry / FIELDS_FILE).is_file():
             return None
         try:
-            return layout(**torch.load(path, map_location="cpu", weights_only=True))
-        except Exception:  # a truncated or foreign file: extract again and overwrite it
+            fields = torch.load(entry / FIELDS_FILE, map_location="cpu", weights_only=True)
+            for name, described in fields.pop(SPILLED_KEY).items():
+                fields[name] = mapped_field(entry, name, described)
+            return layout(**fields)
+        except Exception:  # a truncated or foreign entry: extract again and replace it
             return None
 
-    def store(self, key: str, features: object) -> None:
-        """Write via a temp file beside the entry + rename: a reader never sees half a file."""
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-        fields = {f.name: getattr(features, f.name) for f in dataclasses.fields(features)}
-        try:
-            torch.save(fields, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+    def scratch(self) -> SpillDir:
+        """A new directory for one extraction to write its arrays into (see `store`)."""
+        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        return SpillDir(Path(tempfile.mkdtemp(prefix="entry-", dir=self.root / "tmp")), keep=True)
 
-    def get_or_extract(self, key: str, layout: type[T], extract: Callable[[], T]) -> T:
-        """The stored entry, or `extract()` stored for next time."""
+    def store(self, key: str, features: object, spill: SpillDir) -> None:
+        """Write the small fields beside the spilled arrays, then rename the directory into
+        place (an unreadable entry there is moved aside and removed first)."""
+        spilled = spilled_fields(features, spill)
+        fields = {f.name: getattr(features, f.name) for f in dataclasses.fields(features)
+                  if f.name not in spilled}
+        torch.save({**fields, SPILLED_KEY: spilled}, spill.path / FIELDS_FILE)
+        entry = self.path(key)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        if entry.exists() or entry.is_symlink():
+            stale = self.root / "tmp" / f"stale-{uuid.uuid4().hex[:12]}"
+            os.replace(entry, stale)
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink()
+        try:
+            os.replace(spill.path, entry)
+        except OSError:  # another process stored the same entry first: keep theirs
+            shutil.rmtree(spill.path, ignore_errors=True)
+
+    def get_or_extract(self, key: str, layout: type[T], extract: Callable[[SpillDir], T]) -> T:
+        """The stored entry, or `extract(spill)` stored for next time."""
         found = self.load(key, layout)
         if found is not None:
             self.hits += 1
             return found
         self.misses += 1
-        features = extract()
-        self.store(key, features)
+        spill = self.scratch()
+        try:
+            features = extract(spill)
+            self.store(key, features, spill)
+        except BaseException:
+            shutil.rmtree(spill.path, ignore_errors=True)
+            raise
         return features
 
     def summary(self) -> str:

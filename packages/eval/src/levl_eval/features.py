@@ -23,6 +23,7 @@ from levl_eval.featureset import (
 )
 from levl_eval.progress import progress_bar
 from levl_eval.samples import split_batches
+from levl_eval.spill import ArrayWriter, RaggedMaps, RaggedWriter, SpillDir
 
 # Patch tokens are cached in half precision: ADE20K's 20k training images at ViT-B are 12 GB
 # in float32, 6 GB in float16; a linear head cannot tell the difference.
@@ -116,33 +117,55 @@ def no_maps(maps: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
     return torch.zeros(len(maps), 0, 0, dtype=maps[0].dtype)
 
 
+class MapsWriter:
+    """A split's per-pixel maps as they come, onto disk: [N, H, W] through the input geometry
+    (training targets), or one frame per image at its original size (`frame_maps`)."""
+
+    def __init__(self, split: EvalSplit, spill: SpillDir, masks: Callable | None, frame_maps: bool) -> None:
+        self.split, self.masks = split, masks
+        self.grid = ArrayWriter(spill.file("masks_NHW"))  # uint8 labels, or float32 metres
+        self.frames = RaggedWriter(spill.file("frame_maps")) if frame_maps else None
+
+    def append(self, batch: dict) -> None:
+        maps = batch_masks(self.split, batch, self.masks)
+        if self.frames is not None:
+            self.frames.append(maps)
+            maps = no_maps(maps)
+        self.grid.append(maps if isinstance(maps, torch.Tensor) else torch.stack(maps))
+
+    def finish(self) -> tuple[torch.Tensor, tuple | RaggedMaps]:
+        return self.grid.finish(empty_row_shape=(0, 0)), self.frames.finish() if self.frames else ()
+
+
 @torch.no_grad()
 def extract_patch_features(
     model: torch.nn.Module, split: EvalSplit, transform: Callable, masks: Callable | None, *,
-    batch_size: int, device: str, num_workers: int = 0, desc: str = "", frame_maps: bool = False,
+    spill: SpillDir, batch_size: int, device: str, num_workers: int = 0, desc: str = "",
+    frame_maps: bool = False,
 ) -> PatchFeatures:
     """Final-norm patch tokens (float16), label maps (uint8; none when `masks` is None) and
-    question/answer dicts of every image in the split. With `frame_maps` the maps (read at their
-    original resolution by `masks`) are kept one per image, as `PatchFeatures.frame_maps`."""
+    question/answer dicts of every image in the split. Tokens and maps are written to `spill`
+    batch by batch and come back mapped (`levl_eval.spill`): memory holds one batch, whatever the
+    split's size. With `frame_maps` the maps (read at their original resolution by `masks`) are
+    kept one per image, as `PatchFeatures.frame_maps`."""
     model.eval()
     batches = split_batches(split, transform, masks, batch_size=batch_size, num_workers=num_workers)
-    tokens, label_maps, frames, qa, grid_hw = [], [], [], [], (0, 0)
+    tokens = ArrayWriter(spill.file("tokens_NLD"), PATCH_CACHE_DTYPE)
+    maps, qa, grid_hw = MapsWriter(split, spill, masks, frame_maps), [], (0, 0)
     skipped: Counter[str] = Counter()
     for batch in readable_batches(split, progress(split, batches, desc), skipped):
-        maps = batch_masks(split, batch, masks)
-        if frame_maps:
-            frames += [label.clone() for label in maps]  # own storage: no batch tensor kept alive
-        label_maps.append(no_maps(maps) if frame_maps else maps)
+        maps.append(batch)
         patches_BLD = model.encode_image(batch["image"].to(device, non_blocking=True)).patches_BLD
         grid_hw = patch_grid(model, batch["image"], patches_BLD.shape[1])
-        tokens.append(patches_BLD.to(PATCH_CACHE_DTYPE).cpu())
+        tokens.append(patches_BLD)
         qa += batch.get("qa", [()] * len(batch["labels"]))
-    if not tokens:
+    if not tokens.rows:
         raise no_sample_error(split, skipped)
+    masks_NHW, frames = maps.finish()
     return PatchFeatures(
-        tokens_NLD=torch.cat(tokens), grid_hw=grid_hw, masks_NHW=torch.cat(label_maps),
+        tokens_NLD=tokens.finish(), grid_hw=grid_hw, masks_NHW=masks_NHW,
         skipped={reason: int(count) for reason, count in skipped.items() if count}, qa=tuple(qa),
-        frame_maps=tuple(frames),
+        frame_maps=frames,
     )
 
 

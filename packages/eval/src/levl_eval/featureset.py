@@ -133,7 +133,8 @@ class PatchFeatures:
     without them gives an [N, 0, 0] tensor. `frame_maps` are each image's map untouched, at its
     original resolution (sizes may differ), read only for a split that is scored
     (`FeatureSource.patch_features(..., frame_maps=True)`). `qa` holds each image's
-    question/answer dicts.
+    question/answer dicts. Extracted tokens and maps are files mapped into memory
+    (`levl_eval.spill`): index them a batch at a time, never whole.
     """
 
     tokens_NLD: torch.Tensor
@@ -141,7 +142,7 @@ class PatchFeatures:
     masks_NHW: torch.Tensor
     skipped: dict[str, int] = field(default_factory=dict)
     qa: tuple[tuple[dict, ...], ...] = ()
-    frame_maps: tuple[torch.Tensor, ...] = ()
+    frame_maps: Sequence[torch.Tensor] = ()  # a tuple, or spill.RaggedMaps when extracted
 
     @property
     def num_samples(self) -> int:

@@ -11,6 +11,13 @@ percentage points); levl stores these metrics as fractions (top-1 0.6542, mIoU 0
 0.0595) and report.md shows them ×100, so the numbers are divided by 100 once, here, and then
 shown exactly like levl's own.
 
+A number is only comparable to a result produced under the paper's protocol. Each protocol's
+entry says what in a result departs from it (`ProtocolEntry.paper_deviation`: the probes'
+`--train-per-class-cap` when it left images out, zero-shot's `--class-names dataset` where
+curated names exist); for such a task the paper's numbers are withheld, and
+`not_comparable` says which and why, read from the results themselves, so a merged report of
+runs under different settings is judged by what each ran.
+
 Left out: the frozen-VLM gains over a random encoder. The paper's depend on the LLM (Llama-3.2-1B,
 Qwen2.5-1.5B; levl's default is SmolLM2-135M) and do not say which POPE metric they are, so a
 number beside levl's would not be comparable.
@@ -18,7 +25,9 @@ number beside levl's would not be comparable.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+
+from levl_eval.protocols.registry import ENTRIES
 
 PAPER_MODELS = ("LeVLJEPA", "InfoNCE", "SigLIP")
 PAPER_SOURCE = ("LeVLJEPA paper (arXiv 2607.00784), ViT-B/16 trained on DataComp-L; "
@@ -47,10 +56,26 @@ def as_stored(percent: float) -> float:
     return round(percent / 100.0, 6)
 
 
-def paper_reference(tasks: Iterable[str]) -> dict:
+def paper_deviation(task: str, encoders: Iterable[dict], described: Mapping[str, dict]) -> str | None:
+    """Why the task's results did not run under the paper's protocol (the reasons of every
+    encoder that ran it, once each), or None when they all did."""
+    entry = ENTRIES.get(task.partition(":")[0])
+    if entry is None or entry.paper_deviation is None:
+        return None
+    reasons = (entry.paper_deviation(enc.get("protocols", {})[task], described.get(task, {}))
+               for enc in encoders if task in enc.get("protocols", {}))
+    found = list(dict.fromkeys(reason for reason in reasons if reason))
+    return "; ".join(found) or None
+
+
+def paper_reference(tasks: Iterable[str], encoders: Iterable[dict] = (),
+                    described: Mapping[str, dict] | None = None) -> dict:
     """report.json's `paper_reference`: the paper's numbers for the tasks run that it reports,
-    `{task: {metric: {model: value}}}` in levl's stored unit; empty when none match."""
-    run = set(tasks)
+    `{task: {metric: {model: value}}}` in levl's stored unit, and under `not_comparable`
+    `{task: {reason, metrics}}` for those whose `encoders`' results (with the tasks'
+    descriptions, `described`) ran under another protocol than the paper's, their numbers
+    withheld; empty when no task matches."""
+    run, encoders = set(tasks), list(encoders)
     matched: dict[str, dict[str, dict[str, float]]] = {}
     for (task, metric), values in PAPER_PERCENT.items():
         if task in run:
@@ -58,5 +83,10 @@ def paper_reference(tasks: Iterable[str]) -> dict:
                 model: as_stored(value) for model, value in zip(PAPER_MODELS, values, strict=True)}
     if not matched:
         return {}
+    withheld = {}
+    for task in list(matched):
+        reason = paper_deviation(task, encoders, described or {})
+        if reason is not None:
+            withheld[task] = {"reason": reason, "metrics": list(matched.pop(task))}
     return {"source": PAPER_SOURCE, "models": list(PAPER_MODELS), "unit": PAPER_UNIT,
-            "tasks": matched}
+            "tasks": matched, **({"not_comparable": withheld} if withheld else {})}

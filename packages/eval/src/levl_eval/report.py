@@ -74,10 +74,13 @@ def task_columns(task: str) -> list[tuple[str, str, Column]]:
 
 
 def build_report(*, encoders: list[dict], data: dict, protocols: list[str], device: str,
-                 producer: dict, options: dict | None = None, tasks: dict | None = None,
-                 skipped: list[dict] | None = None) -> dict:
+                 producer: dict, suite: dict | None = None, datasets_root: str | None = None,
+                 tasks: dict | None = None, skipped: list[dict] | None = None) -> dict:
     """The report.json document: one entry per encoder (checkpoints first, then baselines).
 
+    `suite` is the resolved evaluation suite (levl_eval.suites), the one record of how the run
+    was configured (absent when the runner was called without one); `datasets_root` is the
+    --datasets directory, the one input the suite does not hold (None: none given).
     `protocols` lists the task keys run (a protocol name, or `protocol:dataset` on real data),
     `tasks` describes each task's data, `skipped` says which tasks did not run and why;
     `paper_reference` holds the paper's numbers for the tasks it reports (levl_eval.paper).
@@ -87,13 +90,14 @@ def build_report(*, encoders: list[dict], data: dict, protocols: list[str], devi
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "producer": producer,
         "device": device,
-        "options": dict(options or {}),
+        **({} if suite is None else {"suite": dict(suite)}),
+        "datasets_root": datasets_root,
         "protocols": list(protocols),
         "data": data,
         "tasks": dict(tasks or {}),
         "skipped": list(skipped or []),
         "encoders": encoders,
-        PAPER_KEY: paper_reference(protocols),
+        PAPER_KEY: paper_reference(protocols, encoders, tasks or {}),
     }
 
 
@@ -132,13 +136,19 @@ def report_paper_reference(report: dict) -> dict:
     from its task keys, so `levl-eval report DIR` adds the column on re-rendering."""
     if PAPER_KEY in report:
         return report[PAPER_KEY] or {}
-    return paper_reference(report.get("protocols", []))
+    return paper_reference(report.get("protocols", []), report["encoders"], report.get("tasks", {}))
 
 
 def paper_cell(reference: dict, task: str, column: Column) -> str:
     """`65.42 / 65.75 / 66.34`: the paper's numbers for one headline row, shown in the row's
-    unit; empty (not zero, not a dash) where the paper has no number for it."""
-    values = reference.get("tasks", {}).get(task, {}).get(".".join(column.path))
+    unit; `not comparable: <why>` where the paper has a number but this run's protocol was
+    another (the number is withheld, as in report.json); empty (not zero, not a dash) where the
+    paper has no number for it."""
+    metric = ".".join(column.path)
+    withheld = reference.get("not_comparable", {}).get(task)
+    if withheld and metric in withheld["metrics"]:
+        return f"not comparable: {withheld['reason']}"
+    values = reference.get("tasks", {}).get(task, {}).get(metric)
     if not values:
         return ""
     return " / ".join(format_value(values[model], column.unit) for model in PAPER_MODELS)
@@ -154,6 +164,9 @@ def headline_markdown(report: dict) -> list[str]:
         return markdown_table(header, rows)
     note = (f"The last column holds the paper's numbers, not levl's ({reference['source']}): "
             "a reference, not a result of this run.")
+    if reference.get("not_comparable"):
+        note += (" Where it says *not comparable*, this run's protocol differs from the paper's "
+                 "for that task, so the paper's number is left out.")
     table = markdown_table([*header, PAPER_COLUMN],
                            [[*row, cell] for row, cell in zip(rows, cells, strict=True)])
     return [*table, "", note]
@@ -271,7 +284,8 @@ def data_sentence(report: dict) -> str:
     one (`--datasets` only), the real datasets' root."""
     data = report.get("data") or {}
     if not data.get("root"):
-        root = (report.get("options") or {}).get("datasets")
+        # reports written before `datasets_root` kept it in the runner's options
+        root = report.get("datasets_root") or (report.get("options") or {}).get("datasets")
         return f"Data: no synthetic world{f'; real datasets under `{root}`' if root else ''}."
     test = data.get("test", {})
     return (f"Data: `{data.get('root')}` — test split `{test.get('dataset', test.get('name'))}` "

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,6 +26,7 @@ from levl_eval.featureset import EvalData
 from levl_eval.gains import add_gains_over_random
 from levl_eval.geometry import SYNTH
 from levl_eval.probes import DEFAULT_PROBES
+from levl_eval.protocols.base import EvalProtocol
 from levl_eval.protocols.registry import OPT_IN, PROTOCOLS, build_protocol, protocol_entry
 from levl_eval.report import build_report
 from levl_eval.tasks import EvalTask, plan_tasks
@@ -84,14 +86,29 @@ def check_protocol_names(names: tuple[str, ...]) -> tuple[str, ...]:
 
 def evaluate_encoder(encoder: FrozenEncoder, tasks: list[EvalTask], options: EvalOptions) -> dict:
     """The report entry of one encoder: its facts plus each task's result and timings."""
-    results, seconds = {}, {}
+    results, seconds, built = {}, {}, []
     for task in tasks:
         start = time.perf_counter()
-        protocol = build_protocol(task.protocol, device=encoder.device,
-                                  **options.protocol_options(task.protocol, task.dataset))
+        protocol = shared_protocol(built, task.protocol, encoder.device,
+                                   options.protocol_options(task.protocol, task.dataset))
         results[task.key] = protocol.run(encoder, task.data)
         seconds[task.key] = round(time.perf_counter() - start, 3)
     return {"name": encoder.name, **encoder.info, "protocols": results, "seconds": seconds}
+
+
+def shared_protocol(built: list[tuple[str, dict, EvalProtocol]], name: str, device: str,
+                    constructor_options: dict) -> EvalProtocol:
+    """The protocol object an earlier task of this encoder was run with under the same
+    constructor options, else a new one (added to `built`). One object runs every task of an
+    encoder that it can, so a protocol may compute what its tasks share once per encoder (a
+    head two of its datasets train on the same data); `built` lives as long as the encoder's
+    evaluation."""
+    for built_name, built_options, protocol in built:
+        if built_name == name and built_options == constructor_options:
+            return protocol
+    protocol = build_protocol(name, device=device, **constructor_options)
+    built.append((name, constructor_options, protocol))
+    return protocol
 
 
 def datasets_root(options: EvalOptions) -> Path | None:
@@ -135,15 +152,19 @@ def unique_name(name: str, taken: set[str]) -> str:
 
 
 def run_evaluation(ckpt_paths: list[Path], data_dir: Path | None, options: EvalOptions,
-                   on_skipped: Callable[[list[dict]], None] | None = None) -> dict:
+                   on_skipped: Callable[[list[dict]], None] | None = None,
+                   suite: Mapping[str, Any] | None = None) -> dict:
     """Evaluate every checkpoint and its random baseline(s); returns the report document.
     `data_dir` None runs only the real datasets under `options.datasets`.
     `on_skipped` hears the tasks that will not run as soon as they are known, before any
-    checkpoint is loaded or feature extracted (the CLI prints them then)."""
+    checkpoint is loaded or feature extracted (the CLI prints them then). `suite` is the
+    resolved suite `options` were derived from (levl_eval.suites.eval_options), recorded in
+    the report as the run's configuration; the options themselves are not (they repeat it)."""
     if not ckpt_paths:
         raise EvalError("no --ckpt given; pass at least one checkpoint or run directory")
     data = synthetic_world(data_dir, options)
-    tasks, skipped = plan_tasks(options.protocols, data, datasets_root(options))
+    root = datasets_root(options)
+    tasks, skipped = plan_tasks(options.protocols, data, root)
     if skipped and on_skipped is not None:
         on_skipped([task.describe() for task in skipped])
     check_inputs(tasks, options)
@@ -163,7 +184,7 @@ def run_evaluation(ckpt_paths: list[Path], data_dir: Path | None, options: EvalO
         encoders=entries, data={} if data is None else data.describe(), protocols=[task.key for task in tasks],
         tasks={task.key: task.describe() for task in tasks},
         skipped=[task.describe() for task in skipped],
-        device=options.device, options=asdict(options),
+        device=options.device, suite=suite, datasets_root=None if root is None else str(root),
         producer={"package": "levl-eval", "version": __version__, "command": sys.argv},
     )
     if cache is not None:

@@ -18,11 +18,14 @@ class TokenStandardizer:
     std_D: torch.Tensor
 
     @classmethod
-    def fit(cls, tokens_NLD: torch.Tensor, std_clamp: float, chunk: int = 256) -> TokenStandardizer:
-        """Accumulated in float64 over chunks of images, so a large cache is never copied whole."""
+    def fit(cls, tokens_NLD: torch.Tensor, std_clamp: float,
+            chunk_bytes: int = 32 * 2**20) -> TokenStandardizer:
+        """Accumulated in float64 over chunks of images of about `chunk_bytes` in float64, so a
+        large (mapped) cache is never copied whole and the copies stay small at any width."""
         total_D = torch.zeros(tokens_NLD.shape[-1], dtype=torch.float64)
         squares_D = torch.zeros_like(total_D)
-        for part_NLD in tokens_NLD.split(chunk):
+        image_bytes = max(1, tokens_NLD[0].numel() * 8) if len(tokens_NLD) else 1
+        for part_NLD in tokens_NLD.split(max(1, chunk_bytes // image_bytes)):
             flat_TD = part_NLD.reshape(-1, part_NLD.shape[-1]).double()
             total_D += flat_TD.sum(dim=0)
             squares_D += flat_TD.square().sum(dim=0)

@@ -7,7 +7,8 @@ evaluation, as levl-train's recipes return a `TrainConfig`.
 `resolve_suite` is the one place that turns a suite name, the command line's shorthand options
 (`--probe`, `--vlm`, `--batch-size`, ... each sets one suite field) and `--set key=value`
 overrides into the final config; `eval_options` turns that config into the runner's
-`EvalOptions`. The whole resolved suite lands in report.json under `suite`.
+`EvalOptions`. The whole resolved suite lands in report.json under `suite`, the report's one
+record of the configuration (the options derived from it are not recorded beside it).
 
 What the suites leave fixed, because the protocols fix it: the probes' image geometry (the
 paper's resize 256 / crop 224 bicubic on real datasets, the checkpoint's own on the synthetic

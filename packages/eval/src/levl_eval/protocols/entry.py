@@ -36,6 +36,9 @@ class ProtocolEntry:
     `check_inputs(eval_options)` runs once before any feature extraction when a task of the
     protocol is planned (a bad input fails in one line, not after hours); `plots(report)` are
     the protocol's own figures beside the bar charts;
+    `paper_deviation(result, task)` says why one result (report.json's, with its task's
+    description) did not run under the paper's protocol, so the paper's number for it is not
+    comparable (None: it did; levl_eval.paper);
     `order` places the protocol in `levl-eval all`, and `opt_in` leaves it out unless asked.
     """
 
@@ -51,6 +54,7 @@ class ProtocolEntry:
     options: Callable[[Any, str], dict] = no_options
     check_inputs: Callable[[Any], None] | None = None
     plots: Callable[[dict], list[Plot]] | None = None
+    paper_deviation: Callable[[dict, dict], str | None] | None = None
     opt_in: bool = False
 
     @property

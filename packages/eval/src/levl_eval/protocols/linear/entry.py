@@ -17,6 +17,18 @@ def linear_options(options, dataset: str) -> dict:
     return {"probes": options.probes, "geometry": probe_geometry(dataset), "train_per_class_cap": cap}
 
 
+def capped_train_set(result: dict, task: dict) -> str | None:
+    """The paper's probes train on the whole train split: a per-class cap that left out images
+    makes the numbers another protocol's (a cap above every class's count changes nothing)."""
+    cap = result.get("settings", {}).get("train_per_class_cap")
+    train = result.get("data", {}).get("train", {})
+    before, after = train.get("files_before_cap"), train.get("files_after_cap")
+    if cap is None or before is None or after is None or after >= before:
+        return None
+    return (f"train set capped at {cap} images/class ({after} of {before} images; "
+            "the paper's probe trains on the whole split)")
+
+
 ENTRY = ProtocolEntry(
     protocol=LinearProbe,
     order=20,
@@ -28,4 +40,5 @@ ENTRY = ProtocolEntry(
     optional_columns=(Column("MLP probe top-1", ("probes", "mlp", "top1")),
                       Column("attentive probe top-1", ("probes", "attentive", "top1"))),
     options=linear_options,
+    paper_deviation=capped_train_set,
 )

@@ -56,10 +56,14 @@ def token_grid_logits(head: nn.Linear, tokens_BLD: torch.Tensor, grid_hw: tuple[
     return logits_BLC.permute(0, 2, 1).reshape(batch, classes, *grid_hw)
 
 
-def downsample_labels(masks_NHW: torch.Tensor, grid_hw: tuple[int, int], mode: str) -> torch.Tensor:
-    """Per-pixel labels -> one label per token, a pixel's own id (no blending of class ids);
-    `nearest-exact` takes the pixel at each patch's centre, `nearest` its top-left one."""
-    return F.interpolate(masks_NHW[:, None].float(), size=grid_hw, mode=mode)[:, 0].long()
+def downsample_labels(masks_NHW: torch.Tensor, grid_hw: tuple[int, int], mode: str,
+                      chunk: int = 256) -> torch.Tensor:
+    """Per-pixel labels -> one uint8 label per token, a pixel's own id (no blending of class
+    ids); `nearest-exact` takes the pixel at each patch's centre, `nearest` its top-left one.
+    A chunk of images at a time: the maps may be a mapped file larger than memory."""
+    parts = [F.interpolate(part_NHW[:, None].float(), size=grid_hw, mode=mode)[:, 0].to(torch.uint8)
+             for part_NHW in masks_NHW.split(chunk)]
+    return torch.cat(parts) if parts else torch.zeros(0, *grid_hw, dtype=torch.uint8)
 
 
 def to_frame(values_BChw: torch.Tensor, frame_hw: tuple[int, int]) -> torch.Tensor:
@@ -78,7 +82,7 @@ def train_segmentation_head(
     targets_Nhw = downsample_labels(train.masks_NHW, train.grid_hw, settings.label_downsample)
 
     def batch_loss(batch_B: torch.Tensor) -> torch.Tensor | None:
-        target_Bhw = targets_Nhw[batch_B].to(device)
+        target_Bhw = targets_Nhw[batch_B].to(device).long()
         if bool((target_Bhw == VOID).all()):
             return None
         tokens_BLD = standardize(train.tokens_NLD[batch_B].to(device))

@@ -11,12 +11,20 @@ accuracy (and min(1, n/3) beside it) and exact match; yes/no existence questions
 P(yes) vs P(no) at the first answer token and scored with POPE's metrics per negative kind. The
 runner adds `gain_over_random`: these numbers minus those of the randomly initialised encoder of
 the same architecture under the same bridge budget.
+
+VQAv2's and POPE's bridges are one bridge: both train on VQAv2's train2014 questions (POPE's
+images are val2014, so none is dropped) under the same settings. A VLMBackbone keeps the bridges
+it trained for the encoder it last ran (`TrainedBridges`), keyed by the questions and settings
+they were trained on, so the runner, which runs all of an encoder's vlm tasks on one protocol
+object, trains that bridge once per encoder; the second task scores with the very same weights,
+so its numbers are bitwise those a second training would give (fitting is seeded).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import ClassVar
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import torch
 
@@ -32,6 +40,41 @@ from levl_eval.protocols.vlm.scores import example_answers, open_scores, pope_sc
 from levl_eval.protocols.vlm.train import FittedBridge, VLMSettings, fit_bridge
 
 
+@dataclass
+class TrainedBridge:
+    """A bridge trained in this run: what it was trained on (the train split after the budget's
+    cap, the task's settings, the patch-token width), the report's sizes of that data, and the
+    dataset of the task that trained it."""
+
+    split: EvalSplit
+    settings: VLMSettings
+    token_dim: int
+    fitted: FittedBridge
+    sizes: dict
+    dataset: str
+
+
+@dataclass
+class TrainedBridges:
+    """The bridges trained for one encoder (the last one asked about): a bridge trained on the
+    same questions under the same settings is found instead of trained again. Holding the
+    encoder keeps its identity from being reused while its bridges are kept; asking about
+    another encoder drops them."""
+
+    encoder: Any = None
+    bridges: list[TrainedBridge] = field(default_factory=list)
+
+    def find(self, encoder: FeatureSource, split: EvalSplit, settings: VLMSettings,
+             token_dim: int) -> TrainedBridge | None:
+        if encoder is not self.encoder:
+            self.encoder, self.bridges = encoder, []
+        return next((b for b in self.bridges if (b.settings, b.token_dim) == (settings, token_dim)
+                     and b.split == split), None)
+
+    def keep(self, bridge: TrainedBridge) -> None:
+        self.bridges.append(bridge)
+
+
 class VLMBackbone(EvalProtocol):
     """Bridge trained on eval-train questions under a frozen LLM, scored on eval-test's."""
 
@@ -42,6 +85,7 @@ class VLMBackbone(EvalProtocol):
         super().__init__(device)
         self.vlm_settings = settings or VLMSettings()
         self.llm = llm  # injected (tests); otherwise loaded by name on first use
+        self.trained = TrainedBridges()  # VQAv2's bridge is POPE's: trained once per encoder
 
     def settings(self, dataset: str | None = None) -> dict:
         """The knobs; for a task's `dataset`, with the bridge budget it ran under and its origin."""
@@ -86,18 +130,26 @@ class VLMBackbone(EvalProtocol):
     def bridge(self, encoder: FeatureSource, data: VQAData, token_dim: int,
                s: VLMSettings) -> tuple[FittedBridge, dict]:
         """The bridge saved under --bridges (no train split is read), or one trained on the
-        questions of the train images its budget allows (kept under --save-bridges); with what
-        the report says about its data."""
+        questions of the train images its budget allows (kept under --save-bridges), or the one
+        an earlier task of this encoder trained on the same questions under the same settings
+        (`bridge_trained_for` names that task's dataset); with what the report says about its data."""
         llm = self.frozen_llm()
         name = getattr(encoder, "name", "encoder")
         if s.bridges is not None:
             path = bridge_path(s.bridges, name, data.dataset)
             return load_bridge(path, llm, token_dim), {"bridge_loaded_from": str(path)}
         split = capped_qa_split(data.train, s.train_images)
-        train = encoder.patch_features(split)
-        items = split_items(train.qa, split.name, s.max_train_questions)
-        fitted = fit_bridge(llm, train.tokens_NLD, items, self.encoded(items), s)
-        sizes = qa_sizes(split, train, items)
+        trained = self.trained.find(encoder, split, s, token_dim)
+        if trained is None:
+            train = encoder.patch_features(split)
+            items = split_items(train.qa, split.name, s.max_train_questions)
+            fitted = fit_bridge(llm, train.tokens_NLD, items, self.encoded(items), s)
+            trained = TrainedBridge(split, s, token_dim, fitted, qa_sizes(split, train, items), data.dataset)
+            self.trained.keep(trained)
+            sizes = copy.deepcopy(trained.sizes)
+        else:  # the same questions under the same settings: the same bridge, not trained again
+            sizes = {**copy.deepcopy(trained.sizes), "bridge_trained_for": trained.dataset}
+        fitted = trained.fitted
         if s.save_bridges is not None:
             sizes["bridge_saved_to"] = str(save_bridge(bridge_path(s.save_bridges, name, data.dataset),
                                                        fitted, llm))

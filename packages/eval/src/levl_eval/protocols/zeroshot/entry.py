@@ -14,6 +14,16 @@ def zeroshot_options(options, dataset: str) -> dict:
     return {"class_names": options.class_names}
 
 
+def uncurated_class_names(result: dict, task: dict) -> str | None:
+    """Published zero-shot numbers fill the prompts with curated class names (CLIP's for
+    ImageNet): a dataset that has them, scored with its own names instead, ran another protocol."""
+    if result.get("data", {}).get("class_names") != "dataset":
+        return None
+    if not task.get("data", {}).get("curated_classes"):
+        return None  # no curated names to use: the dataset's own are what any run scores with
+    return "prompts filled with the dataset's own class names (--class-names dataset), not the curated ones"
+
+
 ENTRY = ProtocolEntry(
     protocol=ZeroShot,
     order=10,
@@ -24,4 +34,5 @@ ENTRY = ProtocolEntry(
     readout_table=("Zero-shot readouts", "top1", "top-1"),
     options=zeroshot_options,
     plots=confusion_plots,
+    paper_deviation=uncurated_class_names,
 )
