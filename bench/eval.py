@@ -33,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from machine import describe_machine  # noqa: E402
 
 from levl_data.manifest import read_manifest  # noqa: E402
+from levl_eval.data.splits import EvalSplit  # noqa: E402
 from levl_eval.encoder import FrozenEncoder  # noqa: E402
-from levl_eval.feature_cache import FeatureCache  # noqa: E402
-from levl_eval.featureset import EvalSplit, PatchFeatures  # noqa: E402
+from levl_eval.features.cache import FeatureCache  # noqa: E402
+from levl_eval.features.types import PatchFeatures  # noqa: E402
 from levl_eval.probes import (  # noqa: E402
     AttentiveProbeSettings,
     MLPProbeSettings,

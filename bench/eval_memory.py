@@ -6,7 +6,7 @@ Linear segmentation (levl_eval's protocol, 1 epoch) on an ADE20K-layout dataset 
 147 KB an image), each measurement in its own child process, in turn:
 
   mapped   levl as it is: tokens and label maps go to disk batch by batch during extraction
-           and are read back memory-mapped (levl_eval.spill), no feature cache
+           and are read back memory-mapped (levl_eval.features.spill), no feature cache
   in RAM   the reference: the same features copied into the process's own memory after
            extraction (what the protocol held before spilling; the old extraction also
            concatenated a list, so it peaked at twice this)
@@ -101,8 +101,8 @@ def child(mode: str, datasets: Path, ckpt: Path, batch: int) -> None:
 
     from levl_eval.datasets import read_ade20k
     from levl_eval.encoder import load_frozen_checkpoint
+    from levl_eval.features.spill import fix_mmap_threshold
     from levl_eval.protocols.segmentation.protocol import LinearSegmentation, SegmentationSettings
-    from levl_eval.spill import fix_mmap_threshold
 
     fix_mmap_threshold()  # as levl-eval's entry point does
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -232,7 +232,10 @@ def main() -> None:
                      f"{row['peak_rss_mb']:.0f} | {row.get('train_tokens_mb', float('nan')):.0f} | "
                      f"{row.get('miou', float('nan')):.2f} | {row.get('seconds', float('nan')):.0f} |"
                      + (f" {', '.join(row['failures'])}" if "failures" in row else ""))
-    lines.append(f"peak RssAnon ratio mapped / in RAM: {rows[0]['peak_anon_mb'] / rows[1]['peak_anon_mb']:.2f}")
+    if all("failures" not in row for row in rows):
+        lines.append(f"peak RssAnon ratio mapped / in RAM: {rows[0]['peak_anon_mb'] / rows[1]['peak_anon_mb']:.2f}")
+    else:  # a killed run's peak is where the limit stopped it, not what it needed
+        lines.append("peak RssAnon ratio mapped / in RAM: not measured (a run did not complete)")
     print("\n".join(lines))
     if args.append:
         with args.append.open("a") as out:

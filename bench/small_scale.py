@@ -77,7 +77,7 @@ def measure(model, preprocess, tokenizer, val_manifest: Path) -> dict[str, float
     """The held-out figures of one model (see the module docstring)."""
     from levl_data.loader import build_loader
     from levl_data.manifest import read_manifest
-    from levl_eval.featureset import ClassTextFeatures, SplitFeatures
+    from levl_eval.features.types import ClassTextFeatures, SplitFeatures
     from levl_eval.protocols.retrieval.protocol import readout_pairs, readout_ranks, recall_metrics
     from levl_eval.protocols.zeroshot.protocol import HEADLINE_READOUT, zeroshot_logits
     from levl_train.metrics import effective_rank, matched_vs_shuffled_cosine

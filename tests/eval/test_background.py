@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from levl_eval.featureset import EvalSplit, SplitFeatures
+from levl_eval.data.splits import EvalSplit
+from levl_eval.features.types import SplitFeatures
 from levl_eval.geometry import CHECKPOINT, PAPER_PROBE
 from levl_eval.protocols.background.data import VARIANTS, BackgroundData
 from levl_eval.protocols.background.protocol import BackgroundRobustness

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from levl_eval.data.batches import split_batches, target_transform
 from levl_eval.datasets import read_cocostuff
 from levl_eval.datasets.cocostuff import CLASSES, UNUSED_IDS, label_map
 from levl_eval.errors import DatasetNotFound, EvalDataError
 from levl_eval.protocols.registry import REAL_DATASETS
-from levl_eval.samples import split_batches, target_transform
 from levl_eval.testing.dense import write_cocostuff_layout
 from levl_model.preprocess import Preprocess, eval_transform
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from levl_eval.data import load_eval_data
+from levl_eval.data.world import load_eval_data
 from levl_eval.errors import EvalDataError, EvalError
-from levl_eval.featureset import ClassTextFeatures, SplitFeatures
+from levl_eval.features.types import ClassTextFeatures, SplitFeatures
 from levl_eval.protocols.zeroshot.protocol import ZeroShot
 from levl_eval.testing.worlds import StaticFeatures, static_data
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from levl_eval.data.batches import mask_transform, split_batches
 from levl_eval.datasets import read_ade20k, read_coco, read_cocostuff, read_flickr30k, read_in9
 from levl_eval.errors import DatasetNotFound, EvalDataError
-from levl_eval.samples import mask_transform, split_batches
 from levl_eval.testing.dense import write_cocostuff_layout
 from levl_eval.testing.worlds import (
     karpathy_coco_document,

@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
+from levl_eval.data.splits import EvalSplit
 from levl_eval.errors import EvalDataError
-from levl_eval.featureset import EvalSplit, PatchFeatures
+from levl_eval.features.types import PatchFeatures
 from levl_eval.geometry import FULL_FRAME
 from levl_eval.protocols.depth import protocol as depth
 from levl_eval.protocols.depth.data import DepthData

@@ -13,11 +13,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from levl_eval.cli import app
-from levl_eval.data import load_eval_data
+from levl_eval.data.batches import frame_target_transform, split_batches, target_transform
+from levl_eval.data.world import load_eval_data
 from levl_eval.datasets import read_nyuv2
 from levl_eval.errors import DatasetNotFound, EvalDataError
 from levl_eval.protocols.depth.maps import eigen_crop_mask
-from levl_eval.samples import frame_target_transform, split_batches, target_transform
 from levl_eval.tasks import plan_tasks
 from levl_eval.testing.dense import (
     NYU_TEST_SCENE,

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from levl_data.loader import build_loader
-from levl_eval.data import load_eval_data
+from levl_eval.data.world import load_eval_data
 from levl_eval.encoder import load_frozen_checkpoint, random_encoder
-from levl_eval.features import class_prompt_texts
+from levl_eval.features.extract import class_prompt_texts
 from levl_model.model import build_model
 from levl_model.preprocess import eval_transform
 

@@ -14,11 +14,12 @@ from typer.testing import CliRunner
 
 import levl_eval.encoder as encoder_module
 from levl_eval.cli import app
+from levl_eval.data.splits import EvalSplit, FileSample
 from levl_eval.datasets import read_imagenet
 from levl_eval.datasets.fixtures import write_imagenet_layout
 from levl_eval.encoder import FrozenEncoder, load_frozen_checkpoint
-from levl_eval.feature_cache import FeatureCache, default_cache_dir, entry_key, split_identity
-from levl_eval.featureset import EvalSplit, FileSample, SplitFeatures
+from levl_eval.features.cache import FeatureCache, default_cache_dir, entry_key, split_identity
+from levl_eval.features.types import SplitFeatures
 from levl_eval.geometry import CHECKPOINT, PAPER_PROBE
 from levl_eval.runner import EvalOptions, run_evaluation
 from levl_eval.testing.worlds import save_micro_checkpoint, write_image

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from levl_eval.featureset import ClassTextFeatures, SplitFeatures
+from levl_eval.features.types import ClassTextFeatures, SplitFeatures
 from levl_eval.geometry import PAPER_PROBE
 from levl_eval.protocols.linear.protocol import (
     LinearProbe,

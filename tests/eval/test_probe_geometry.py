@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from levl_eval.cli import app
-from levl_eval.data import load_eval_data
+from levl_eval.data.world import load_eval_data
 from levl_eval.datasets import read_imagenet
 from levl_eval.datasets.fixtures import IMAGENET_WNIDS, write_imagenet_layout
 from levl_eval.encoder import FrozenEncoder, load_frozen_checkpoint

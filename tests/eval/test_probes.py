@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from levl_eval.errors import EvalError
-from levl_eval.featureset import PatchFeatures, SplitFeatures
+from levl_eval.features.types import PatchFeatures, SplitFeatures
 from levl_eval.geometry import PAPER_PROBE
 from levl_eval.probes import AttentiveProbeSettings, MLPProbeSettings, attention_heads
 from levl_eval.protocols.linear.protocol import LinearProbe, LinearProbeSettings, check_probe_names

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from levl_eval.features import progress
-from levl_eval.featureset import EvalSplit, FileSample
+from levl_eval.data.splits import EvalSplit, FileSample
+from levl_eval.features.extract import progress
 from levl_eval.heads import HeadTraining, fit_head, seeded_linear
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from levl_eval.data.batches import split_batches
 from levl_eval.datasets import prompts as default_prompts
 from levl_eval.datasets import (
     read_aircraft,
@@ -30,7 +31,6 @@ from levl_eval.datasets.fixtures import (
 from levl_eval.datasets.imagefolder import IMAGEFOLDER, read_folder
 from levl_eval.errors import DatasetNotFound, EvalDataError
 from levl_eval.protocols.registry import REAL_DATASETS
-from levl_eval.samples import split_batches
 from levl_model.preprocess import Preprocess, eval_transform
 
 

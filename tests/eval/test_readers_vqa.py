@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from levl_eval.data.splits import EvalSplit
 from levl_eval.datasets import read_gqa, read_pope, read_vqav2
 from levl_eval.datasets.fixtures import (
     write_gqa_layout,
@@ -18,7 +19,6 @@ from levl_eval.datasets.fixtures import (
 )
 from levl_eval.datasets.qa_split import capped_qa_split
 from levl_eval.errors import DatasetNotFound, EvalDataError, EvalError
-from levl_eval.featureset import EvalSplit
 from levl_eval.protocols.registry import REAL_DATASETS
 from levl_eval.protocols.vlm.items import split_items
 from levl_eval.protocols.vlm.scores import open_scores, pope_scores

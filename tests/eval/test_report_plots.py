@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from levl_eval.cli import app
-from levl_eval.featureset import ClassTextFeatures, SplitFeatures
+from levl_eval.features.types import ClassTextFeatures, SplitFeatures
 from levl_eval.protocols.segmentation.examples import decode_uint8, encode_uint8
 from levl_eval.protocols.zeroshot.protocol import ZeroShot
 from levl_eval.testing.worlds import StaticFeatures, static_data

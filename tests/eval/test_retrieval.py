@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from levl_eval.featureset import EvalSplit, SplitFeatures
+from levl_eval.data.splits import EvalSplit
+from levl_eval.features.types import SplitFeatures
 from levl_eval.protocols.retrieval.data import RetrievalData
 from levl_eval.protocols.retrieval.protocol import Retrieval, retrieval_metrics, retrieval_ranks
 from levl_eval.testing.worlds import StaticFeatures

@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from levl_eval.data.splits import EvalSplit
 from levl_eval.datasets import read_ade20k
 from levl_eval.encoder import load_frozen_checkpoint
 from levl_eval.errors import EvalDataError
-from levl_eval.featureset import EvalSplit, PatchFeatures
+from levl_eval.features.types import PatchFeatures
 from levl_eval.geometry import FULL_FRAME, image_transform
 from levl_eval.protocols.segmentation import protocol as segmentation
 from levl_eval.protocols.segmentation.data import SegmentationData

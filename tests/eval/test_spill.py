@@ -1,6 +1,6 @@
 """Patch tokens and label maps go to disk as they are extracted and come back memory-mapped
-(levl_eval.spill): the same values as the model's own output, read from a file rather than held
-in the process's memory, through the feature cache and without one."""
+(levl_eval.features.spill): the same values as the model's own output, read from a file rather
+than held in the process's memory, through the feature cache and without one."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from levl_eval.data.batches import open_image
 from levl_eval.datasets import read_ade20k
 from levl_eval.encoder import load_frozen_checkpoint
-from levl_eval.feature_cache import FeatureCache
+from levl_eval.features.cache import FeatureCache
+from levl_eval.features.spill import ArrayWriter, RaggedMaps, RaggedWriter
 from levl_eval.geometry import FULL_FRAME, image_transform
-from levl_eval.samples import open_image
-from levl_eval.spill import ArrayWriter, RaggedMaps, RaggedWriter
 from levl_eval.testing.worlds import save_micro_checkpoint, write_ade20k_layout
 
 
@@ -129,7 +129,7 @@ def test_the_mmap_threshold_is_fixed_unless_the_user_set_one(environment: dict, 
     import subprocess
     import sys
 
-    code = "from levl_eval.spill import fix_mmap_threshold; print(fix_mmap_threshold())"
+    code = "from levl_eval.features.spill import fix_mmap_threshold; print(fix_mmap_threshold())"
     env = {key: value for key, value in os.environ.items() if key != "MALLOC_MMAP_THRESHOLD_"}
     done = subprocess.run([sys.executable, "-c", code], env={**env, **environment},
                           capture_output=True, text=True, check=True)

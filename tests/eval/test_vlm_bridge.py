@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from levl_eval.data.splits import EvalSplit, FileSample
 from levl_eval.errors import EvalError
-from levl_eval.featureset import EvalSplit, FileSample, PatchFeatures
+from levl_eval.features.types import PatchFeatures
 from levl_eval.protocols.vlm.bridge import Bridge, answer_labels, assemble
 from levl_eval.protocols.vlm.data import VQAData
 from levl_eval.protocols.vlm.items import PROMPT, QAItem, item_tokens, split_items

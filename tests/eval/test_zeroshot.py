@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from levl_eval.datasets.clip_imagenet import OPENAI_IMAGENET_TEMPLATES
 from levl_eval.datasets.prompts import SINGLE
 from levl_eval.errors import EvalError
-from levl_eval.featureset import ClassTextFeatures, SplitFeatures
+from levl_eval.features.types import ClassTextFeatures, SplitFeatures
 from levl_eval.metrics import classification_metrics
 from levl_eval.protocols.zeroshot.protocol import (
     READOUTS,

@@ -5,7 +5,7 @@
     (all and linear: [--probe linear|mlp|attentive|all] [--train-per-class-cap N];
      all and zeroshot: [--class-names
      curated|dataset]; every command: [--cache DIR | --no-cache],
-     features cached by default under ~/.cache/levl/features, see levl_eval.feature_cache)
+     features cached by default under ~/.cache/levl/features, see levl_eval.features.cache)
     levl-eval vlm ...same options... [--llm NAME] [--vlm-epochs N] [--vlm-max-steps N]
                   [--save-bridges DIR | --bridges DIR]   (keep trained bridges / score with them)
 
@@ -40,6 +40,7 @@ from levl_data.errors import DataError
 from levl_eval import __version__
 from levl_eval.compare import merge_reports
 from levl_eval.errors import EvalError
+from levl_eval.features.spill import fix_mmap_threshold
 from levl_eval.probes import PROBE_NAMES
 from levl_eval.protocols.registry import PROTOCOLS
 from levl_eval.report import (
@@ -51,7 +52,6 @@ from levl_eval.report import (
 )
 from levl_eval.runner import run_evaluation
 from levl_eval.suites import DEFAULT_SUITE, SUITES, eval_options, resolve_suite
-from levl_eval.spill import fix_mmap_threshold
 from levl_model.errors import ModelError
 
 T = TypeVar("T")
@@ -296,7 +296,7 @@ def report_command(
 
 
 def main() -> None:
-    fix_mmap_threshold()  # a head's batches of mapped tokens must not grow the heap (spill.py)
+    fix_mmap_threshold()  # a head's batches of mapped tokens must not grow the heap (features.spill)
     app(prog_name="levl-eval")
 
 

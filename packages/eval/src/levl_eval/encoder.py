@@ -19,25 +19,20 @@ from typing import TypeVar
 
 import torch
 
+from levl_eval.data.batches import frame_target_transform, target_transform
+from levl_eval.data.splits import EvalSplit
 from levl_eval.errors import EvalError
-from levl_eval.feature_cache import FeatureCache, entry_key, weights_identity
-from levl_eval.features import (
+from levl_eval.features.cache import FeatureCache, entry_key, weights_identity
+from levl_eval.features.extract import (
     encode_class_texts,
     encode_texts,
     extract_patch_features,
     extract_split_features,
     split_has_masks,
 )
-from levl_eval.featureset import (
-    ClassTextFeatures,
-    EvalSplit,
-    PatchFeatures,
-    SplitFeatures,
-    TextFeatures,
-)
+from levl_eval.features.spill import SpillDir
+from levl_eval.features.types import ClassTextFeatures, PatchFeatures, SplitFeatures, TextFeatures
 from levl_eval.geometry import ImageGeometry, image_transform, is_full_frame
-from levl_eval.samples import frame_target_transform, target_transform
-from levl_eval.spill import SpillDir
 from levl_model.checkpoint import load_checkpoint
 from levl_model.config import ModelConfig, ObjectiveConfig, uses_predictors
 from levl_model.model import LevlModel, build_model
@@ -59,7 +54,7 @@ class FrozenEncoder:
     batch_size: int = 256
     num_workers: int = 0
     info: dict = field(default_factory=dict)
-    feature_cache: FeatureCache | None = None  # features on disk across runs (levl_eval.feature_cache)
+    feature_cache: FeatureCache | None = None  # features on disk across runs (levl_eval.features.cache)
     _weights: dict | None = field(default=None, repr=False)
     _images: dict[tuple[str, Preprocess, bool], SplitFeatures] = field(default_factory=dict, repr=False)
     _texts: dict[tuple, ClassTextFeatures] = field(default_factory=dict, repr=False)
@@ -109,7 +104,7 @@ class FrozenEncoder:
         """`extract(spill)`, or its result from the on-disk feature cache when one is set; the
         key holds the transform the features were extracted under (`preprocess`, and a
         full-frame resize when there was one: other entries keep their keys). Without a cache,
-        large arrays spill to a temporary directory (`levl_eval.spill`)."""
+        large arrays spill to a temporary directory (`levl_eval.features.spill`)."""
         if self.feature_cache is None:
             spill = SpillDir.temporary()
             try:

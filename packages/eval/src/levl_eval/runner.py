@@ -18,11 +18,11 @@ from typing import Any
 import torch
 
 from levl_eval import __version__
-from levl_eval.data import load_eval_data
+from levl_eval.data.splits import EvalData
+from levl_eval.data.world import load_eval_data
 from levl_eval.encoder import BaselineSpec, FrozenEncoder, load_frozen_checkpoint, random_encoder
 from levl_eval.errors import DeviceError, EvalDataError, EvalError
-from levl_eval.feature_cache import FeatureCache
-from levl_eval.featureset import EvalData
+from levl_eval.features.cache import FeatureCache
 from levl_eval.gains import add_gains_over_random
 from levl_eval.geometry import SYNTH
 from levl_eval.probes import DEFAULT_PROBES
@@ -44,7 +44,7 @@ class EvalOptions:
     datasets: str | None = None  # root of the real datasets (levl_eval.datasets); None: synth only
     vlm: dict = field(default_factory=dict)  # VLMSettings fields to override (--llm, ...)
     probes: tuple[str, ...] = DEFAULT_PROBES  # probes the `linear` protocol trains (--probe)
-    cache_dir: str | None = None  # on-disk feature cache (levl_eval.feature_cache); None: off
+    cache_dir: str | None = None  # on-disk feature cache (levl_eval.features.cache); None: off
     class_names: str = "curated"  # zeroshot: a dataset's curated names (CLIP's for ImageNet) or its own
     # linear on a real dataset: at most this many training images per class; None: every one
     train_per_class_cap: int | None = None

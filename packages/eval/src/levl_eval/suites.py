@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from levl_eval.errors import EvalError
-from levl_eval.feature_cache import default_cache_dir
+from levl_eval.features.cache import default_cache_dir
 from levl_eval.probes import DEFAULT_PROBES
 from levl_eval.protocols.linear.protocol import check_probe_names
 from levl_eval.protocols.registry import OPT_IN, PROTOCOLS
@@ -75,7 +75,7 @@ class EvalSuite:
     batch_size: int = 256  # images per forward pass
     workers: int = 0  # data-loader worker processes
     random_seed: int = 0  # seed of the random-init baseline
-    cache: bool = True  # on-disk feature cache (levl_eval.feature_cache)
+    cache: bool = True  # on-disk feature cache (levl_eval.features.cache)
     cache_dir: str | None = None  # None: $LEVL_FEATURE_CACHE, else ~/.cache/levl/features
     linear: LinearSuite = field(default_factory=LinearSuite)
     zeroshot: ZeroshotSuite = field(default_factory=ZeroshotSuite)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from levl_eval.data.splits import EvalData
 from levl_eval.errors import DatasetNotFound
-from levl_eval.featureset import EvalData
 from levl_eval.geometry import SYNTH
 from levl_eval.protocols.registry import REAL_DATASETS, SYNTH_TASKS
 

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from levl_eval.data.splits import EvalSplit
 from levl_eval.datasets.files import PairedLayout, dataset_dir, paired_samples, read_lines
 from levl_eval.errors import EvalDataError
-from levl_eval.featureset import EvalSplit
 from levl_eval.protocols.segmentation.data import SegmentationData
 
 DIRNAME = "ADEChallengeData2016"

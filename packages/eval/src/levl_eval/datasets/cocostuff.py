@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from levl_eval.data.splits import EvalSplit
 from levl_eval.datasets.files import PairedLayout, dataset_dir, paired_samples
-from levl_eval.featureset import EvalSplit
 from levl_eval.protocols.segmentation.data import SegmentationData
 from levl_eval.protocols.segmentation.metrics import VOID
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
+from levl_eval.data.splits import EvalSplit, FileSample
 from levl_eval.datasets.headers import image_header
 from levl_eval.errors import DatasetNotFound, EvalDataError, EvalError
-from levl_eval.featureset import EvalSplit, FileSample
 from levl_model.jsontext import parse_json
 
 T = TypeVar("T")

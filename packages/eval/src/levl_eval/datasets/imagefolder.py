@@ -24,12 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from levl_eval.data.splits import ClassificationData, EvalSplit, FileSample
 from levl_eval.datasets import prompts as default_prompts
 from levl_eval.datasets.files import IMAGE_SUFFIXES, dataset_dir, numbered_lines, read_lines
 from levl_eval.datasets.prompts import template_problem
 from levl_eval.errors import EvalDataError
-from levl_eval.featureset import EvalSplit, FileSample
-from levl_eval.taskdata import ClassificationData
 
 CLASSNAMES = "classnames.txt"
 PROMPTS = "prompts.txt"

@@ -26,11 +26,11 @@ from pathlib import Path
 
 from timm.data import ImageNetInfo  # timm (a levl-model dependency) ships the synset table
 
+from levl_eval.data.splits import ClassificationData
 from levl_eval.datasets import prompts
 from levl_eval.datasets.clip_imagenet import IMAGENET_CLASSNAMES
 from levl_eval.datasets.imagefolder import CLASSNAMES, FolderLayout, read_folder
 from levl_eval.errors import EvalDataError
-from levl_eval.taskdata import ClassificationData
 
 # The two first lemmas ImageNet-1k uses twice, told apart (zero-shot needs distinct texts).
 SHARED_LEMMAS = {"n02012849": "crane bird", "n03126707": "construction crane",

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from levl_eval.data.splits import EvalSplit, FileSample
 from levl_eval.datasets.files import IMAGE_SUFFIXES, dataset_dir
 from levl_eval.errors import EvalDataError
-from levl_eval.featureset import EvalSplit, FileSample
 from levl_eval.protocols.background.data import VARIANTS, BackgroundData
 
 DIRNAME = "bg_challenge"

@@ -22,8 +22,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from levl_eval.data.splits import EvalSplit, FileSample
 from levl_eval.errors import DatasetNotFound, EvalDataError
-from levl_eval.featureset import EvalSplit, FileSample
 from levl_eval.protocols.retrieval.data import RetrievalData
 from levl_model.jsontext import parse_json
 

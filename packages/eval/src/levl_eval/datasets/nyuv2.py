@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from levl_eval.data.splits import EvalSplit, FileSample
 from levl_eval.datasets.files import dataset_dir, numbered_lines
 from levl_eval.datasets.headers import image_header
 from levl_eval.errors import EvalDataError
-from levl_eval.featureset import EvalSplit, FileSample
 from levl_eval.protocols.depth.data import DepthData
 from levl_eval.protocols.depth.maps import EIGEN_FRAME_HW, is_depth_mode
 

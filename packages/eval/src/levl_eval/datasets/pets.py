@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from levl_eval.data.splits import ClassificationData, EvalSplit
 from levl_eval.datasets import prompts
 from levl_eval.datasets.files import dataset_dir, listed_split, read_lines
 from levl_eval.errors import EvalDataError
-from levl_eval.featureset import EvalSplit
-from levl_eval.taskdata import ClassificationData
 
 DIRNAME = "oxford-iiit-pet"
 

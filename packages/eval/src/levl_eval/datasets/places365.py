@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from levl_eval.data.splits import ClassificationData
 from levl_eval.datasets import prompts
 from levl_eval.datasets.imagefolder import FolderLayout, read_folder
-from levl_eval.taskdata import ClassificationData
 
 
 def scene_name(directory: str) -> str:

@@ -26,11 +26,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from levl_eval.data.splits import EvalSplit
 from levl_eval.datasets.files import dataset_dir, read_jsonl
 from levl_eval.datasets.qa_split import qa_split
 from levl_eval.datasets.vqav2 import vqav2_train
 from levl_eval.errors import DatasetNotFound, EvalDataError
-from levl_eval.featureset import EvalSplit
 from levl_eval.protocols.vlm.data import VQAData
 from levl_eval.protocols.vlm.items import EXISTS
 

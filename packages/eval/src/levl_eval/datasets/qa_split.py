@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from levl_eval.data.splits import EvalSplit, FileSample
 from levl_eval.datasets.files import check_images_exist, evenly_spaced
 from levl_eval.errors import EvalError
-from levl_eval.featureset import EvalSplit, FileSample
 
 TEST_IMAGE_CAP = 2000
 BUDGET_RULE = "the bridge trains on the questions of settings.train_images of them, evenly spaced"

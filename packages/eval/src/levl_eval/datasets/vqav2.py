@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from levl_eval.data.splits import EvalSplit
 from levl_eval.datasets.files import dataset_dir, read_json
 from levl_eval.datasets.qa_split import BUDGET_RULE, TEST_IMAGE_CAP, cap_rule, qa_split
 from levl_eval.errors import EvalDataError
-from levl_eval.featureset import EvalSplit
 from levl_eval.protocols.vlm.data import VQAData
 from levl_eval.protocols.vlm.vqa_metrics import normalize_answer
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from levl_eval.data.splits import EvalData, EvalSplit
 from levl_eval.errors import EvalError
-from levl_eval.featureset import EvalData, EvalSplit, FeatureSource, SplitFeatures
+from levl_eval.features.types import FeatureSource, SplitFeatures
 from levl_eval.geometry import ImageGeometry
 
 

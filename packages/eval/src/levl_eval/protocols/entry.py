@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from levl_eval.columns import Column
-from levl_eval.featureset import EvalData
+from levl_eval.data.splits import EvalData
 from levl_eval.figure import Plot
 from levl_eval.protocols.base import EvalProtocol
 

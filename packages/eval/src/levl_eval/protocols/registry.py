@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from levl_eval import protocols as protocols_package
+from levl_eval.data.splits import EvalData
 from levl_eval.errors import EvalError
-from levl_eval.featureset import EvalData
 from levl_eval.protocols.base import EvalProtocol
 from levl_eval.protocols.entry import ProtocolEntry
 

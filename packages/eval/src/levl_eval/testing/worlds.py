@@ -19,17 +19,11 @@ from PIL import Image
 from levl_data.synth.sample import make_sample
 from levl_data.synth.world import world_labels
 from levl_data.writer import ShardSetWriter
-from levl_eval.data import load_eval_data
-from levl_eval.featureset import (
-    ClassTextFeatures,
-    EvalData,
-    EvalSplit,
-    PatchFeatures,
-    SplitFeatures,
-    TextFeatures,
-)
+from levl_eval.data.batches import split_batches
+from levl_eval.data.splits import EvalData, EvalSplit
+from levl_eval.data.world import load_eval_data
+from levl_eval.features.types import ClassTextFeatures, PatchFeatures, SplitFeatures, TextFeatures
 from levl_eval.geometry import ImageGeometry
-from levl_eval.samples import split_batches
 from levl_model.checkpoint import build_metadata, save_checkpoint
 from levl_model.config import ObjectiveConfig, model_config
 from levl_model.model import build_model

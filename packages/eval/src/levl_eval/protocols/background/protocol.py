@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from levl_eval.errors import EvalDataError
-from levl_eval.featureset import FeatureSource
+from levl_eval.features.types import FeatureSource
 from levl_eval.geometry import PAPER_PROBE, ImageGeometry
 from levl_eval.protocols.background.data import VARIANTS, BackgroundData
 from levl_eval.protocols.base import EvalProtocol, checked_image_features, split_sizes

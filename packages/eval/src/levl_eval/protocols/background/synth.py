@@ -1,10 +1,10 @@
-"""The background task of a synthetic world (`levl-data synth`; levl_eval.datasets.synth says
+"""The background task of a synthetic world (`levl-data synth`; levl_eval.data.world says
 what it stores)."""
 
 from __future__ import annotations
 
-from levl_eval.datasets.synth import require_members
-from levl_eval.featureset import EvalData, EvalSplit
+from levl_eval.data.splits import EvalData, EvalSplit
+from levl_eval.data.world import require_members
 from levl_eval.protocols.background.data import BackgroundData
 
 VARIANT_MEMBERS = {"mixed_same": "mixed_same.jpg", "mixed_rand": "mixed_rand.jpg"}

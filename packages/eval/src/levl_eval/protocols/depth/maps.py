@@ -61,7 +61,7 @@ def depth_transform(
     geometry: Callable[[PIL.Image.Image], PIL.Image.Image], *, eigen_crop: bool
 ) -> Callable[[PIL.Image.Image], torch.Tensor]:
     """PIL 16-bit depth map -> float32 [H, W] metres, Eigen-cropped first when asked, then
-    through `geometry` (a nearest resize and crop, or none: `levl_eval.samples.untouched`).
+    through `geometry` (a nearest resize and crop, or none: `levl_eval.data.batches.untouched`).
 
     A map that is not 16-bit single-channel raises ValueError, which the sample reader counts
     as an undecodable mask rather than crashing the run.

@@ -21,9 +21,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from levl_eval.data.splits import EvalData, EvalSplit
 from levl_eval.datasets.files import per_class_capped
 from levl_eval.errors import EvalError
-from levl_eval.featureset import EvalData, EvalSplit, FeatureSource, SplitFeatures
+from levl_eval.features.types import FeatureSource, SplitFeatures
 from levl_eval.geometry import PAPER_PROBE, ImageGeometry
 from levl_eval.heads import HeadTraining, seeded_linear
 from levl_eval.metrics import classification_metrics

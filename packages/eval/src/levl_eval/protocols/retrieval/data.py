@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from levl_eval.featureset import EvalSplit
-from levl_eval.taskdata import root_text
+from levl_eval.data.splits import EvalSplit, root_text
 
 
 @dataclass(frozen=True)

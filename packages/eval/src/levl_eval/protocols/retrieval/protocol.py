@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from levl_eval.errors import EvalDataError
-from levl_eval.featureset import FeatureSource
+from levl_eval.features.types import FeatureSource
 from levl_eval.protocols.base import EvalProtocol
 from levl_eval.protocols.retrieval.data import RetrievalData
 from levl_eval.protocols.zeroshot.protocol import HEADLINE_READOUT, READOUT_DESCRIPTIONS

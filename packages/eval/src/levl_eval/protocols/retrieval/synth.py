@@ -1,9 +1,9 @@
-"""The retrieval task of a synthetic world (`levl-data synth`; levl_eval.datasets.synth says
+"""The retrieval task of a synthetic world (`levl-data synth`; levl_eval.data.world says
 what it stores)."""
 
 from __future__ import annotations
 
-from levl_eval.featureset import EvalData
+from levl_eval.data.splits import EvalData
 from levl_eval.protocols.retrieval.data import RetrievalData
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torchvision import transforms as T
 
-from levl_eval.featureset import EvalSplit
+from levl_eval.data.batches import split_batches
+from levl_eval.data.splits import EvalSplit
 from levl_eval.geometry import rgb
-from levl_eval.samples import split_batches
 
 EXAMPLE_COUNT = 3
 

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from levl_eval.data.splits import EvalSplit
 from levl_eval.errors import EvalDataError
-from levl_eval.featureset import EvalSplit, FeatureSource, PatchFeatures
+from levl_eval.features.types import FeatureSource, PatchFeatures
 from levl_eval.geometry import FULL_FRAME
 from levl_eval.heads import HeadTraining, fit_head, seeded_linear
 from levl_eval.protocols.base import EvalProtocol

@@ -1,11 +1,11 @@
-"""The segmentation task of a synthetic world (`levl-data synth`; levl_eval.datasets.synth says
+"""The segmentation task of a synthetic world (`levl-data synth`; levl_eval.data.world says
 what it stores)."""
 
 from __future__ import annotations
 
-from levl_eval.datasets.synth import require_members
+from levl_eval.data.splits import EvalData, EvalSplit
+from levl_eval.data.world import require_members
 from levl_eval.errors import DatasetNotFound
-from levl_eval.featureset import EvalData, EvalSplit
 from levl_eval.protocols.segmentation.data import SegmentationData
 
 MASK_MEMBER = "mask.png"  # 0 = background, 1 + class index: every pixel labelled

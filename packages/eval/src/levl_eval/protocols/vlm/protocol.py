@@ -28,8 +28,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from levl_eval.data.splits import EvalSplit
 from levl_eval.datasets.qa_split import capped_qa_split
-from levl_eval.featureset import EvalSplit, FeatureSource, PatchFeatures
+from levl_eval.features.types import FeatureSource, PatchFeatures
 from levl_eval.protocols.base import EvalProtocol
 from levl_eval.protocols.vlm.answer import YES_FORMS, greedy_answers, yes_no_answers
 from levl_eval.protocols.vlm.bridge_store import bridge_path, load_bridge, save_bridge

@@ -1,10 +1,10 @@
-"""The vlm task of a synthetic world (`levl-data synth`; levl_eval.datasets.synth says what it
+"""The vlm task of a synthetic world (`levl-data synth`; levl_eval.data.world says what it
 stores)."""
 
 from __future__ import annotations
 
+from levl_eval.data.splits import EvalData
 from levl_eval.errors import DatasetNotFound
-from levl_eval.featureset import EvalData
 from levl_eval.protocols.vlm.data import VQAData
 
 

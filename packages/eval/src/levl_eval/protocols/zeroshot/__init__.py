@@ -1,3 +1,3 @@
 """The zeroshot protocol: `protocol.py` runs it (prompt ensembles, readouts), `plots.py` draws
 its confusion matrices, `entry.py` registers it (task data: the world itself or a
-`taskdata.ClassificationData`)."""
+`data.splits.ClassificationData`)."""

@@ -23,9 +23,10 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from levl_eval.data.splits import EvalData
 from levl_eval.datasets.prompts import OWN_SET, STANDARD_SETS
 from levl_eval.errors import EvalError
-from levl_eval.featureset import ClassTextFeatures, EvalData, FeatureSource, SplitFeatures
+from levl_eval.features.types import ClassTextFeatures, FeatureSource, SplitFeatures
 from levl_eval.metrics import classification_metrics, ranked_classes
 from levl_eval.protocols.base import EvalProtocol, checked_image_features, split_sizes
 from levl_eval.protocols.segmentation.metrics import confusion_matrix

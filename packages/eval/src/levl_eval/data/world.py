@@ -1,7 +1,18 @@
-"""The evaluation task of a synthetic-world directory: eval-train/ + eval-test/ and their labels.
+"""The synthetic world (`levl-data synth`): its classification task, and what it stores for the
+other protocols.
 
+The evaluation task of a synthetic-world directory is eval-train/ + eval-test/ and their labels.
 Both splits must name the same classes in the same order (the label ints index that list), so a
 probe trained on one split is scored against the same classes on the other.
+
+For the dense, robustness, retrieval and VQA protocols each protocol builds its task from the
+world in its own `protocols/<name>/synth.py`. The eval splits store per sample a class label,
+`mask.png` (0 = background, 1 + class index: every pixel is labelled, nothing is void),
+`mixed_same.jpg` / `mixed_rand.jpg` (the same foreground on a background of the class's own
+family / of another class's family) and the caption, and the json `qa` (attribute, count and
+POPE-style existence questions; the manifest lists their answer vocabulary as
+`labels.answers`). A world written without those members (an older or hand-made one) lacks the
+task: the planner reports it skipped instead of failing.
 """
 
 from __future__ import annotations
@@ -9,9 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from levl_data.manifest import MANIFEST_NAME, read_manifest
+from levl_eval.data.splits import EvalData, EvalSplit
 from levl_eval.datasets.prompts import template_problem
-from levl_eval.errors import EvalDataError
-from levl_eval.featureset import EvalData, EvalSplit
+from levl_eval.errors import DatasetNotFound, EvalDataError
 
 TRAIN_SPLIT, TEST_SPLIT = "eval-train", "eval-test"
 
@@ -66,3 +77,11 @@ def load_eval_data(data_dir: str | Path) -> EvalData:
         prompts=prompts,
         root=root,
     )
+
+
+def require_members(split: EvalSplit, members: list[str]) -> None:
+    """Skip (DatasetNotFound) unless the split's manifest lists every extra member."""
+    have = set(split.manifest.members.get("extra", []))
+    missing = [member for member in members if member not in have]
+    if missing:
+        raise DatasetNotFound(f"{split.manifest.path} (member {missing[0]!r})")

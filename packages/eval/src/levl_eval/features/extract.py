@@ -13,17 +13,12 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from levl_eval.data.batches import split_batches
+from levl_eval.data.splits import EvalSplit
 from levl_eval.errors import EvalDataError
-from levl_eval.featureset import (
-    ClassTextFeatures,
-    EvalSplit,
-    PatchFeatures,
-    SplitFeatures,
-    TextFeatures,
-)
+from levl_eval.features.spill import ArrayWriter, RaggedMaps, RaggedWriter, SpillDir
+from levl_eval.features.types import ClassTextFeatures, PatchFeatures, SplitFeatures, TextFeatures
 from levl_eval.progress import progress_bar
-from levl_eval.samples import split_batches
-from levl_eval.spill import ArrayWriter, RaggedMaps, RaggedWriter, SpillDir
 
 # Patch tokens are cached in half precision: ADE20K's 20k training images at ViT-B are 12 GB
 # in float32, 6 GB in float16; a linear head cannot tell the difference.
@@ -145,9 +140,9 @@ def extract_patch_features(
 ) -> PatchFeatures:
     """Final-norm patch tokens (float16), label maps (uint8; none when `masks` is None) and
     question/answer dicts of every image in the split. Tokens and maps are written to `spill`
-    batch by batch and come back mapped (`levl_eval.spill`): memory holds one batch, whatever the
-    split's size. With `frame_maps` the maps (read at their original resolution by `masks`) are
-    kept one per image, as `PatchFeatures.frame_maps`."""
+    batch by batch and come back mapped (`levl_eval.features.spill`): memory holds one batch,
+    whatever the split's size. With `frame_maps` the maps (read at their original resolution by
+    `masks`) are kept one per image, as `PatchFeatures.frame_maps`."""
     model.eval()
     batches = split_batches(split, transform, masks, batch_size=batch_size, num_workers=num_workers)
     tokens = ArrayWriter(spill.file("tokens_NLD"), PATCH_CACHE_DTYPE)

@@ -18,9 +18,9 @@ $LEVL_FEATURE_CACHE, else $XDG_CACHE_HOME/levl/features, else ~/.cache/levl/feat
 --out, because publishing a report replaces --out whole. An entry is a directory (see
 `FeatureCache`): its small fields are read with torch.load(weights_only=True), tensors and plain
 containers only, and its large arrays (patch tokens, label maps) are raw files mapped into memory
-(`levl_eval.spill`), never loaded whole. Entries appear atomically (a scratch directory renamed
-into place); an entry that cannot be read counts as a miss and is replaced. A crash mid-extraction
-leaves its scratch directory under `tmp/`.
+(`levl_eval.features.spill`), never loaded whole. Entries appear atomically (a scratch directory
+renamed into place); an entry that cannot be read counts as a miss and is replaced. A crash
+mid-extraction leaves its scratch directory under `tmp/`.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from typing import TypeVar
 import torch
 
 from levl_data.shardscan import sha256_file
-from levl_eval.featureset import EvalSplit, FileSample
-from levl_eval.spill import RaggedMaps, SpillDir, array_bytes, map_array
+from levl_eval.data.splits import EvalSplit, FileSample
+from levl_eval.features.spill import RaggedMaps, SpillDir, array_bytes, map_array
 
 FORMAT_VERSION = 2  # 2: an entry is a directory with its large arrays as raw files
 FIELDS_FILE, SPILLED_KEY = "fields.pt", "__spilled__"
@@ -120,8 +120,8 @@ def dtype_named(name: str) -> torch.dtype:
 
 
 def spilled_fields(features: object, spill: SpillDir) -> dict[str, dict]:
-    """Each field whose array the extraction wrote into `spill` (`levl_eval.spill`): its dtype
-    and shape, and for `RaggedMaps` each map's shape. Such arrays stay files in the entry."""
+    """Each field whose array the extraction wrote into `spill` (`levl_eval.features.spill`): its
+    dtype and shape, and for `RaggedMaps` each map's shape. Such arrays stay files in the entry."""
     described = {}
     for item in dataclasses.fields(features):
         value = getattr(features, item.name)

@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from levl_data.loader import batch_name, build_loader
+from levl_eval.data.splits import EvalSplit, FileSample
 from levl_eval.errors import EvalDataError
-from levl_eval.featureset import EvalSplit, FileSample
 from levl_eval.geometry import frame_resize
 from levl_eval.protocols.depth.maps import depth_transform
 from levl_model.preprocess import Preprocess
