@@ -179,3 +179,23 @@ def test_a_failed_extraction_leaves_no_entry_and_no_scratch(tmp_path: Path) -> N
     with pytest.raises(RuntimeError, match="disk full"):
         cache.get_or_extract("cd34", SplitFeatures, failing)
     assert not cache.path("cd34").exists() and list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_an_abandoned_scratch_directory_is_removed_and_a_live_one_kept(tmp_path: Path) -> None:
+    """A crash mid-extraction leaves `tmp/entry-*`; the next extraction removes it once nothing
+    was written there for a day, and never touches a recent one (another process's) or other files."""
+    import os
+    import time
+
+    cache = FeatureCache(tmp_path)
+    abandoned, live = tmp_path / "tmp" / "entry-old", tmp_path / "tmp" / "entry-live"
+    for scratch in (abandoned, live):
+        scratch.mkdir(parents=True)
+        (scratch / "tokens_NLD.bin").write_bytes(b"half")
+    day_ago = time.time() - 2 * 24 * 3600
+    for path in (abandoned / "tokens_NLD.bin", abandoned):
+        os.utime(path, (day_ago, day_ago))
+    (tmp_path / "tmp" / "notes.txt").write_text("not ours")
+    _stored_split_features(cache)
+    assert not abandoned.exists() and (live / "tokens_NLD.bin").read_bytes() == b"half"
+    assert (tmp_path / "tmp" / "notes.txt").read_text() == "not ours"

@@ -20,7 +20,8 @@ $LEVL_FEATURE_CACHE, else $XDG_CACHE_HOME/levl/features, else ~/.cache/levl/feat
 containers only, and its large arrays (patch tokens, label maps) are raw files mapped into memory
 (`levl_eval.features.spill`), never loaded whole. Entries appear atomically (a scratch directory
 renamed into place); an entry that cannot be read counts as a miss and is replaced. A crash
-mid-extraction leaves its scratch directory under `tmp/`.
+mid-extraction leaves its scratch directory under `tmp/`; the next extraction removes it once nothing has
+been written there for a day.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ from levl_eval.features.spill import RaggedMaps, SpillDir, array_bytes, map_arra
 
 FORMAT_VERSION = 2  # 2: an entry is a directory with its large arrays as raw files
 FIELDS_FILE, SPILLED_KEY = "fields.pt", "__spilled__"
+ABANDONED_AFTER_S = 24 * 3600  # a scratch directory untouched this long is a crashed extraction's
 T = TypeVar("T")
 
 
@@ -175,9 +178,25 @@ class FeatureCache:
             return None
 
     def scratch(self) -> SpillDir:
-        """A new directory for one extraction to write its arrays into (see `store`)."""
+        """A new directory for one extraction to write its arrays into (see `store`); scratch
+        directories a crashed extraction left behind are removed first."""
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        self.remove_abandoned()
         return SpillDir(Path(tempfile.mkdtemp(prefix="entry-", dir=self.root / "tmp")), keep=True)
+
+    def remove_abandoned(self, older_than_s: float = ABANDONED_AFTER_S) -> None:
+        """Remove `tmp/entry-*` directories in which nothing was written for `older_than_s`
+        (another process's live extraction appends to its files, which keeps them recent)."""
+        now = time.time()
+        for scratch in (self.root / "tmp").glob("entry-*"):
+            if scratch.is_symlink() or not scratch.is_dir():
+                continue
+            try:
+                latest = max([scratch.stat().st_mtime] + [f.stat().st_mtime for f in scratch.iterdir()])
+            except OSError:  # removed meanwhile
+                continue
+            if now - latest > older_than_s:
+                shutil.rmtree(scratch, ignore_errors=True)
 
     def store(self, key: str, features: object, spill: SpillDir) -> None:
         """Write the small fields beside the spilled arrays, then rename the directory into
