@@ -43,7 +43,7 @@ import torch
 
 from levl_data.shardscan import sha256_file
 from levl_eval.data.splits import EvalSplit, FileSample
-from levl_eval.features.spill import RaggedMaps, SpillDir, array_bytes, map_array
+from levl_eval.features.spill import RaggedMaps, SpillDir, array_bytes, array_file, map_array
 
 FORMAT_VERSION = 2  # 2: an entry is a directory with its large arrays as raw files
 FIELDS_FILE, SPILLED_KEY = "fields.pt", "__spilled__"
@@ -139,7 +139,7 @@ def spilled_fields(features: object, spill: SpillDir) -> dict[str, dict]:
 
 def mapped_field(entry: Path, name: str, described: dict) -> torch.Tensor | RaggedMaps:
     """A spilled field read back mapped, after checking its file holds exactly its bytes."""
-    path, dtype, shape = entry / f"{name}.bin", dtype_named(described["dtype"]), tuple(described["shape"])
+    path, dtype, shape = array_file(entry, name), dtype_named(described["dtype"]), tuple(described["shape"])
     if path.stat().st_size != array_bytes(dtype, shape):
         raise ValueError(f"{path}: {path.stat().st_size} bytes, not {array_bytes(dtype, shape)}")
     array = map_array(path, dtype, shape)

@@ -27,6 +27,11 @@ from pathlib import Path
 import torch
 
 
+def array_file(directory: Path, name: str) -> Path:
+    """Where a spilled field's raw array lives in its directory (a spill or a cache entry)."""
+    return directory / f"{name}.bin"
+
+
 def map_array(path: Path, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
     """The raw file at `path` as a [shape] tensor of `dtype`, mapped, not read."""
     count = math.prod(shape)
@@ -125,7 +130,7 @@ class SpillDir:
         return cls(Path(tempfile.mkdtemp(prefix="levl-spill-", dir=where)), keep=False)
 
     def file(self, name: str) -> Path:
-        return self.path / f"{name}.bin"
+        return array_file(self.path, name)
 
     def release(self) -> None:
         """Remove a temporary directory (its mapped arrays stay readable); keep a cache entry's."""
