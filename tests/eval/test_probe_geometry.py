@@ -21,6 +21,7 @@ from levl_eval.datasets.fixtures import IMAGENET_WNIDS, write_imagenet_layout
 from levl_eval.encoder import FrozenEncoder, load_frozen_checkpoint
 from levl_eval.errors import EvalError
 from levl_eval.geometry import CHECKPOINT, PAPER_PROBE, probe_geometry
+from levl_eval.protocols.linear.entry import LinearSuite
 from levl_eval.protocols.linear.protocol import LinearProbe, LinearProbeSettings
 from levl_eval.protocols.registry import build_protocol
 from levl_eval.runner import EvalOptions
@@ -64,7 +65,7 @@ def test_paper_geometry_replaces_the_resize_and_crop_and_keeps_the_checkpoint_st
     assert CHECKPOINT.applied_to(OWN) is OWN
     assert probe_geometry("imagenet") is PAPER_PROBE and probe_geometry("in9") is PAPER_PROBE
     assert probe_geometry("synth") is CHECKPOINT
-    options = EvalOptions(train_per_class_cap=5)
+    options = EvalOptions(sections={"linear": LinearSuite(train_per_class_cap=5)})
     assert options.protocol_options("linear", "imagenet")["geometry"] is PAPER_PROBE
     assert options.protocol_options("linear", "imagenet")["train_per_class_cap"] == 5
     assert options.protocol_options("linear")["geometry"] is CHECKPOINT  # the synthetic world's task

@@ -1,22 +1,32 @@
 """Adding a protocol is one folder: the registry finds every protocol package by name, and each
-declares its own report columns and task sources; no central module names a protocol."""
+declares its own report columns, task sources, suite section and command-line options; no
+central module names a protocol."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import pkgutil
 from pathlib import Path
 
+import pytest
+import typer
+from typer.testing import CliRunner
+
 import levl_eval
-from levl_eval import protocols
+from levl_eval import cli, protocols
+from levl_eval.columns import Column
+from levl_eval.protocols.entry import CliOption, ProtocolEntry
 from levl_eval.protocols.registry import ENTRIES, PROTOCOLS, REAL_DATASETS, SYNTH_TASKS
+from levl_eval.protocols.retrieval.protocol import Retrieval
 from levl_eval.report import task_columns
+from levl_eval.suites import EvalSuite, eval_options, resolve_suite
 
 PACKAGE = Path(levl_eval.__file__).parent
 # Modules that once held a table keyed by protocol name; now they read the registry.
 CENTRAL_MODULES = ("tasks.py", "report.py", "gains.py", "runner.py", "plots.py", "figure.py",
                    "columns.py", "datasets/__init__.py", "protocols/__init__.py",
-                   "protocols/registry.py", "protocols/entry.py", "protocols/base.py")
+                   "protocols/registry.py", "protocols/entry.py", "protocols/base.py", "cli.py")
 
 
 def protocol_folders() -> set[str]:
@@ -54,3 +64,61 @@ def test_no_central_module_names_a_protocol() -> None:
     names = protocol_folders()
     for module in CENTRAL_MODULES:
         assert protocol_names_in(PACKAGE / module, names) == [], module
+
+
+def test_each_protocols_section_is_a_suite_field_and_its_options_set_that_section() -> None:
+    suite = resolve_suite()
+    for name, entry in ENTRIES.items():
+        if entry.section is None:
+            assert not entry.cli_options, name  # an option must have a field to set
+            continue
+        assert isinstance(getattr(suite, name), entry.section)
+        fields = {field.name for field in dataclasses.fields(entry.section)}
+        assert {option.field for option in entry.cli_options} <= fields, name
+        assert eval_options(suite).sections[name] == getattr(suite, name)
+    assert "linear" in {field.name for field in dataclasses.fields(EvalSuite)}
+
+
+@dataclasses.dataclass(frozen=True)
+class KnobSection:
+    knob: int = 1
+    items: tuple[str, ...] = ()
+    where: str | None = None
+
+
+def test_a_new_protocols_options_reach_its_suite_fields_with_no_cli_code(monkeypatch, tmp_path: Path) -> None:
+    """A protocol declared only by its entry gets a command whose options, bounds included,
+    become `<name>.<field>` suite values."""
+    entry = ProtocolEntry(
+        protocol=type("KnobProtocol", (Retrieval,), {"name": "knob"}), order=99,
+        synth_task=lambda data: data, real_datasets={}, columns=(Column("r", ("r",)),),
+        section=KnobSection,
+        cli_options=(CliOption("--knob", "knob", int, help="a number", min=1),
+                     CliOption("--knob-item", "items", str, help="an item", repeatable=True),
+                     CliOption("--knob-dir", "where", Path, help="a place")))
+    monkeypatch.setitem(cli.ENTRIES, "knob", entry)
+    seen = []
+    monkeypatch.setattr(cli, "evaluate_and_publish", lambda *args, **kwargs: seen.append(args[4]))
+    app = typer.Typer()
+    app.command("knob")(cli.single_protocol_command("knob"))
+    app.command("other")(lambda: None)  # two commands, so typer keeps the command's name
+    base = ["knob", "--ckpt", str(tmp_path), "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, [*base, "--knob", "3", "--knob-item", "a", "--knob-item", "b",
+                                      "--knob-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert seen[-1]["protocols"] == ("knob",)
+    assert (seen[-1]["knob.knob"], seen[-1]["knob.items"]) == (3, ("a", "b"))
+    assert seen[-1]["knob.where"] == str(tmp_path)  # a path is recorded as text
+    result = CliRunner().invoke(app, base)
+    assert (seen[-1]["knob.knob"], seen[-1]["knob.items"], seen[-1]["knob.where"]) == (None, None, None)
+    result = CliRunner().invoke(app, [*base, "--knob", "0"])
+    assert result.exit_code == 2 and len(seen) == 2  # below the declared minimum: refused
+
+
+@pytest.mark.parametrize("name", [name for name, entry in ENTRIES.items() if entry.cli_options])
+def test_a_protocols_options_are_on_all_and_on_its_own_command(name: str) -> None:
+    for command in ("all", name):
+        result = CliRunner().invoke(cli.app, [command, "--help"], env={"COLUMNS": "300"})
+        assert result.exit_code == 0, result.output
+        for option in ENTRIES[name].cli_options:
+            assert option.flag in result.output, (command, option.flag)

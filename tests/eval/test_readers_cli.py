@@ -27,6 +27,7 @@ from levl_eval.datasets.fixtures import (
 from levl_eval.geometry import CHECKPOINT, PAPER_PROBE
 from levl_eval.protocols.registry import build_protocol
 from levl_eval.protocols.vlm.items import PROMPT
+from levl_eval.protocols.zeroshot.entry import ZeroshotSuite
 from levl_eval.runner import EvalOptions
 from levl_eval.testing.llm import tiny_llm
 
@@ -107,7 +108,7 @@ def test_zeroshot_scores_every_dataset_with_each_prompt_set_side_by_side(
 def test_class_names_option_reaches_zero_shot_and_a_wrong_one_is_one_line(
     eval_world: Path, tmp_path: Path
 ) -> None:
-    assert EvalOptions(class_names="dataset").protocol_options("zeroshot") == {"class_names": "dataset"}
+    assert EvalOptions(sections={"zeroshot": ZeroshotSuite(class_names="dataset")}).protocol_options("zeroshot") == {"class_names": "dataset"}
     assert build_protocol("zeroshot", **EvalOptions().protocol_options("zeroshot")).class_names == "curated"
     result = _invoke("all", "--ckpt", tmp_path / "no-such-ckpt", "--data", eval_world,
                      "--out", tmp_path / "o", "--device", "cpu", "--class-names", "wordnet")

@@ -48,7 +48,7 @@ def test_set_overrides_fields_and_parses_their_types() -> None:
 
 def test_shorthand_and_equivalent_set_resolve_to_the_same_config(run_main) -> None:
     by_options = resolve_suite("synthetic", {"linear.probes": ("mlp",), "batch_size": 32,
-                                             "zeroshot.class_names": "dataset"}, with_vlm=True)
+                                             "zeroshot.class_names": "dataset"}, add=("vlm",))
     by_set = resolve_suite("synthetic", overrides=[
         "linear.probes=mlp", "batch_size=32", "zeroshot.class_names=dataset",
         "protocols=" + ",".join((*resolve_suite("synthetic").protocols, "vlm"))])

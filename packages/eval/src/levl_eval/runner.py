@@ -25,7 +25,6 @@ from levl_eval.errors import DeviceError, EvalDataError, EvalError
 from levl_eval.features.cache import FeatureCache
 from levl_eval.gains import add_gains_over_random
 from levl_eval.geometry import SYNTH
-from levl_eval.probes import DEFAULT_PROBES
 from levl_eval.protocols.base import EvalProtocol
 from levl_eval.protocols.registry import OPT_IN, PROTOCOLS, build_protocol, protocol_entry
 from levl_eval.report import build_report
@@ -42,17 +41,22 @@ class EvalOptions:
     num_workers: int = 0
     random_seed: int = 0
     datasets: str | None = None  # root of the real datasets (levl_eval.datasets); None: synth only
-    vlm: dict = field(default_factory=dict)  # VLMSettings fields to override (--llm, ...)
-    probes: tuple[str, ...] = DEFAULT_PROBES  # probes the `linear` protocol trains (--probe)
     cache_dir: str | None = None  # on-disk feature cache (levl_eval.features.cache); None: off
-    class_names: str = "curated"  # zeroshot: a dataset's curated names (CLIP's for ImageNet) or its own
-    # linear on a real dataset: at most this many training images per class; None: every one
-    train_per_class_cap: int | None = None
+    # each protocol's own suite section by protocol name (its entry's `section`); a protocol
+    # left out gets its section's defaults
+    sections: Mapping[str, Any] = field(default_factory=dict)
+
+    def section(self, protocol: str) -> Any:
+        """The protocol's suite section (None for a protocol that has none)."""
+        entry = protocol_entry(protocol)
+        if protocol in self.sections:
+            return self.sections[protocol]
+        return None if entry.section is None else entry.section()
 
     def protocol_options(self, protocol: str, dataset: str = SYNTH) -> dict:
         """Constructor options of one protocol on one task's dataset, as the protocol's entry
-        derives them from these options (levl_eval.protocols.<name>.entry)."""
-        return protocol_entry(protocol).options(self, dataset)
+        derives them from its section (levl_eval.protocols.<name>.entry)."""
+        return protocol_entry(protocol).options(self.section(protocol), dataset)
 
     def feature_cache(self) -> FeatureCache | None:
         return None if self.cache_dir is None else FeatureCache(Path(self.cache_dir))
@@ -140,7 +144,7 @@ def check_inputs(tasks: list[EvalTask], options: EvalOptions) -> None:
     for name in dict.fromkeys(task.protocol for task in tasks):
         check = protocol_entry(name).check_inputs
         if check is not None:
-            check(options)
+            check(options.section(name), options.device)
 
 
 def unique_name(name: str, taken: set[str]) -> str:

@@ -27,9 +27,10 @@ from typing import Any
 from levl_eval.errors import EvalError
 from levl_eval.features.cache import default_cache_dir
 from levl_eval.probes import DEFAULT_PROBES
-from levl_eval.protocols.linear.protocol import check_probe_names
-from levl_eval.protocols.registry import OPT_IN, PROTOCOLS
-from levl_eval.protocols.zeroshot.protocol import check_class_names
+from levl_eval.protocols.linear.entry import LinearSuite
+from levl_eval.protocols.registry import ENTRIES, OPT_IN, PROTOCOLS
+from levl_eval.protocols.vlm.entry import VlmSuite
+from levl_eval.protocols.zeroshot.entry import ZeroshotSuite
 from levl_eval.runner import EvalOptions, check_protocol_names, resolve_device
 from levl_model.overrides import OverrideError, replace_field, set_from_text
 
@@ -37,37 +38,9 @@ DEFAULT_SUITE = "synthetic"
 
 
 @dataclass(frozen=True)
-class LinearSuite:
-    """The probes (`linear` protocol)."""
-
-    probes: tuple[str, ...] = DEFAULT_PROBES  # linear, mlp, attentive (or all)
-    # on a real dataset's train split: at most this many images per class; None: every image
-    train_per_class_cap: int | None = None
-
-
-@dataclass(frozen=True)
-class ZeroshotSuite:
-    """Zero-shot classification (every prompt set is always scored side by side)."""
-
-    class_names: str = "curated"  # curated (CLIP's for ImageNet) | dataset
-
-
-@dataclass(frozen=True)
-class VlmSuite:
-    """The frozen-VLM protocol's budget (runs only when `vlm` is in `protocols`). None keeps
-    VLMSettings' default (the dataset's budget: levl_eval.protocols.vlm.train)."""
-
-    llm: str | None = None  # Hugging Face causal LM name or local dir; None: SmolLM2-135M
-    epochs: int | None = None
-    max_steps: int | None = None
-    max_questions: int | None = None  # train and test questions each
-    bridges: str | None = None  # score with the bridges saved here instead of training
-    save_bridges: str | None = None  # keep every trained bridge here
-
-
-@dataclass(frozen=True)
-class EvalSuite:
-    """Everything an evaluation is run with besides the checkpoints and where the data lies."""
+class SuiteBase:
+    """Everything an evaluation is run with besides the checkpoints and where the data lies, but
+    the protocols' own fields (`EvalSuite` adds those)."""
 
     name: str
     protocols: tuple[str, ...]
@@ -77,12 +50,27 @@ class EvalSuite:
     random_seed: int = 0  # seed of the random-init baseline
     cache: bool = True  # on-disk feature cache (levl_eval.features.cache)
     cache_dir: str | None = None  # None: $LEVL_FEATURE_CACHE, else ~/.cache/levl/features
-    linear: LinearSuite = field(default_factory=LinearSuite)
-    zeroshot: ZeroshotSuite = field(default_factory=ZeroshotSuite)
-    vlm: VlmSuite = field(default_factory=VlmSuite)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def sections(self) -> dict[str, Any]:
+        """Each protocol's own section of this suite, by protocol name."""
+        return {name: getattr(self, name) for name in SECTIONS}
+
+
+# The protocols' own sections (`linear`, `zeroshot`, `vlm`, ...) come from their entries
+# (levl_eval.protocols.<name>.entry: `section`), so a protocol with settings of its own adds
+# its folder and touches nothing here.
+SECTIONS: dict[str, type] = {name: e.section for name, e in ENTRIES.items() if e.section is not None}
+EvalSuite = dataclasses.make_dataclass(
+    "EvalSuite",
+    [(name, section, field(default_factory=section)) for name, section in SECTIONS.items()],
+    bases=(SuiteBase,), frozen=True,
+)
+EvalSuite.__module__ = __name__
+EvalSuite.__doc__ = """A whole evaluation's config: SuiteBase's fields plus one section for every
+    protocol that has fields of its own (`suite.linear.probes`, `--set vlm.epochs=2`)."""
 
 
 def synthetic() -> EvalSuite:
@@ -118,17 +106,18 @@ def get_suite(name: str) -> EvalSuite:
 
 
 def resolve_suite(name: str = DEFAULT_SUITE, shorthands: Mapping[str, Any] | None = None,
-                  overrides: list[str] | None = None, with_vlm: bool = False) -> EvalSuite:
+                  overrides: list[str] | None = None, add: tuple[str, ...] = ()) -> EvalSuite:
     """The final config: the named suite, then the shorthand options (dotted key -> typed value,
-    None = not given; `with_vlm` adds the vlm protocol, as --vlm), then `--set key=value`
-    overrides, checked as a whole."""
+    None = not given; `add` names protocols to run besides the suite's, as an opt-in
+    protocol's flag `--vlm` does), then `--set key=value` overrides, checked as a whole."""
     suite = get_suite(name)
     try:
         for key, value in (shorthands or {}).items():
             if value is not None:
                 suite = replace_field(suite, key, lambda hint, v=value: v, hidden=("name",))
-        if with_vlm and "vlm" not in suite.protocols:
-            suite = dataclasses.replace(suite, protocols=(*suite.protocols, "vlm"))
+        added = tuple(name for name in add if name not in suite.protocols)
+        if added:
+            suite = dataclasses.replace(suite, protocols=(*suite.protocols, *added))
         for item in overrides or ():
             key, sep, raw = item.partition("=")
             if not sep or not key.strip():
@@ -150,22 +139,11 @@ def check_suite(suite: EvalSuite) -> EvalSuite:
             raise EvalError(f"{key}={getattr(suite, key)} must be at least 1")
     if suite.workers < 0:
         raise EvalError(f"workers={suite.workers} must be >= 0")
-    if suite.linear.train_per_class_cap is not None and suite.linear.train_per_class_cap < 1:
-        raise EvalError(f"linear.train_per_class_cap={suite.linear.train_per_class_cap} must be "
-                        "at least 1 (or none for every image)")
-    for key in ("epochs", "max_steps", "max_questions"):
-        value = getattr(suite.vlm, key)
-        if value is not None and value < 1:
-            raise EvalError(f"vlm.{key}={value} must be at least 1 (or none for the default)")
-    if suite.vlm.bridges is not None and suite.vlm.save_bridges is not None:
-        raise EvalError("--bridges and --save-bridges contradict each other (saved bridges are "
-                        "not trained again); pass one of them")
     if not suite.cache and suite.cache_dir is not None:
         raise EvalError("--cache and --no-cache contradict each other (cache=false with "
                         "cache_dir set); pass one of them")
-    check_class_names(suite.zeroshot.class_names)
-    linear = dataclasses.replace(suite.linear, probes=check_probe_names(suite.linear.probes))
-    return dataclasses.replace(suite, protocols=protocols, linear=linear)
+    sections = {name: section.checked() for name, section in suite.sections().items()}
+    return dataclasses.replace(suite, protocols=protocols, **sections)
 
 
 def eval_options(suite: EvalSuite, datasets: Path | None = None) -> EvalOptions:
@@ -175,20 +153,9 @@ def eval_options(suite: EvalSuite, datasets: Path | None = None) -> EvalOptions:
         root = (Path(suite.cache_dir) if suite.cache_dir else default_cache_dir()).expanduser().absolute()
         if root.exists() and not root.is_dir():
             raise EvalError(f"--cache {root}: exists and is not a directory; pass a directory")
-    vlm = suite.vlm
-    given = {"llm": vlm.llm, "epochs": vlm.epochs, "max_steps": vlm.max_steps,
-             "max_train_questions": vlm.max_questions, "max_test_questions": vlm.max_questions,
-             "bridges": _absolute(vlm.bridges), "save_bridges": _absolute(vlm.save_bridges)}
     return EvalOptions(
         protocols=suite.protocols, device=resolve_device(suite.device),
         batch_size=suite.batch_size, num_workers=suite.workers, random_seed=suite.random_seed,
         datasets=None if datasets is None else str(datasets),
-        vlm={key: value for key, value in given.items() if value is not None},
-        probes=suite.linear.probes, cache_dir=None if root is None else str(root),
-        class_names=suite.zeroshot.class_names,
-        train_per_class_cap=suite.linear.train_per_class_cap,
+        cache_dir=None if root is None else str(root), sections=suite.sections(),
     )
-
-
-def _absolute(path: str | None) -> str | None:
-    return None if path is None else str(Path(path).expanduser().absolute())

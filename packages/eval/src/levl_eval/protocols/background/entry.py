@@ -10,7 +10,7 @@ from levl_eval.protocols.background.synth import synth_background
 from levl_eval.protocols.entry import ProtocolEntry
 
 
-def background_options(options, dataset: str) -> dict:
+def background_options(section: None, dataset: str) -> dict:
     return {"geometry": probe_geometry(dataset)}
 
 
