@@ -1,13 +1,23 @@
-"""The linear probe separates separable features, stays at chance on noise, and is seeded."""
+"""The linear probe separates separable features, stays at chance on noise, and is seeded; it
+standardises a batch at a time, to the same numbers as the whole split standardised up front."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from levl_eval.features.spill import ArrayWriter
 from levl_eval.features.types import ClassTextFeatures, SplitFeatures
 from levl_eval.geometry import PAPER_PROBE
+from levl_eval.heads import HeadTraining, seeded_linear
+from levl_eval.metrics import classification_metrics
+from levl_eval.probes import train_classifier
 from levl_eval.protocols.linear.protocol import (
+    FittedProbe,
     LinearProbe,
     LinearProbeSettings,
     Standardizer,
@@ -86,3 +96,54 @@ def test_standardizer_uses_train_statistics_and_clamps_std() -> None:
     torch.testing.assert_close(out_ND.mean(dim=0), torch.zeros(3))
     # a constant (after L2 normalisation) dimension has std 0 -> clamped, stays finite
     assert standardize.std_D[2] == pytest.approx(1e-8)
+
+
+def test_standardizer_statistics_equal_an_independent_numpy_computation(tmp_path: Path) -> None:
+    """Fitted in float64 over chunks of rows (here 7 rows a chunk, from a mapped file), the
+    statistics are those of the whole L2-normalised set, a constant dimension clamped."""
+    generator = torch.Generator().manual_seed(11)
+    train_ND = 2.0 + torch.randn(100, DIM, generator=generator)
+    train_ND[:, 5] = 0.0  # constant after normalisation too
+    writer = ArrayWriter(tmp_path / "cls_ND.bin", torch.float32)
+    for part_ND in train_ND.split(30):
+        writer.append(part_ND)
+    mapped_ND = writer.finish()
+    standardize = Standardizer.fit(mapped_ND, std_clamp=1e-8, chunk_bytes=7 * DIM * 8)
+    rows = train_ND.numpy().astype(np.float64)
+    unit = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    np.testing.assert_allclose(standardize.mean_D.numpy(), unit.mean(axis=0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(standardize.std_D.numpy(), np.maximum(unit.std(axis=0), 1e-8),
+                               rtol=1e-5, atol=1e-7)
+    assert standardize.std_D[5] == pytest.approx(1e-8)
+    assert standardize.mean_D.dtype == standardize.std_D.dtype == torch.float32
+
+
+def test_a_batch_read_standardises_its_rows_exactly_as_the_whole_set() -> None:
+    generator = torch.Generator().manual_seed(12)
+    x_ND = torch.randn(300, DIM, generator=generator)
+    standardize = Standardizer.fit(x_ND, std_clamp=1e-8)
+    whole_ND, read = standardize(x_ND), standardize.reader(x_ND, "cpu")
+    for batch_B in torch.randperm(300, generator=generator).split(64):
+        assert torch.equal(read(batch_B), whole_ND[batch_B])
+
+
+def _whole_split_probe(train: tuple, settings: LinearProbeSettings) -> tuple[Standardizer, nn.Linear]:
+    """The probe as trained before batches were standardised as read: the whole train split
+    standardised up front (the reference the batched probe must equal bit for bit)."""
+    (x_ND, labels_N), standardize = train, Standardizer.fit(train[0], settings.std_clamp)
+    standardized_ND = standardize(x_ND)
+    probe = seeded_linear(DIM, NUM_CLASSES, settings.seed, bias=False)
+    trained = train_classifier(probe, lambda batch_B: standardized_ND[batch_B], labels_N,
+                               HeadTraining.of(settings), "cpu")
+    return standardize, trained
+
+
+def test_the_batched_probe_trains_and_scores_as_the_whole_split_one() -> None:
+    train, test = _blobs(60, seed=4, spread=3.0), _blobs(70, seed=5, spread=3.0)  # 300 and 350 rows
+    fitted = FittedProbe.fit(*train, NUM_CLASSES, FAST)
+    standardize, reference = _whole_split_probe(train, FAST)
+    assert torch.equal(fitted.probe.weight, reference.weight)
+    with torch.no_grad():
+        expected = classification_metrics(reference(standardize(test[0])), test[1])
+    assert fitted.metrics(*test) == expected
+    assert linear_probe_metrics(*train, *test, NUM_CLASSES, FAST)["top1"] == expected["top1"]

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from levl_eval.metrics import classification_metrics, mean_per_class_recall, topk_accuracy
+from levl_eval.metrics import (
+    classification_metrics,
+    mean_per_class_recall,
+    metrics_of_top_classes,
+    top_classes,
+    topk_accuracy,
+)
+from levl_eval.probes import batched_metrics
 
 LOGITS_NC = torch.tensor(
     [
@@ -57,3 +64,20 @@ def test_ties_go_to_the_lower_class_index() -> None:
     assert metrics["top1"] == pytest.approx(0.25)
     assert metrics["mean_per_class_recall"] == pytest.approx(0.25)
     assert topk_accuracy(logits_NC, labels_N, 2) == pytest.approx(0.5)
+
+
+def test_scoring_a_batch_at_a_time_keeps_only_the_best_classes_and_equals_the_whole() -> None:
+    """Probes score large splits through batched_metrics (each row's top 5 classes, never the
+    [N, C] logits): the numbers equal the hand-checked whole-logits ones, ties included."""
+    generator = torch.Generator().manual_seed(0)
+    for num_classes in (4, 12):
+        probe = torch.nn.Linear(6, num_classes)
+        x_ND = torch.randn(203, 6, generator=generator)
+        x_ND[:20] = 0.0  # rows whose logits are all the bias: ties broken the same way
+        labels_N = torch.randint(0, num_classes, (203,), generator=generator)
+        with torch.no_grad():
+            whole = classification_metrics(probe(x_ND), labels_N)
+        batched = batched_metrics(probe, x_ND.__getitem__, labels_N, num_classes, 16)
+        assert batched == whole
+    top_NK = top_classes(LOGITS_NC)
+    assert top_NK.shape == (5, 4) and metrics_of_top_classes(top_NK, LABELS_N, 4)["top1"] == pytest.approx(2 / 5)

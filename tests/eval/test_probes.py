@@ -9,8 +9,18 @@ import torch
 from levl_eval.errors import EvalError
 from levl_eval.features.types import PatchFeatures, SplitFeatures
 from levl_eval.geometry import PAPER_PROBE
-from levl_eval.probes import AttentiveProbeSettings, MLPProbeSettings, attention_heads
+from levl_eval.heads import HeadTraining, seeded_module
+from levl_eval.probes import (
+    AttentiveProbeSettings,
+    MLPProbe,
+    MLPProbeSettings,
+    attention_heads,
+    mlp_probe_metrics,
+    scored,
+    train_classifier,
+)
 from levl_eval.protocols.linear.protocol import LinearProbe, LinearProbeSettings, check_probe_names
+from levl_eval.standardize import Standardizer
 from levl_eval.testing.worlds import StaticFeatures, static_data
 
 LINEAR = LinearProbeSettings(epochs=30, batch_size=128)
@@ -88,3 +98,18 @@ def test_probe_names_and_head_counts() -> None:
     with pytest.raises(EvalError, match="unknown probe"):
         check_probe_names(("kernel",))
     assert (attention_heads(768, 0), attention_heads(64, 0), attention_heads(48, 5)) == (12, 1, 1)
+
+
+def test_the_mlp_probe_standardises_batches_to_the_whole_split_numbers() -> None:
+    """Each batch standardised as it is read gives the metrics of the whole split standardised
+    up front (the probe's numbers from before), bit for bit."""
+    train, test, settings = _xor_split(300, 2), _xor_split(200, 3), MLPProbeSettings(hidden=16, epochs=3)
+    standardize = Standardizer.fit(train.cls_ND, settings.std_clamp)
+    train_x, test_x = standardize(train.cls_ND), standardize(test.cls_ND)
+    probe = seeded_module(settings.seed, lambda: MLPProbe(8, settings.hidden, 2))
+    probe = train_classifier(probe, lambda b: train_x[b], train.labels_N,
+                             HeadTraining.of(settings, schedule="cosine"), "cpu")
+    expected = scored(probe, lambda b: train_x[b], train.labels_N, lambda b: test_x[b],
+                      test.labels_N, 2, settings.batch_size)
+    got = mlp_probe_metrics(train.cls_ND, train.labels_N, test.cls_ND, test.labels_N, 2, settings)
+    assert got == expected

@@ -1,6 +1,6 @@
-"""Patch tokens and label maps go to disk as they are extracted and come back memory-mapped
-(levl_eval.features.spill): the same values as the model's own output, read from a file rather
-than held in the process's memory, through the feature cache and without one."""
+"""Patch tokens, label maps and CLS features go to disk as they are extracted and come back
+memory-mapped (levl_eval.features.spill): the same values as the model's own output, read from
+a file rather than held in the process's memory, through the feature cache and without one."""
 
 from __future__ import annotations
 
@@ -77,14 +77,26 @@ def ade(tmp_path: Path):
     return save_micro_checkpoint(tmp_path / "ckpt"), data
 
 
-def _direct_patches(encoder, split) -> torch.Tensor:
-    """The model's own patch tokens for the split, computed here in memory (the reference), in
+def _direct(encoder, split, read) -> torch.Tensor:
+    """`read(model, images_BCHW)` over the split, computed here in memory (the reference), in
     the encoder's batches: a kernel may round a row differently in a batch of another size."""
     transform = image_transform(encoder.preprocess_for(FULL_FRAME), True)
     images = torch.stack([transform(open_image(sample.image, "RGB")) for sample in split.files])
     with torch.no_grad():
-        return torch.cat([encoder.model.encode_image(batch).patches_BLD.half()
-                          for batch in images.split(encoder.batch_size)])
+        return torch.cat([read(encoder.model, batch) for batch in images.split(encoder.batch_size)])
+
+
+def _direct_patches(encoder, split) -> torch.Tensor:
+    """The model's own patch tokens for the split (float16, as cached)."""
+    return _direct(encoder, split, lambda model, images: model.encode_image(images).patches_BLD.half())
+
+
+def _direct_image_features(encoder, split) -> dict[str, torch.Tensor]:
+    """The model's own CLS feature, z_v and pred_v(z_v) for the split (float32)."""
+    return {"cls_ND": _direct(encoder, split, lambda model, images: model.encode_image(images).cls_BD),
+            "z_NE": _direct(encoder, split, lambda model, images: model.encode_image(images).z_BE),
+            "pred_NE": _direct(encoder, split, lambda model, images: model.vision_pred(
+                model.encode_image(images).z_BE))}
 
 
 def test_extracted_tokens_and_frames_are_mapped_files_equal_to_the_model_output(ade, tmp_path: Path) -> None:
@@ -121,6 +133,35 @@ def test_without_a_cache_the_spill_files_are_gone_and_the_maps_still_read(
     assert torch.equal(train.tokens_NLD, _direct_patches(encoder, data.train))
     assert train.masks_NHW.dtype == torch.uint8 and train.masks_NHW.shape[0] == 3
     assert set(train.masks_NHW[2].unique().tolist()) == {255, 2}  # void left half, class 3 - 1
+    images = encoder.image_features(data.test, FULL_FRAME)  # CLS features spill the same way
+    assert list((tmp_path / "spill").iterdir()) == []
+    assert mapped_file(images.cls_ND).endswith("cls_ND.bin (deleted)")
+    assert torch.equal(images.cls_ND, _direct_image_features(encoder, data.test)["cls_ND"])
+
+
+def test_extracted_cls_features_are_mapped_files_equal_to_the_model_output(ade, tmp_path: Path) -> None:
+    """CLS, z_v and pred_v(z_v) go to the cache entry as raw files and come back mapped, the
+    first time and from the cache; labels stay in memory."""
+    ckpt, data = ade
+    encoder = load_frozen_checkpoint(ckpt, device="cpu", batch_size=2)[0]
+    encoder.feature_cache = cache = FeatureCache(tmp_path / "cache")
+    images = encoder.image_features(data.train, FULL_FRAME)
+    expected = _direct_image_features(encoder, data.train)
+    entry = next(path for path in (tmp_path / "cache").glob("??/*") if path.is_dir())
+    for name, want in expected.items():
+        got = getattr(images, name)
+        assert got.dtype == torch.float32 and torch.equal(got, want), name
+        assert mapped_file(got) == str(entry / f"{name}.bin"), name
+    assert images.labels_N.shape == (3,) and mapped_file(images.labels_N) is None
+
+    again = load_frozen_checkpoint(ckpt, device="cpu", batch_size=2)[0]
+    again.feature_cache = cache
+    reread = again.image_features(data.train, FULL_FRAME)
+    assert (cache.hits, cache.misses) == (1, 1)
+    for name, want in expected.items():
+        assert torch.equal(getattr(reread, name), want), name
+        assert mapped_file(getattr(reread, name)) == str(entry / f"{name}.bin"), name
+    assert torch.equal(reread.labels_N, images.labels_N) and reread.captions == images.captions
 
 
 @pytest.mark.parametrize(("environment", "expected"), [({}, "True"), ({"MALLOC_MMAP_THRESHOLD_": "65536"}, "False")])

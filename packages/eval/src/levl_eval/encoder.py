@@ -69,9 +69,10 @@ class FrozenEncoder:
         preprocess, full_frame = self.preprocess_for(geometry), is_full_frame(geometry)
         key = (split.name, preprocess, full_frame)  # one pass per split and transform, whatever asks
         if key not in self._images:
-            self._images[key] = self.cached("image", split, preprocess, SplitFeatures, lambda _: extract_split_features(
-                self.model, split, image_transform(preprocess, full_frame), batch_size=self.batch_size,
-                device=self.device, num_workers=self.num_workers, desc=f"{self.name} {split.name}",
+            self._images[key] = self.cached("image", split, preprocess, SplitFeatures, lambda spill: extract_split_features(
+                self.model, split, image_transform(preprocess, full_frame), spill=spill,
+                batch_size=self.batch_size, device=self.device, num_workers=self.num_workers,
+                desc=f"{self.name} {split.name}",
             ), full_frame=full_frame)
         return self._images[key]
 

@@ -9,8 +9,8 @@ readouts beyond the linear probe, run by the `linear` protocol when asked (`--pr
   linear classifier. It reads what the CLS token does not summarise (an object in one patch).
 
 Both train with AdamW and a cosine schedule from seeded initial weights and a seeded shuffle
-(`levl_eval.heads.fit_head`, as every head), so a rerun gives the same numbers. Patch tokens
-stay in their float16 cache and are standardised a batch at a time.
+(`levl_eval.heads.fit_head`, as every head), so a rerun gives the same numbers. CLS features
+and patch tokens stay in their (mapped) cache and are standardised a batch at a time.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from levl_eval.heads import HeadTraining, fit_head, seeded_module
-from levl_eval.metrics import classification_metrics
+from levl_eval.metrics import TOP_K, metrics_of_top_classes, top_classes
 from levl_eval.standardize import Standardizer, TokenStandardizer
 
 PROBE_NAMES: tuple[str, ...] = ("linear", "mlp", "attentive")
@@ -118,21 +118,24 @@ def train_classifier(
 
 
 @torch.no_grad()
-def batched_logits(module: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor], count: int,
-                   batch_size: int) -> torch.Tensor:
-    """The module's [N, C] logits, computed a batch at a time, on the CPU."""
-    return torch.cat([module(inputs(batch_B)).float().cpu()
-                      for batch_B in torch.arange(count).split(batch_size)])
+@torch.no_grad()
+def batched_metrics(module: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor],
+                    labels_N: torch.Tensor, num_classes: int, batch_size: int) -> dict:
+    """classification_metrics of the module's logits, computed a batch at a time: only each
+    row's best classes are kept, never the [N, C] logits (ImageNet train's are 5 GB)."""
+    top_NK = [top_classes(module(inputs(batch_B)).float().cpu())
+              for batch_B in torch.arange(len(labels_N)).split(batch_size)]
+    empty_NK = torch.zeros(0, min(TOP_K, num_classes), dtype=torch.long)
+    return metrics_of_top_classes(torch.cat(top_NK) if top_NK else empty_NK, labels_N, num_classes)
 
 
 def scored(module: nn.Module, train_inputs: Callable, train_labels_N: torch.Tensor,
-           test_inputs: Callable, test_labels_N: torch.Tensor, batch_size: int) -> dict:
+           test_inputs: Callable, test_labels_N: torch.Tensor, num_classes: int,
+           batch_size: int) -> dict:
     """Test metrics plus train top-1 (train accuracy shows under- or over-fitting)."""
-    metrics = classification_metrics(
-        batched_logits(module, test_inputs, test_labels_N.shape[0], batch_size), test_labels_N)
-    train_logits = batched_logits(module, train_inputs, train_labels_N.shape[0], batch_size)
-    metrics["train_top1"] = classification_metrics(train_logits, train_labels_N)["top1"]
-    return metrics
+    metrics = batched_metrics(module, test_inputs, test_labels_N, num_classes, batch_size)
+    train = batched_metrics(module, train_inputs, train_labels_N, num_classes, batch_size)
+    return {**metrics, "train_top1": train["top1"]}
 
 
 def mlp_probe_metrics(
@@ -141,13 +144,13 @@ def mlp_probe_metrics(
 ) -> dict:
     """Train the MLP probe on standardised train CLS features; score test and train."""
     standardize = Standardizer.fit(train_ND, settings.std_clamp)
-    train_x, test_x = standardize(train_ND).to(device), standardize(test_ND).to(device)
+    train_x = standardize.reader(train_ND, device)  # a batch at a time: never a whole copy
     probe = seeded_module(settings.seed,
                           lambda: MLPProbe(train_ND.shape[1], settings.hidden, num_classes))
-    probe = train_classifier(probe, lambda b: train_x[b], train_labels_N,
+    probe = train_classifier(probe, train_x, train_labels_N,
                              HeadTraining.of(settings, schedule="cosine"), device, desc="mlp probe")
-    return scored(probe, lambda b: train_x[b], train_labels_N, lambda b: test_x[b],
-                  test_labels_N, settings.batch_size)
+    return scored(probe, train_x, train_labels_N, standardize.reader(test_ND, device),
+                  test_labels_N, num_classes, settings.batch_size)
 
 
 def attentive_probe_metrics(
@@ -169,5 +172,5 @@ def attentive_probe_metrics(
                              HeadTraining.of(settings, schedule="cosine"), device,
                              desc="attentive probe")
     metrics = scored(probe, reader(train_NLD), train_labels_N, reader(test_NLD), test_labels_N,
-                     settings.eval_batch_size)
+                     num_classes, settings.eval_batch_size)
     return {**metrics, "num_heads": heads}

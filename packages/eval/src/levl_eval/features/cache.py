@@ -17,7 +17,7 @@ behind (delete the directory to reclaim space). The default directory is
 $LEVL_FEATURE_CACHE, else $XDG_CACHE_HOME/levl/features, else ~/.cache/levl/features — not under
 --out, because publishing a report replaces --out whole. An entry is a directory (see
 `FeatureCache`): its small fields are read with torch.load(weights_only=True), tensors and plain
-containers only, and its large arrays (patch tokens, label maps) are raw files mapped into memory
+containers only, and its large arrays (patch tokens, label maps, CLS features) are raw files mapped into memory
 (`levl_eval.features.spill`), never loaded whole. Entries appear atomically (a scratch directory
 renamed into place); an entry that cannot be read counts as a miss and is replaced. A crash
 mid-extraction leaves its scratch directory under `tmp/`; the next extraction removes it once nothing has

@@ -52,33 +52,54 @@ def no_sample_error(split: EvalSplit, skipped: Counter) -> EvalDataError:
     return EvalDataError(f"split {split.name}: no sample could be read (skipped: {dict(skipped)})")
 
 
+class ImageFeatureWriters:
+    """CLS, z_v and pred_v(z_v) rows onto disk as they come (`levl_eval.features.spill`):
+    ImageNet's 1.28M train images give 3.9 GB of float32 per 768-wide array, which a list of
+    batches to concatenate would hold twice over."""
+
+    def __init__(self, spill: SpillDir, predictors: bool) -> None:
+        self.cls = ArrayWriter(spill.file("cls_ND"), torch.float32)
+        self.z = ArrayWriter(spill.file("z_NE"), torch.float32)
+        self.pred = ArrayWriter(spill.file("pred_NE"), torch.float32) if predictors else None
+
+    def append(self, model: torch.nn.Module, image) -> None:
+        """One batch's rows from `image`, what `model.encode_image` returned for it."""
+        self.cls.append(image.cls_BD)
+        self.z.append(image.z_BE)
+        if self.pred is not None:
+            self.pred.append(model.vision_pred(image.z_BE))
+
+    def finish(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(cls_ND, z_NE, pred_NE or None), mapped."""
+        return self.cls.finish(), self.z.finish(), self.pred.finish() if self.pred is not None else None
+
+
 @torch.no_grad()
 def extract_split_features(
     model: torch.nn.Module, split: EvalSplit, transform: Callable, *,
-    batch_size: int, device: str, num_workers: int = 0, desc: str = "",
+    spill: SpillDir, batch_size: int, device: str, num_workers: int = 0, desc: str = "",
 ) -> SplitFeatures:
     """CLS feature, z_v and pred_v(z_v) (when the model has predictors) of every image in the
-    split (CPU float32), with its labels and captions."""
+    split (float32), with its labels and captions. The three arrays are written to `spill` batch
+    by batch and come back mapped, so memory holds one batch whatever the split's size; labels
+    and captions (a few bytes per image) stay in memory."""
     model.eval()
     batches = split_batches(split, transform, batch_size=batch_size, num_workers=num_workers)
-    parts: dict[str, list] = {"cls": [], "z": [], "pred": [], "labels": [], "captions": []}
+    writers = ImageFeatureWriters(spill, model.has_predictors)
+    labels: list[torch.Tensor] = []
+    captions: list = []
     skipped: Counter[str] = Counter()
     for batch in readable_batches(split, progress(split, batches, desc), skipped):
-        image = model.encode_image(batch["image"].to(device, non_blocking=True))
-        parts["cls"].append(image.cls_BD.float().cpu())
-        parts["z"].append(image.z_BE.float().cpu())
-        if model.has_predictors:
-            parts["pred"].append(model.vision_pred(image.z_BE).float().cpu())
-        parts["labels"].append(batch["labels"])
-        parts["captions"] += batch["captions"]
-    if not parts["labels"]:
+        writers.append(model, model.encode_image(batch["image"].to(device, non_blocking=True)))
+        labels.append(batch["labels"])
+        captions += batch["captions"]
+    if not labels:
         raise no_sample_error(split, skipped)
+    cls_ND, z_NE, pred_NE = writers.finish()
     return SplitFeatures(
-        cls_ND=torch.cat(parts["cls"]), z_NE=torch.cat(parts["z"]),
-        pred_NE=torch.cat(parts["pred"]) if parts["pred"] else None,
-        labels_N=torch.cat(parts["labels"]),
+        cls_ND=cls_ND, z_NE=z_NE, pred_NE=pred_NE, labels_N=torch.cat(labels),
         skipped={reason: int(count) for reason, count in skipped.items() if count},
-        captions=tuple(parts["captions"]),
+        captions=tuple(captions),
     )
 
 

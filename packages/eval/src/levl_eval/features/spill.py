@@ -1,11 +1,12 @@
 """Per-image arrays too large for RAM, written to disk as they are produced and read back
 memory-mapped.
 
-COCO-Stuff's 118k training images give 118k x 196 x 768 patch tokens (35 GB in float16) and
-ImageNet's attentive probe more: `levl_eval.features.extract` appends each batch to a raw file
-here instead of keeping a list to concatenate, and the protocols index the mapped tensor a batch
-at a time, so the pages they read are file-backed (the kernel drops them under memory pressure)
-and a process's own memory stays the size of a batch. A map is private copy-on-write
+COCO-Stuff's 118k training images give 118k x 196 x 768 patch tokens (35 GB in float16),
+ImageNet's attentive probe more, and even its CLS features are 3.9 GB per float32 array:
+`levl_eval.features.extract` appends each batch to a raw file here instead of keeping a list to
+concatenate, and the protocols index the mapped tensor a batch at a time, so the pages they
+read are file-backed (the kernel drops them under memory pressure) and a process's own memory
+stays the size of a batch. A map is private copy-on-write
 (`torch.from_file(shared=False)`): a protocol that writes into a tensor changes its copy, never
 the file.
 

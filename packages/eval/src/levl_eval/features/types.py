@@ -20,7 +20,11 @@ from levl_eval.geometry import ImageGeometry
 
 @dataclass(frozen=True)
 class SplitFeatures:
-    """Per-image frozen features of one split, on the CPU, float32, in manifest order."""
+    """Per-image frozen features of one split, on the CPU, float32, in manifest order.
+
+    Extracted cls_ND, z_NE and pred_NE are files mapped into memory (`levl_eval.features.spill`;
+    ImageNet's train split is 3.9 GB per array at width 768): index them a batch at a time where
+    a protocol can; labels and captions are in memory."""
 
     cls_ND: torch.Tensor
     z_NE: torch.Tensor

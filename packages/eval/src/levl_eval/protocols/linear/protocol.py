@@ -3,8 +3,9 @@ the MLP and attentive probes of `levl_eval.probes` beside it.
 
 CLS feature → L2-normalise → standardise with the train split's mean/std (std clamped at 1e-8)
 → nn.Linear without bias, AdamW lr 0.1, weight decay 1e-4, batch 4096, 50 epochs, constant lr.
-Features are extracted once and kept, so the 50 epochs cost only matrix products. Seeded init
-and shuffling make a rerun give the same numbers.
+Features are extracted once and kept (mapped from disk), so the 50 epochs cost only matrix
+products; each batch is standardised as it is read (no standardised copy of the split is made).
+Seeded init and shuffling make a rerun give the same numbers.
 
 Every probe's images go through `geometry` (default `levl_eval.geometry.PAPER_PROBE`: shorter
 side 256 bicubic, centre crop 224, the checkpoint's own mean/std; `levl-eval` passes the
@@ -15,6 +16,7 @@ Both are recorded in each probe's settings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
@@ -27,12 +29,12 @@ from levl_eval.errors import EvalError
 from levl_eval.features.types import FeatureSource, SplitFeatures
 from levl_eval.geometry import PAPER_PROBE, ImageGeometry
 from levl_eval.heads import HeadTraining, seeded_linear
-from levl_eval.metrics import classification_metrics
 from levl_eval.probes import (
     PROBE_NAMES,
     AttentiveProbeSettings,
     MLPProbeSettings,
     attentive_probe_metrics,
+    batched_metrics,
     mlp_probe_metrics,
     train_classifier,
 )
@@ -53,25 +55,26 @@ class LinearProbeSettings:
 
 
 def train_linear_probe(
-    x_ND: torch.Tensor, labels_N: torch.Tensor, num_classes: int,
-    settings: LinearProbeSettings, device: str = "cpu",
+    inputs: Callable[[torch.Tensor], torch.Tensor], width: int, labels_N: torch.Tensor,
+    num_classes: int, settings: LinearProbeSettings, device: str = "cpu",
 ) -> nn.Linear:
     """Fit the classifier (no bias) by minibatch cross-entropy at a constant learning rate;
-    x_ND is already standardised, and moved to `device` whole (the epochs then cost only
-    matrix products)."""
-    x_ND, labels_N = x_ND.to(device), labels_N.to(device)
-    probe = seeded_linear(x_ND.shape[1], num_classes, settings.seed, bias=False)
-    return train_classifier(probe, lambda batch_B: x_ND[batch_B], labels_N, HeadTraining.of(settings),
+    `inputs(indices_B)` gives the batch's standardised features on `device`
+    (`Standardizer.reader`: standardised a batch at a time, never the whole split)."""
+    probe = seeded_linear(width, num_classes, settings.seed, bias=False)
+    return train_classifier(probe, inputs, labels_N.to(device), HeadTraining.of(settings),
                             device, desc="linear probe")
 
 
 @dataclass(frozen=True)
 class FittedProbe:
-    """A trained probe with the standardisation it was trained under; scores any feature set."""
+    """A trained probe with the standardisation it was trained under; scores any feature set
+    a batch of `batch_size` rows at a time."""
 
     standardize: Standardizer
     probe: nn.Linear
     device: str = "cpu"
+    batch_size: int = LinearProbeSettings.batch_size
 
     @classmethod
     def fit(
@@ -79,15 +82,13 @@ class FittedProbe:
         settings: LinearProbeSettings, device: str = "cpu",
     ) -> FittedProbe:
         standardize = Standardizer.fit(train_ND, settings.std_clamp)
-        probe = train_linear_probe(standardize(train_ND), train_labels_N, num_classes, settings, device)
-        return cls(standardize, probe, device)
-
-    @torch.no_grad()
-    def logits(self, features_ND: torch.Tensor) -> torch.Tensor:
-        return self.probe(self.standardize(features_ND).to(self.device)).cpu()
+        probe = train_linear_probe(standardize.reader(train_ND, device), train_ND.shape[1],
+                                   train_labels_N, num_classes, settings, device)
+        return cls(standardize, probe, device, settings.batch_size)
 
     def metrics(self, features_ND: torch.Tensor, labels_N: torch.Tensor) -> dict:
-        return classification_metrics(self.logits(features_ND), labels_N)
+        return batched_metrics(self.probe, self.standardize.reader(features_ND, self.device),
+                               labels_N, self.probe.out_features, self.batch_size)
 
 
 def linear_probe_metrics(
