@@ -43,9 +43,14 @@ class DataConfig:
     # augmented views of each image (LeVLJEPA+'s global views; 1 = one view, no multi-view term)
     views: int = 1
     max_failure_rate: float = 0.1
-    # The stream is endless (shards resampled with replacement); an "epoch" is just this many
-    # samples, after which the order is redrawn from (seed, epoch). None: the manifest's size.
-    # It bounds what a resume replays: at most one epoch of batches.
+    # How an epoch reads the shards: "resampled" draws them with replacement (webdataset's
+    # ResampledShards, open_clip's --dataset-resampled), "passes" reads each of the rank's
+    # shards once in a seeded order (open_clip's default), as exact epochs over a small set.
+    sampling: str = "resampled"
+    # The stream is endless; an "epoch" is this many samples, after which the order is redrawn
+    # from (seed, epoch). None: the manifest's size. With "passes" a rank whose shards run out
+    # before the epoch's batches do starts another pass. It bounds what a resume replays: at
+    # most one epoch of batches.
     epoch_samples: int | None = None
 
 
@@ -171,6 +176,7 @@ _CHOICES = {
     ("", "engine"): ("torch", "deepspeed"),
     ("dist", "zero_stage"): (0, 1, 2, 3),
     ("dist", "backend"): ("auto", "gloo", "nccl"),
+    ("data", "sampling"): ("resampled", "passes"),
 }
 _POSITIVE = (("", "steps"), ("", "log_every"), ("", "ckpt_every"), ("data", "batch_size"),
              ("optim", "lr"), ("dist", "grad_accum"), ("dist", "timeout_s"), ("", "keep_last"),

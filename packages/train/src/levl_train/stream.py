@@ -1,7 +1,9 @@
 """The training data as an endless, resumable stream of per-rank micro-batches.
 
-Shards are resampled with replacement, so the stream has no natural end; an "epoch" is a fixed
-number of samples after which the order is redrawn from (seed, epoch). The position is
+Shards are resampled with replacement (`data.sampling = "resampled"`) or read once per pass in a
+seeded order (`"passes"`, starting another pass when a rank's shards run out), so the stream has
+no natural end; an "epoch" is a fixed number of samples after which the order is redrawn from
+(seed, epoch). The position is
 (epoch, batches into it); resuming rebuilds that epoch's loader and replays the batches before
 the position, which is exact because each epoch's order is a pure function of its seed.
 """
@@ -9,7 +11,8 @@ the position, which is exact because each epoch's order is a pure function of it
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,6 +38,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+def pass_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of an epoch's pass after its first (data.sampling=passes)."""
+    digest = hashlib.sha256(f"levl-train/pass/{seed}/{epoch}/{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
 class BatchStream:
     """Yields this rank's micro-batches forever and knows where it is."""
 
@@ -53,15 +62,34 @@ class BatchStream:
         self.position = StreamPosition()
         self._batches = self._open(0)
 
-    def _open(self, epoch: int):
-        loader = build_loader(
+    def _loader(self, seed: int, resample: bool):
+        return build_loader(
             self.manifest, batch_size=self.micro_batch, image_transform=self.transform,
             shuffle_buffer=self.data.shuffle_buffer, num_workers=self.data.num_workers,
-            seed=epoch_seed(self.seed, epoch), rank=self.rank, world_size=self.world_size,
-            resample=True, max_failure_rate=self.data.max_failure_rate,
+            seed=seed, rank=self.rank, world_size=self.world_size,
+            resample=resample, max_failure_rate=self.data.max_failure_rate,
             pin_memory=self.pin_memory,
         )
-        return iter(loader)
+
+    def _open(self, epoch: int) -> Iterator[dict[str, Any]]:
+        if self.data.sampling == "resampled":
+            return iter(self._loader(epoch_seed(self.seed, epoch), resample=True))
+        return self._passes(epoch)
+
+    def _passes(self, epoch: int) -> Iterator[dict[str, Any]]:
+        """Every shard of this rank once per pass, each pass in its own seeded order (the
+        epoch's first pass uses the epoch's seed, so one pass per epoch is exact epochs)."""
+        for index in itertools.count():
+            seed = epoch_seed(self.seed, epoch) if index == 0 else pass_seed(self.seed, epoch, index)
+            batches = 0
+            for batch in self._loader(seed, resample=False):
+                batches += 1
+                yield batch
+            if batches == 0:
+                raise TrainError(
+                    f"rank {self.rank}: its shards of {self.manifest.path} hold less than one "
+                    f"micro-batch ({self.micro_batch}); lower data.batch_size or use "
+                    "data.sampling=resampled")
 
     def __next__(self) -> dict[str, Any]:
         if self.position.batch >= self.batches_per_epoch:
