@@ -1,11 +1,13 @@
-"""Learning parity with open_clip as a regression guard: levl-train (recipe clip_parity) and
-open_clip's own trainer, same towers, photos, batch, steps and AdamW, at bench/parity.py's
---tiny size (~1.5 min for both). A trainer change that makes levl learn worse than open_clip
-(an init, a head, an augmentation, a schedule) fails it; the full-size comparison and every
-difference between the trainers are in docs/parity.md."""
+"""Learning parity with open_clip as a regression guard: levl-train (recipe clip_parity, which
+draws open_clip's init) and open_clip's own trainer, same towers, photos, batch, steps and
+AdamW, at bench/parity.py's --tiny size (~1.5 min for both), plus levl with its own default init
+(width_scaled). A trainer change that makes levl learn worse than open_clip (an init, a head,
+an augmentation, a schedule) fails it; the full-size comparison and every difference between
+the trainers are in docs/parity.md."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -25,6 +27,10 @@ def results(tmp_path_factory):
                                image_size=parity.TINY.image_size)
     by_trainer = {r.trainer: r for r in parity.compare(parity.TINY, manifests["train"],
                                                        manifests["val"], work, seeds=[0])}
+    default_init = dataclasses.replace(parity.TINY, levl_sets=("model.init=width_scaled",))
+    run = parity.run_levl(default_init, manifests["train"], work / "default-init", 0, 640)
+    by_trainer["levl default init"] = parity.Result(
+        "levl default init", 0, parity.levl_curve(run), parity.levl_held_out(run, manifests["val"]))
     print(parity.report(list(by_trainer.values()), parity.TINY))
     return by_trainer
 
@@ -34,12 +40,14 @@ def test_both_trainers_learn_on_the_photo_set(results):
         assert result.late_loss < math.log(parity.TINY.batch) - 0.4, result
 
 
-def test_levl_loss_stays_within_open_clips_seed_spread(results):
+@pytest.mark.parametrize("levl", ["levl", "levl default init"])
+def test_levl_loss_stays_within_open_clips_seed_spread(results, levl):
     """Measured over 2 seeds at this size: open_clip's second-half loss varies by ~0.15."""
-    assert results["levl"].late_loss <= results["open_clip"].late_loss + 0.3
+    assert results[levl].late_loss <= results["open_clip"].late_loss + 0.3
 
 
-def test_levl_image_embeddings_do_not_collapse_where_open_clips_do_not(results):
+@pytest.mark.parametrize("levl", ["levl", "levl default init"])
+def test_levl_image_embeddings_do_not_collapse_where_open_clips_do_not(results, levl):
     """The tower init at 0.02 on these narrow towers halved the image embeddings' effective
     rank (4.6 vs open_clip's 7.6, against 9.9 with the width-scaled init)."""
-    assert results["levl"].held_out["erank_v"] >= 0.8 * results["open_clip"].held_out["erank_v"]
+    assert results[levl].held_out["erank_v"] >= 0.8 * results["open_clip"].held_out["erank_v"]

@@ -31,14 +31,14 @@ PRED_LOSSES = ("mse", "cosine")
 # global_cf: every rank's rows, N of one rank's step batch (global's lower variance, local's λ).
 SIGREG_SCOPES = ("local", "global", "global_cf")
 PROJECTIONS = ("mlp", "linear")
-INITS = ("width_scaled", "reference")
+INITS = ("width_scaled", "reference", "open_clip")
 REFERENCE_INIT_STD = 0.02  # timm's ViT and GPT-2's initializer_range alike
 REFERENCE_WIDTH = 768  # ViT-B/16 and GPT-2: the width that init std was chosen at
 
 
 def init_std(cfg_init: str, width: int) -> float:
     """The towers' weight init std (see ModelConfig.init)."""
-    if cfg_init == "reference":
+    if cfg_init in ("reference", "open_clip"):  # open_clip's is drawn over it (encoders.py)
         return REFERENCE_INIT_STD
     return REFERENCE_INIT_STD * (REFERENCE_WIDTH / width) ** 0.5
 
@@ -189,7 +189,8 @@ class ModelConfig:
     # width_scaled: the towers' N(0, 0.02) init (timm ViT, GPT-2) scaled by sqrt(768 / width),
     # exactly the reference at width 768 and open_clip's per-unit scale on narrow towers (at
     # 0.02 a width-192 pair trains like one at 2-3x the learning rate: docs/parity.md);
-    # reference: 0.02 at every width.
+    # reference: 0.02 at every width; open_clip: open_clip's own init of its ViT and text
+    # transformer, drawn into levl's towers (to compare the two trainers: docs/parity.md).
     init: str = "width_scaled"
 
     def __post_init__(self) -> None:

@@ -49,6 +49,22 @@ class VisionEncoder(VisionTransformer):
             if isinstance(module, nn.Linear):
                 module.weight.mul_(factor)
 
+    @torch.no_grad()
+    def open_clip_init(self) -> None:
+        """open_clip's ViT init: PyTorch's Linear defaults (the MLP, the attention output),
+        nn.MultiheadAttention's xavier-uniform input projection with zero biases, class and
+        position embeddings N(0, width^-1/2)."""
+        scale = self.embed_dim ** -0.5
+        self.cls_token.normal_(0, scale)
+        self.pos_embed.normal_(0, scale)
+        for block in self.blocks:
+            nn.init.xavier_uniform_(block.attn.qkv.weight)
+            nn.init.zeros_(block.attn.qkv.bias)
+            block.attn.proj.reset_parameters()
+            nn.init.zeros_(block.attn.proj.bias)
+            block.mlp.fc1.reset_parameters()
+            block.mlp.fc2.reset_parameters()
+
     def forward_tokens(self, images_BCHW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (cls_BD, patches_BLD), both after the final LayerNorm."""
         tokens_BTD = self.forward_features(images_BCHW)
@@ -90,6 +106,25 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.config = cfg
         self.transformer = GPT2Model(gpt2_config(cfg, init_std))
+
+    @torch.no_grad()
+    def open_clip_init(self) -> None:
+        """open_clip's text-transformer init (TextTransformer.init_parameters): tokens N(0, 0.02),
+        positions N(0, 0.01), attention in width^-1/2, residual projections width^-1/2 (2L)^-1/2,
+        MLP in (2 width)^-1/2; attention biases zero, MLP biases PyTorch's Linear default."""
+        gpt2, width, depth = self.transformer, self.config.width, self.config.depth
+        attn_std, fc_std = width ** -0.5, (2 * width) ** -0.5
+        proj_std = attn_std * (2 * depth) ** -0.5
+        gpt2.wte.weight.normal_(0, 0.02)
+        gpt2.wpe.weight.normal_(0, 0.01)
+        for block in gpt2.h:
+            block.attn.c_attn.weight.normal_(0, attn_std)
+            block.attn.c_proj.weight.normal_(0, proj_std)
+            block.mlp.c_fc.weight.normal_(0, fc_std)
+            block.mlp.c_proj.weight.normal_(0, proj_std)
+            for layer in (block.mlp.c_fc, block.mlp.c_proj):  # Conv1D: weight [in, out]
+                bound = layer.weight.shape[0] ** -0.5
+                layer.bias.uniform_(-bound, bound)
 
     def forward(self, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor) -> torch.Tensor:
         """Return eos_BD; causal attention means padding after EOS cannot change it."""

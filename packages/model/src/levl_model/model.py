@@ -32,6 +32,9 @@ class LevlModel(nn.Module):
         heads = cfg.heads
         self.vision = VisionEncoder(cfg.vision, init_std(cfg.init, cfg.vision.width))
         self.text = TextEncoder(cfg.text, init_std(cfg.init, cfg.text.width))
+        if cfg.init == "open_clip":
+            self.vision.open_clip_init()
+            self.text.open_clip_init()
         self.vision_proj = build_projection(heads.projection, cfg.vision.width, heads.proj_hidden,
                                             heads.embed_dim)
         self.text_proj = build_projection(heads.projection, cfg.text.width, heads.proj_hidden,

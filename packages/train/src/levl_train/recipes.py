@@ -107,8 +107,9 @@ def small_custom(smoke: bool = False) -> TrainConfig:
 
 def clip_parity(smoke: bool = False) -> TrainConfig:
     """InfoNCE set up as open_clip's trainer sets up CLIP, for comparing the two trainers
-    (bench/parity.py, docs/parity.md): bias-free linear projections, open_clip's augmentation
-    (crop scale 0.9-1, no jitter), no gradient clipping, cosine to 0. Towers of ViT-Ti width at
+    (bench/parity.py, docs/parity.md): open_clip's init of both towers, bias-free linear
+    projections, open_clip's augmentation (crop scale 0.9-1, no jitter), no gradient clipping,
+    cosine to 0. Towers of ViT-Ti width at
     112 px, 6 layers; batch 64, lr 1e-3, wd 0.1, 25 warmup steps, 234 steps (3 epochs of 5000).
 
     levl-data photos --out photos
@@ -118,7 +119,8 @@ def clip_parity(smoke: bool = False) -> TrainConfig:
         recipe="clip_parity",
         model=ModelConfig(VisionConfig(192, 6, 3, patch_size=16, image_size=112),
                           TextConfig(192, 6, 3),
-                          HeadsConfig(embed_dim=256, projection="linear", predictors=False)),
+                          HeadsConfig(embed_dim=256, projection="linear", predictors=False),
+                          init="open_clip"),
         objective=ObjectiveConfig(name="infonce"),
         preprocess=Preprocess(size=112, mean=CLIP_MEAN, std=CLIP_STD),
         data=DataConfig(batch_size=64, num_workers=1, shuffle_buffer=2000, crop_scale_min=0.9,
