@@ -81,6 +81,7 @@ ProtocolOpt = Annotated[list[str] | None, typer.Option("--protocol", help="Proto
 
 
 def parameter(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    """One option of a command built by `command_of` (no default: a required option)."""
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
