@@ -40,10 +40,12 @@ def test_both_trainers_learn_on_the_photo_set(results):
         assert result.late_loss < math.log(parity.TINY.batch) - 0.4, result
 
 
-@pytest.mark.parametrize("levl", ["levl", "levl default init"])
-def test_levl_loss_stays_within_open_clips_seed_spread(results, levl):
-    """Measured over 2 seeds at this size: open_clip's second-half loss varies by ~0.15."""
-    assert results[levl].late_loss <= results["open_clip"].late_loss + 0.3
+@pytest.mark.parametrize(("levl", "margin"), [("levl", 0.3), ("levl default init", 0.5)])
+def test_levl_loss_stays_within_open_clips_seed_spread(results, levl, margin):
+    """Measured over 2 seeds at this size: open_clip's second-half loss varies by ~0.15;
+    clip_parity (open_clip's init) ends 0.19 below it, levl's default init 0.22 above (the
+    rest of the init difference, docs/parity.md), so its bound leaves room for another CPU."""
+    assert results[levl].late_loss <= results["open_clip"].late_loss + margin
 
 
 @pytest.mark.parametrize("levl", ["levl", "levl default init"])
