@@ -15,14 +15,16 @@ def ranked_classes(logits_NC: torch.Tensor) -> torch.Tensor:
     return torch.sort(logits_NC, dim=1, descending=True, stable=True).indices
 
 
+def hit_rate(top_NK: torch.Tensor, labels_N: torch.Tensor, k: int) -> float:
+    """Fraction of rows whose label is among their first k ranked classes (nan for no rows)."""
+    if len(labels_N) == 0:
+        return float("nan")
+    return (top_NK[:, :k] == labels_N[:, None]).any(dim=1).float().mean().item()
+
+
 def topk_accuracy(logits_NC: torch.Tensor, labels_N: torch.Tensor, k: int) -> float:
     """Fraction of rows whose label is among the k best-scored classes."""
-    if logits_NC.shape[0] == 0:
-        return float("nan")
-    k = min(k, logits_NC.shape[1])
-    top_NK = ranked_classes(logits_NC)[:, :k]
-    hits_N = (top_NK == labels_N[:, None]).any(dim=1)
-    return hits_N.float().mean().item()
+    return hit_rate(ranked_classes(logits_NC), labels_N, k)
 
 
 def mean_per_class_recall(pred_N: torch.Tensor, labels_N: torch.Tensor, num_classes: int) -> float:
@@ -52,11 +54,9 @@ def top_classes(logits_NC: torch.Tensor) -> torch.Tensor:
 def metrics_of_top_classes(top_NK: torch.Tensor, labels_N: torch.Tensor,
                            num_classes: int) -> dict[str, float]:
     """top1, top5 (k = min(5, C)) and mean per-class recall from each row's best classes."""
-    hits_NK = top_NK == labels_N[:, None]
-    nan = float("nan")
     return {
-        "top1": hits_NK[:, 0].float().mean().item() if len(labels_N) else nan,
-        "top5": hits_NK[:, :TOP_K].any(dim=1).float().mean().item() if len(labels_N) else nan,
+        "top1": hit_rate(top_NK, labels_N, 1),
+        "top5": hit_rate(top_NK, labels_N, TOP_K),
         "mean_per_class_recall": mean_per_class_recall(top_NK[:, 0], labels_N, num_classes),
     }
 

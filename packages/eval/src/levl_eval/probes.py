@@ -118,7 +118,6 @@ def train_classifier(
 
 
 @torch.no_grad()
-@torch.no_grad()
 def batched_metrics(module: nn.Module, inputs: Callable[[torch.Tensor], torch.Tensor],
                     labels_N: torch.Tensor, num_classes: int, batch_size: int) -> dict:
     """classification_metrics of the module's logits, computed a batch at a time: only each
