@@ -23,7 +23,7 @@ must be equal). With --limit-mb (needs a writable cgroup memory controller, v1 o
 child runs under that memory limit: the in-RAM reference is expected to be killed by it.
 
     .venv/bin/python bench/eval_memory.py --images 6000 --limit-mb 700 [--append bench/RESULTS.md]
-    .venv/bin/python bench/eval_memory.py --protocol linear --images 300000 --limit-mb 600
+    .venv/bin/python bench/eval_memory.py --protocol linear --images 300000 --limit-mb 1000
 """
 
 from __future__ import annotations
