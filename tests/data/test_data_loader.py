@@ -10,6 +10,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+from torchvision.transforms import RandomResizedCrop
 
 from levl_data.errors import DataError
 from levl_data.loader import build_loader
@@ -273,3 +274,61 @@ def test_a_resampled_shard_is_hashed_on_its_first_whole_read_only(tmp_path, to_t
     keys = [key for _ in range(6) for key in next(batches)["key"]]  # three passes over it
     assert len(keys) == 24 and len(set(keys)) == 8
     assert len(opened) == 1
+
+
+def crop_box(image: PIL.Image.Image) -> torch.Tensor:
+    """The box RandomResizedCrop draws from the global torch RNG: augmentation made visible."""
+    return torch.tensor(RandomResizedCrop.get_params(image, [0.2, 1.0], [3 / 4, 4 / 3]))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_ranks_and_workers_draw_their_own_augmentations_and_a_rerun_the_same(
+        tmp_path, num_workers):
+    """One shard for two ranks: both resample it in stored order, so batch i holds the same
+    samples on each rank (and, with two workers, batches 0 and 1 the same samples too)."""
+    path = make_tiny_shards(tmp_path / "one", n=8, samples_per_shard=8)
+
+    def draws(rank: int) -> list[tuple[list[str], torch.Tensor]]:
+        loader = build_loader(path, batch_size=4, image_transform=crop_box, resample=True,
+                              shuffle_buffer=0, rank=rank, world_size=2, num_workers=num_workers)
+        stream = iter(loader)
+        return [(batch["key"], batch["image"]) for batch in (next(stream) for _ in range(4))]
+
+    rank0, rank1 = draws(0), draws(1)
+    assert [keys for keys, _ in rank0] == [keys for keys, _ in rank1]
+    assert all(not torch.equal(a, b) for (_, a), (_, b) in zip(rank0, rank1, strict=True))
+    rerun = draws(0)
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(rank0, rerun, strict=True))
+    if num_workers == 2:  # worker 1's batch 1 holds worker 0's batch 0 samples
+        assert rank0[0][0] == rank0[1][0] and not torch.equal(rank0[0][1], rank0[1][1])
+
+
+def test_the_loader_leaves_the_trainers_torch_rng_alone(tiny_manifest):
+    """With no workers the loader augments in the trainer's process: its draws must not move
+    the RNG that model init and dropout use (nor depend on it)."""
+    before = torch.get_rng_state()
+    loader = build_loader(tiny_manifest, batch_size=4, image_transform=crop_box)
+    first = [batch["image"] for batch in loader]
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(12345)
+    again = [batch["image"] for batch in loader]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    torch.set_rng_state(before)
+
+
+def test_a_resumed_loader_skips_without_decoding_and_counts_bad_samples_in_its_position(
+        tmp_path):
+    """Bad samples before the position are read past like good ones: the resumed loader
+    gives the uninterrupted one's batches."""
+    path = make_tiny_shards(tmp_path / "bad", n=32, bad=4)
+    options = {"batch_size": 4, "image_transform": crop_box, "max_failure_rate": 0.5,
+               "num_workers": 2, "seed": 3}
+    batches = list(build_loader(path, **options))
+    taken = batches[:3]
+    samples = [max((b["position"]["samples"] for b in taken if b["position"]["worker"] == w),
+                   default=0) for w in range(2)]
+    resumed = list(build_loader(path, **options, resume_samples=samples,
+                                first_worker=(taken[-1]["position"]["worker"] + 1) % 2))
+    assert [b["key"] for b in resumed] == [b["key"] for b in batches[3:]]
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(resumed, batches[3:],
+                                                                   strict=True))

@@ -4,6 +4,8 @@ pinned against a hand computation in numpy."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from PIL import Image
@@ -45,6 +47,20 @@ def test_views_loss_equals_the_hand_computation():
     np.testing.assert_allclose(float(got["loss"]), expected, rtol=1e-5)
 
 
+def test_caption_views_limits_which_views_predict_the_caption():
+    b, views, e = 12, 3, 4
+    out = views_out(b, views, e, seed=2)
+    got = LeVLJEPA(ObjectiveConfig(num_slices=8, lambda_multi=1.0, caption_views=1))(out, step=0)
+
+    z_v = out["z_v"].double().numpy().reshape(b, views, e)
+    pred_v = out["pred_v"].double().numpy().reshape(b, views, e)
+    z_t, pred_t = out["z_t"].double().numpy(), out["pred_t"].double().numpy()
+    np.testing.assert_allclose(float(got["pred_v"]), np.mean((pred_v[:, 0] - z_t) ** 2), rtol=1e-5)
+    # the caption still predicts the mean of all the image's views
+    np.testing.assert_allclose(float(got["pred_t"]), np.mean((pred_t - z_v.mean(axis=1)) ** 2),
+                               rtol=1e-5)
+
+
 def test_views_that_agree_have_no_multi_view_term_and_the_term_pulls_them_together():
     b, views, e = 8, 2, 4
     z = torch.randn(b, 1, e).expand(b, views, e).reshape(b * views, e)
@@ -69,8 +85,8 @@ def test_one_view_has_no_multi_view_term():
 
 def test_views_transform_draws_each_view_independently():
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8))
-    transform = Views(train_transform(Preprocess(size=32), (0.3, 1.0), grayscale_p=0.5,
-                                      uint8=True), 4)
+    transform = Views([train_transform(Preprocess(size=32), (0.3, 1.0), grayscale_p=0.5,
+                                       uint8=True)] * 4)
     torch.manual_seed(0)
     stacked = transform(image)
     assert stacked.shape == (4, 3, 32, 32) and stacked.dtype == torch.uint8
@@ -84,6 +100,20 @@ def test_grayscale_p_one_greys_every_image_and_zero_none():
     out = grey(image)
     assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])
     assert not torch.equal(colour(image)[0], colour(image)[1])
+
+
+def test_clean_views_keep_the_colours_and_the_others_move_them():
+    from levl_train.recipes import get_recipe
+    from levl_train.setup import image_pipeline
+
+    red = Image.new("RGB", (32, 32), (200, 30, 30))
+    cfg = get_recipe("tiny_synthetic")  # two views, hue over the whole wheel, 20 % grey
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, clean_views=1))
+    views = image_pipeline(cfg)
+    torch.manual_seed(0)
+    dominant = [views(red).float().mean(dim=(2, 3)).argmax(dim=1) for _ in range(40)]
+    assert {int(d[0]) for d in dominant} == {0}
+    assert {int(d[1]) for d in dominant} == {0, 1, 2}
 
 
 def dominant_channels(transform, image, draws: int = 40) -> set[int]:

@@ -1,10 +1,12 @@
 """The training stream's sampling: `data.sampling=passes` reads every shard once per epoch (exact
 epochs, as open_clip's default loader), wraps into another pass when an epoch asks for more,
-and resumes at its position exactly; `resampled` draws shards with replacement."""
+and resumes at its position exactly, decoding nothing before it; `resampled` draws shards with
+replacement."""
 
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 from collections import Counter
 
 import pytest
@@ -26,11 +28,25 @@ def manifest(tmp_path_factory):
     return read_manifest(path)
 
 
-def stream(manifest, sampling: str, epoch_samples: int | None = None, seed: int = 0) -> BatchStream:
+def stream(manifest, sampling: str, epoch_samples: int | None = None, seed: int = 0,
+           num_workers: int = 0, transform=None) -> BatchStream:
     data = dataclasses.replace(DataConfig(), sampling=sampling, epoch_samples=epoch_samples,
-                               shuffle_buffer=16, num_workers=0)
+                               shuffle_buffer=16, num_workers=num_workers)
     return BatchStream(manifest, data, seed=seed, micro_batch=BATCH, rank=0, world_size=1,
-                       transform=T.Compose([T.ToImage(), T.ToDtype(torch.float32)]))
+                       transform=transform or T.Compose([T.ToImage(), T.ToDtype(torch.float32)]))
+
+
+class CountingJitter:
+    """Pixels plus one draw from the global torch RNG (where torchvision's augmentations draw),
+    counting its calls in a shared counter that loader workers update too."""
+
+    def __init__(self) -> None:
+        self.calls = multiprocessing.Value("i", 0)
+
+    def __call__(self, image) -> torch.Tensor:
+        with self.calls.get_lock():
+            self.calls.value += 1
+        return T.ToImage()(image).to(torch.float32) + torch.rand(())
 
 
 def keys(batches: BatchStream, count: int) -> list[str]:
@@ -76,3 +92,41 @@ def test_shards_smaller_than_a_batch_are_one_clear_error(tmp_path) -> None:
     with pytest.raises(TrainError, match="hold less than one micro-batch"):
         next(BatchStream(small, data, seed=0, micro_batch=BATCH, rank=0, world_size=1,
                          transform=T.ToImage()))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("sampling", ["resampled", "passes"])
+def test_a_resumed_stream_decodes_nothing_before_its_position_and_gives_the_same_batches(
+        manifest, sampling, num_workers) -> None:
+    """A replay would decode the 7 batches before the position (56 samples) before giving its
+    first; resuming from the reader position decodes only what it gives, plus the one sample
+    webdataset's batcher reads ahead per loader (and, with workers, what they prefetch: at most
+    prefetch_factor 2 x 2 workers batches ahead)."""
+    original = stream(manifest, sampling, epoch_samples=80, num_workers=num_workers,
+                      transform=CountingJitter())
+    keys(original, 7)  # odd: with two workers the second one is next; passes: second pass
+    state, reader = original.state_dict(), original.rank_state()
+    expected = [next(original) for _ in range(5)]  # across the epoch's end
+    jitter = CountingJitter()
+    resumed = stream(manifest, sampling, epoch_samples=80, num_workers=num_workers,
+                     transform=jitter)
+    resumed.load_state_dict(state, reader)
+    first = next(resumed)
+    assert jitter.calls.value <= (1 if num_workers == 0 else 5) * (BATCH + 1)
+    got = [first] + [next(resumed) for _ in range(4)]
+    if num_workers == 0:
+        assert jitter.calls.value <= 5 * BATCH + 2  # two loaders: the epoch's end is crossed
+    assert [batch["key"] for batch in got] == [batch["key"] for batch in expected]
+    for mine, theirs in zip(got, expected, strict=True):
+        assert torch.equal(mine["image"], theirs["image"])  # the same augmentation draws
+    assert resumed.state_dict() == original.state_dict()
+    assert resumed.rank_state() == original.rank_state()
+
+
+@pytest.mark.parametrize("reader", [{"pass": 0, "samples": [1.5], "first_worker": 0},
+                                    {"pass": 0, "samples": [8, 8], "first_worker": 0},
+                                    {"pass": 0, "samples": [8], "first_worker": True}, []])
+def test_a_reader_position_that_does_not_fit_is_one_clear_error(manifest, reader) -> None:
+    batches = stream(manifest, "resampled")
+    with pytest.raises(TrainError, match="does not fit data.num_workers=0"):
+        batches.load_state_dict(batches.state_dict(), reader)

@@ -3,12 +3,19 @@
 Workers decode images themselves (PIL, RGB) so that a bad sample is skipped and counted instead
 of killing a multi-day run; the counts ride to the main process inside each batch (`skipped`),
 and a failure rate above `max_failure_rate` stops the run with a DataError naming the manifest.
+
+Each raw sample is augmented under its own torch seed, drawn from (seed, rank, worker, its index
+in the worker's stream): ranks and workers draw different crops, a rerun draws the same ones, and
+a resumed loader (`resume_samples`) passes over the samples already consumed without decoding
+them yet draws exactly what the uninterrupted one would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import itertools
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,6 +39,8 @@ from levl_data.shardscan import sample_key
 MIN_ATTEMPTS_FOR_RATE = 50
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm"})
 _ERROR_KEY = "__levl_error__"
+_INDEX_KEY = "__levl_index__"
+POSITION_KEY = "position"
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,8 @@ class _Plan:
     rank: int = 0
     resample: bool = False
     max_failure_rate: float = 0.1
+    first_worker: int = 0
+    resume_samples: tuple[int, ...] = ()
 
 
 class _SkipCounter:
@@ -102,7 +113,7 @@ class ShardStream(IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         worker = get_worker_info()
         try:
-            yield from self._batches(worker.id if worker else 0)
+            yield from self._batches(*_logical_worker(self.plan, worker))
         except DataError as err:
             if worker is None:
                 raise
@@ -110,18 +121,19 @@ class ShardStream(IterableDataset):
             # send the one-line message as data instead and let ShardLoader raise it.
             yield {_ERROR_KEY: str(err)}
 
-    def _batches(self, worker_id: int) -> Iterator[dict]:
+    def _batches(self, worker_id: int, num_workers: int) -> Iterator[dict]:
         plan = self.plan
         counter = _SkipCounter(plan)
         stream_seed = _stream_seed(plan.seed, plan.rank, worker_id)
-        stages: list[Any] = [*_shard_source(plan, worker_id)]
+        stages: list[Any] = [*_shard_source(plan, worker_id, num_workers)]
         stages += _tar_stages(plan)
         if plan.shuffle_buffer > 0:
             stages.append(
                 wds.shuffle(plan.shuffle_buffer, initial=plan.shuffle_buffer, seed=stream_seed)
             )
-        stages.append(partial(_decode_stream, plan=plan, counter=counter))
-        collate = partial(_collate, counter=counter, extra_members=plan.extra_members)
+        stages.append(partial(_decode_stream, plan=plan, counter=counter, worker_id=worker_id))
+        collate = partial(_collate, counter=counter, extra_members=plan.extra_members,
+                          worker_id=worker_id)
         stages.append(
             wds.batched(plan.batch_size, collation_fn=collate, partial=not plan.drop_last)
         )
@@ -157,6 +169,8 @@ def build_loader(
     max_failure_rate: float = 0.1,
     ffcv_image_pipeline: Sequence | None = None,
     pin_memory: bool = False,
+    resume_samples: Sequence[int] = (),
+    first_worker: int = 0,
 ) -> ShardLoader | FfcvLoader:
     """A DataLoader of batch dicts over this rank's share of the manifest's shards.
 
@@ -171,13 +185,20 @@ def build_loader(
     (`ffcv_image_pipeline`, ffcv operations with the decoder first, replaces `image_transform`
     there for ffcv's own JIT-compiled decode and augmentation). `pin_memory` pins each batch
     (for a CUDA trainer's non-blocking host-to-device copies).
+
+    Resuming: `resume_samples[w]` raw samples (the `position["samples"]` of worker w's last
+    batch taken) are read past without decoding, and worker `first_worker` (the one after the
+    last batch's `position["worker"]`) gives the first batch; the batches that follow are the
+    ones the uninterrupted loader would have given next. Webdataset shards only.
     """
     _check_options(batch_size, shuffle_buffer, num_workers, rank, world_size, max_failure_rate)
+    _check_resume(resume_samples, first_worker, num_workers)
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest)
     if manifest.data["format"] == "ffcv":
-        if extra_members:
-            raise DataError(f"manifest {manifest.path}: an ffcv file holds no extra members; "
+        if extra_members or resume_samples:
+            what = "extra members" if extra_members else "resume positions"
+            raise DataError(f"manifest {manifest.path}: an ffcv file takes no {what}; "
                             "read the webdataset shard set it was converted from")
         return build_ffcv_loader(
             manifest, batch_size=batch_size, image_transform=image_transform,
@@ -209,12 +230,15 @@ def build_loader(
         rank=rank,
         resample=resample,
         max_failure_rate=max_failure_rate,
+        first_worker=first_worker,
+        resume_samples=tuple(resume_samples),
     )
     loader = ShardLoader(
         ShardStream(plan),
         batch_size=None,
         num_workers=num_workers,
-        generator=torch.Generator().manual_seed(seed),
+        # worker seeds (python's random in a transform) differ by rank too
+        generator=torch.Generator().manual_seed(_stream_seed(seed, rank, -1)),
         pin_memory=pin_memory,
     )
     loader.manifest = manifest
@@ -235,6 +259,15 @@ def _check_options(batch_size, shuffle_buffer, num_workers, rank, world_size, ma
         raise ValueError(f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}")
     if not 0.0 <= max_failure_rate <= 1.0:
         raise ValueError(f"max_failure_rate must be in [0, 1], got {max_failure_rate}")
+
+
+def _check_resume(resume_samples: Sequence[int], first_worker: int, num_workers: int) -> None:
+    workers = max(num_workers, 1)
+    if resume_samples and len(resume_samples) != workers:
+        raise ValueError(f"resume_samples needs one count per worker ({workers}), "
+                         f"got {len(resume_samples)}")
+    if any(count < 0 for count in resume_samples) or not 0 <= first_worker < workers:
+        raise ValueError(f"need counts >= 0 and 0 <= first_worker < {workers}")
 
 
 def _check_extra_members(manifest: Manifest, extra_members, extra_transforms) -> None:
@@ -263,7 +296,16 @@ def _rank_shards(manifest: Manifest, rank: int, world_size: int, resample: bool)
     )
 
 
-def _shard_source(plan: _Plan, worker_id: int) -> list[Any]:
+def _logical_worker(plan: _Plan, worker: Any) -> tuple[int, int]:
+    """(worker id, worker count) as the data sees them. A resumed loader rotates the ids by
+    `first_worker`: the DataLoader asks its workers for batches in turn from worker 0, so the
+    worker whose turn came next when the position was taken must be worker 0 now."""
+    if worker is None:
+        return 0, 1
+    return (worker.id + plan.first_worker) % worker.num_workers, worker.num_workers
+
+
+def _shard_source(plan: _Plan, worker_id: int, num_workers: int) -> list[Any]:
     if plan.resample:
         worker_seed = partial(_stream_seed, plan.seed, plan.rank, worker_id)
         return [
@@ -272,7 +314,14 @@ def _shard_source(plan: _Plan, worker_id: int) -> list[Any]:
             )
         ]
     order_seed = plan.seed if plan.shuffle_buffer > 0 else None
-    return [wds.SimpleShardList(list(plan.shard_urls), seed=order_seed), wds.split_by_worker]
+    split = partial(_split_by_worker, worker_id=worker_id, num_workers=num_workers)
+    return [wds.SimpleShardList(list(plan.shard_urls), seed=order_seed), split]
+
+
+def _split_by_worker(sources: Iterator[dict], *, worker_id: int, num_workers: int
+                     ) -> Iterator[dict]:
+    """webdataset's split_by_worker by the logical worker id (`_logical_worker`)."""
+    yield from itertools.islice(sources, worker_id, None, num_workers)
 
 
 def _tar_stages(plan: _Plan) -> list[Any]:
@@ -374,6 +423,23 @@ def _stream_seed(seed: int, rank: int, worker_id: int) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def _sample_seed(seed: int, rank: int, worker_id: int, index: int) -> int:
+    """The augmentation seed of a worker's index-th raw sample (see the module docstring)."""
+    digest = hashlib.sha256(f"levl/augment/{seed}/{rank}/{worker_id}/{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+@contextlib.contextmanager
+def _sample_rng(plan: _Plan, worker_id: int, index: int) -> Iterator[None]:
+    """Seed the global CPU torch RNG (torchvision's transforms draw from it) for one sample and
+    put the caller's state back after: with no workers the loader runs in the trainer's process,
+    whose RNG (model init, dropout) must not depend on the data. Not torch.manual_seed: that
+    would reseed the trainer's CUDA generators too."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(_sample_seed(plan.seed, plan.rank, worker_id, index))
+        yield
+
+
 def _raise_shard_error(manifest_path: Path, exn: Exception) -> bool:
     shard = next(
         (arg for arg in reversed(exn.args) if isinstance(arg, str) and arg.endswith(".tar")), None
@@ -386,15 +452,21 @@ def _raise_shard_error(manifest_path: Path, exn: Exception) -> bool:
 
 
 def _decode_stream(
-    samples: Iterator[dict], *, plan: _Plan, counter: _SkipCounter
+    samples: Iterator[dict], *, plan: _Plan, counter: _SkipCounter, worker_id: int
 ) -> Iterator[dict]:
-    for raw in samples:
-        sample, reason = _decode_sample(raw, plan)
+    """Decode and augment, each sample under its own seed; a resumed loader reads past the
+    samples consumed before (the shuffle buffer still needs their bytes) without decoding."""
+    skip = plan.resume_samples[worker_id] if plan.resume_samples else 0
+    for index, raw in enumerate(samples):
+        if index < skip:
+            continue
+        with _sample_rng(plan, worker_id, index):
+            sample, reason = _decode_sample(raw, plan)
         if reason is not None:
             counter.skip(reason)
             continue
         counter.ok()
-        yield sample
+        yield {**sample, _INDEX_KEY: index}
 
 
 def decode_raw_sample(
@@ -478,7 +550,10 @@ def _transform_extra(member: str, value: Any, plan: _Plan) -> Any:
     return value
 
 
-def _collate(samples: list[dict], *, counter: _SkipCounter, extra_members: tuple[str, ...]) -> dict:
+def _collate(samples: list[dict], *, counter: _SkipCounter, extra_members: tuple[str, ...],
+             worker_id: int) -> dict:
+    """Stack a batch; its `position` (worker, raw samples that worker consumed through it) is
+    what a resumed loader needs."""
     batch = {
         "image": torch.stack([sample["image"] for sample in samples]),
         "caption": [sample["caption"] for sample in samples],
@@ -490,4 +565,5 @@ def _collate(samples: list[dict], *, counter: _SkipCounter, extra_members: tuple
         values = [sample[name] for sample in samples]
         batch[name] = torch.stack(values) if all(torch.is_tensor(v) for v in values) else values
     batch["skipped"] = counter.take()
+    batch[POSITION_KEY] = {"worker": worker_id, "samples": samples[-1][_INDEX_KEY] + 1}
     return batch

@@ -236,6 +236,8 @@ class ObjectiveConfig:
     # LeVLJEPA+'s multi-view term (with data.views > 1): every view's z_v pulled to the mean
     # of the image's views, weight lambda_multi (METHOD.md: e.g. 0.2); 0 = off
     lambda_multi: float = 0.0
+    # with several views: how many of them (the first) predict the caption; 0 = every view
+    caption_views: int = 0
 
     def __post_init__(self) -> None:
         check_choice("objective", "name", self.name, OBJECTIVES)
@@ -256,6 +258,7 @@ class ObjectiveConfig:
         check_int("objective", "seed", self.seed, minimum=0)
         check_choice("objective", "sigreg_scope", self.sigreg_scope, SIGREG_SCOPES)
         check_float("objective", "lambda_multi", self.lambda_multi, 0.0, 10.0)
+        check_int("objective", "caption_views", self.caption_views, minimum=0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

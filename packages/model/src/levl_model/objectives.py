@@ -81,16 +81,19 @@ class LeVLJEPA(Objective):
     def prediction_terms(self, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(pred_v, pred_t) with grad: pred_v compares vision's guess with (sg) z_t, and pred_t
         text's guess with (sg) z_v. Without predictors each z must match the other directly.
-        With several views of each image, every view predicts its caption and the caption
-        predicts the mean of its image's views."""
+        With several views of each image, every view (or the first `caption_views`, those that
+        keep the caption's colours) predicts its caption, and the caption predicts the mean of
+        its image's views."""
         cfg = self.config
         guess_t = out["pred_v"] if cfg.use_predictors else out["z_v"]
         guess_v = out["pred_t"] if cfg.use_predictors else out["z_t"]
         target_t, target_v = self._target(out["z_t"]), self._target(out["z_v"])
         views = view_count(out)
         if views > 1:
-            target_t = target_t.repeat_interleave(views, dim=0)
             target_v = per_image(target_v, views).mean(dim=1)
+            speaking = cfg.caption_views or views
+            guess_t = per_image(guess_t, views)[:, :speaking].flatten(0, 1)
+            target_t = target_t.repeat_interleave(speaking, dim=0)
         return self._pred_loss(guess_t, target_t), self._pred_loss(guess_v, target_v)
 
     def _target(self, z_BE: torch.Tensor) -> torch.Tensor:

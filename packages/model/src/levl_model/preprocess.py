@@ -116,14 +116,15 @@ def train_transform(
 
 
 class Views:
-    """`count` independent draws of `transform`, stacked [count, C, H, W]: LeVLJEPA+'s global
-    views of one image (METHOD.md), which the multi-view term pulls together."""
+    """One independent draw of each transform, stacked [V, C, H, W]: LeVLJEPA+'s global views of
+    one image (METHOD.md), which the multi-view term pulls together. DINO's views differ in
+    their augmentation too; here the first ones may keep the colours the caption names."""
 
-    def __init__(self, transform: Callable[[Image.Image], torch.Tensor], count: int) -> None:
-        self.transform, self.count = transform, count
+    def __init__(self, transforms: list[Callable[[Image.Image], torch.Tensor]]) -> None:
+        self.transforms = transforms
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return torch.stack([self.transform(image) for _ in range(self.count)])
+        return torch.stack([transform(image) for transform in self.transforms])
 
 
 def _rgb(image: Image.Image) -> Image.Image:

@@ -42,6 +42,9 @@ class DataConfig:
     hue_jitter: float = 0.0
     # augmented views of each image (LeVLJEPA+'s global views; 1 = one view, no multi-view term)
     views: int = 1
+    # of those views, the first `clean_views` keep the image's colours (the crop and the mild
+    # jitter, no strong jitter or greyscale), so the caption's colour words stay true of them
+    clean_views: int = 0
     max_failure_rate: float = 0.1
     # How an epoch reads the shards: "resampled" draws them with replacement (webdataset's
     # ResampledShards, open_clip's --dataset-resampled), "passes" reads each of the rank's
@@ -74,11 +77,15 @@ class DistConfig:
     """How the global batch (`data.batch_size`) is spread: over ranks, then over `grad_accum`
     micro-batches per rank (both engines accumulate). ZeRO acts only under DeepSpeed,
     SyncBatchNorm only with more than one rank; activation checkpointing (recompute the ViT and
-    GPT-2 blocks in backward) works under both engines."""
+    GPT-2 blocks in backward) and `compile` work under both engines."""
 
     zero_stage: int = 0
     grad_accum: int = 1
     activation_checkpointing: bool = False
+    # torch.compile both towers' forward (inductor), in place: parameter names, checkpoints and
+    # resume are unchanged. Off by default: the first step pays the compile (~1 min for the micro
+    # towers on a 2-core CPU), and the GPU gain is not yet measured (bench/gpu_check.sh runs it).
+    compile: bool = False
     sync_batchnorm: bool = True  # only when world size > 1
     backend: str = "auto"  # auto (nccl on CUDA, gloo on CPU) | gloo | nccl
     timeout_s: int = 600
@@ -186,6 +193,7 @@ _POSITIVE = (("", "steps"), ("", "log_every"), ("", "ckpt_every"), ("data", "bat
 def check_config(cfg: TrainConfig) -> None:
     """Refuse values no run could use before anything starts (not at step 1000)."""
     check_finite(cfg)
+    check_flags(cfg)
     for (section, key), choices in _CHOICES.items():
         value = getattr(getattr(cfg, section) if section else cfg, key)
         if value not in choices:
@@ -234,6 +242,17 @@ def check_finite(node: Any, prefix: str = "") -> None:
             raise TrainError(f"{key}={value} must be a finite number")
 
 
+def check_flags(node: Any, prefix: str = "") -> None:
+    """Every bool key holds a bool: a config.json saying `"compile": "yes"` would otherwise be
+    truthy everywhere it is read and be written back as a string."""
+    for item in dataclasses.fields(node):
+        value, key = getattr(node, item.name), f"{prefix}{item.name}"
+        if dataclasses.is_dataclass(value):
+            check_flags(value, f"{key}.")
+        elif item.type in ("bool", bool) and not isinstance(value, bool):
+            raise TrainError(f"{key}={value!r} must be true or false")
+
+
 def check_predictors(cfg: TrainConfig) -> None:
     """Predictor MLPs exactly when the objective trains them: an InfoNCE run must not build,
     checkpoint and hand to evaluation two MLPs left at their random init."""
@@ -261,6 +280,11 @@ def check_views(cfg: TrainConfig) -> None:
     if cfg.data.views > 1 and cfg.objective.name != "levljepa":
         raise TrainError(f"data.views={cfg.data.views} is for objective.name=levljepa, not "
                          f"{cfg.objective.name}; set data.views=1")
+    for where, key, value in (("data", "clean_views", cfg.data.clean_views),
+                              ("objective", "caption_views", cfg.objective.caption_views)):
+        if not 0 <= value <= cfg.data.views:
+            raise TrainError(f"{where}.{key}={value} must be between 0 and data.views="
+                             f"{cfg.data.views}")
     if cfg.objective.lambda_multi > 0 and cfg.data.views == 1:
         raise TrainError(f"objective.lambda_multi={cfg.objective.lambda_multi} needs several "
                          "views of each image; set data.views=2 (or more)")

@@ -123,6 +123,20 @@ def enable_activation_checkpointing(model: LevlModel) -> None:
         text.gradient_checkpointing_enable(gradient_checkpointing_kwargs=non_reentrant)
 
 
+# The backend of `dist.compile`. A private hook for tests, which swap in "aot_eager" (the same
+# traced graphs without inductor's C++ build, which takes ~1 min for the micro towers here).
+_COMPILE_BACKEND = "inductor"
+
+
+def compile_towers(model: LevlModel) -> None:
+    """torch.compile the ViT's and GPT-2's forward in place (nn.Module.compile), rather than
+    wrapping them in an OptimizedModule: parameter names keep no `_orig_mod.` prefix, so
+    model.safetensors, the optimizer and DeepSpeed state and resume are the same as eager. The
+    heads and the objective stay eager: small, and SIGReg draws its slices by step."""
+    model.vision.compile(backend=_COMPILE_BACKEND)
+    model.text.compile(backend=_COMPILE_BACKEND)
+
+
 def set_lr(optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)

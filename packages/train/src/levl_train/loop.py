@@ -31,9 +31,11 @@ from levl_train.resume import (
     discard_unfinished,
     latest_train_state,
     read_position,
+    read_reader,
     read_rng,
     set_rng_state,
     write_position,
+    write_reader,
     write_rng,
 )
 from levl_train.rundir import CONFIG_FILE, read_config, write_json_atomic
@@ -192,8 +194,9 @@ def resume(run_dir: Path) -> Path:
 
 
 def restore(run: Run) -> int:
-    """Load weights/optimizer/engine state, replay the data stream, then set the RNGs (the
-    replay draws augmentation randomness, so RNGs come last); returns the next step."""
+    """Load weights/optimizer/engine state, move the data stream to its position, then set
+    the RNGs (an old checkpoint's replay may draw from them, so RNGs come last); returns the
+    next step."""
     state_dir = latest_train_state(run.run_dir.path)
     position = read_position(state_dir)
     if run.env.is_main:
@@ -202,7 +205,7 @@ def restore(run: Run) -> int:
     check_layout(position, run.env.world_size, run.cfg.engine, run.cfg.dist.zero_stage,
                  state_dir)
     run.engine.load_state(state_dir, read_tensors(state_dir.parent))
-    run.stream.load_state_dict(position.stream)
+    run.stream.load_state_dict(position.stream, read_reader(state_dir, run.env.rank))
     set_rng_state(read_rng(state_dir, run.env.rank))
     return position.step
 
@@ -247,6 +250,7 @@ def _save(run: Run, step: int, ckpt_dir: Path, staging: Path) -> Path:
     barrier()
     run.engine.save_state(staging, env.is_main)
     write_rng(staging, env.rank)
+    write_reader(staging, env.rank, run.stream.rank_state())
     if env.is_main:
         write_position(staging, Position(step, step * cfg.data.batch_size,
                                          run.stream.state_dict(), env.world_size, cfg.engine,

@@ -3,6 +3,7 @@ how a run dir is recognised as one to continue.
 
     train_state/position.json    step, samples seen, data stream position, world size, engine
     train_state/rng_rankN.json   every RNG a rank draws from (python, numpy, torch, cuda)
+    train_state/reader_rankN.json  where a rank's data loader stands (BatchStream.rank_state)
     train_state/optimizer.pt     torch engine: AdamW moments (torch.load weights_only)
     train_state/engine/          DeepSpeed engine: module + ZeRO optimizer partitions
 
@@ -75,6 +76,18 @@ def write_position(state_dir: Path, position: Position) -> None:
 
 def write_rng(state_dir: Path, rank: int) -> None:
     write_json_atomic(state_dir / f"rng_rank{rank}.json", rng_state())
+
+
+def write_reader(state_dir: Path, rank: int, state: dict[str, Any] | None) -> None:
+    """A rank's reader position; none for a loader that reports none (resume replays)."""
+    if state is not None:
+        write_json_atomic(state_dir / f"reader_rank{rank}.json", state)
+
+
+def read_reader(state_dir: Path, rank: int) -> dict[str, Any] | None:
+    """A rank's reader position, or None where the checkpoint has none (older ones)."""
+    path = state_dir / f"reader_rank{rank}.json"
+    return read_state_json(path) if path.is_file() else None
 
 
 def read_position(state_dir: Path) -> Position:

@@ -31,6 +31,7 @@ from levl_train.distributed import (
 from levl_train.engine import (
     TorchEngine,
     TrainModule,
+    compile_towers,
     enable_activation_checkpointing,
     uses_bf16,
     weight_dtype,
@@ -103,6 +104,8 @@ def build_module(cfg: TrainConfig, env: DistEnv, device: torch.device) -> TrainM
         enable_activation_checkpointing(model)
     if env.multi and cfg.dist.sync_batchnorm:
         sync_batchnorm(model, device)
+    if cfg.dist.compile:
+        compile_towers(model)
     module = TrainModule(model, objective, uses_bf16(cfg, device), dtype, cfg.preprocess)
     return module.to(device=device, dtype=dtype).train()
 
@@ -132,11 +135,17 @@ def image_pipeline(cfg: TrainConfig):
     """Sample image -> uint8 tensor: augmented (or the eval geometry), `data.views` times when
     several views of each image are asked for ([V, C, H, W])."""
     data = cfg.data
-    transform = train_transform(cfg.preprocess, (data.crop_scale_min, 1.0), data.color_jitter,
+    if not data.augment:
+        transform = eval_transform(cfg.preprocess, uint8=True)
+        return Views([transform] * data.views) if data.views > 1 else transform
+    scale = (data.crop_scale_min, 1.0)
+    transform = train_transform(cfg.preprocess, scale, data.color_jitter,
                                 grayscale_p=data.grayscale_p, hue_jitter=data.hue_jitter,
-                                uint8=True) if data.augment \
-        else eval_transform(cfg.preprocess, uint8=True)
-    return Views(transform, data.views) if data.views > 1 else transform
+                                uint8=True)
+    if data.views == 1:
+        return transform
+    clean = train_transform(cfg.preprocess, scale, data.color_jitter, uint8=True)
+    return Views([clean] * data.clean_views + [transform] * (data.views - data.clean_views))
 
 
 def build_run(cfg: TrainConfig, out_dir: Path) -> Run:

@@ -4,12 +4,15 @@ Shards are resampled with replacement (`data.sampling = "resampled"`) or read on
 seeded order (`"passes"`, starting another pass when a rank's shards run out), so the stream has
 no natural end; an "epoch" is a fixed number of samples after which the order is redrawn from
 (seed, epoch). The position is
-(epoch, batches into it); resuming rebuilds that epoch's loader and replays the batches before
-the position, which is exact because each epoch's order is a pure function of its seed.
+(epoch, batches into it), the same on every rank, plus each rank's reader position (`rank_state`:
+the pass, and the raw samples each loader worker has consumed). Resuming rebuilds that epoch's
+loader started at the reader position: the samples before it are read past, not decoded, and
+since each sample's augmentation has its own seed the batches are the uninterrupted run's.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 from collections.abc import Callable, Iterator
@@ -18,7 +21,7 @@ from typing import Any
 
 import torch
 
-from levl_data.loader import build_loader
+from levl_data.loader import POSITION_KEY, build_loader
 from levl_data.manifest import Manifest
 from levl_train.config import DataConfig
 from levl_train.errors import TrainError
@@ -59,33 +62,46 @@ class BatchStream:
             raise TrainError(
                 f"data.epoch_samples={epoch_samples} is less than one global batch "
                 f"({micro_batch * world_size}); raise data.epoch_samples")
+        self.workers = max(data.num_workers, 1)
         self.position = StreamPosition()
         self._batches = self._open(0)
 
-    def _loader(self, seed: int, resample: bool):
+    def _loader(self, seed: int, resample: bool, reader: dict[str, Any] | None = None):
+        """This rank's loader of one epoch or pass; `reader` starts it where a rank_state was
+        taken (its first worker and the samples each worker already consumed)."""
+        start = {}
+        if reader is not None and any(reader["samples"]):
+            start = {"resume_samples": reader["samples"], "first_worker": reader["first_worker"]}
         return build_loader(
             self.manifest, batch_size=self.micro_batch, image_transform=self.transform,
             shuffle_buffer=self.data.shuffle_buffer, num_workers=self.data.num_workers,
             seed=seed, rank=self.rank, world_size=self.world_size,
             resample=resample, max_failure_rate=self.data.max_failure_rate,
-            pin_memory=self.pin_memory,
+            pin_memory=self.pin_memory, **start,
         )
 
-    def _open(self, epoch: int) -> Iterator[dict[str, Any]]:
-        if self.data.sampling == "resampled":
-            return iter(self._loader(epoch_seed(self.seed, epoch), resample=True))
-        return self._passes(epoch)
+    def _fresh_reader(self, index: int) -> dict[str, Any]:
+        return {"pass": index, "samples": [0] * self.workers, "first_worker": 0}
 
-    def _passes(self, epoch: int) -> Iterator[dict[str, Any]]:
+    def _open(self, epoch: int, reader: dict[str, Any] | None = None
+              ) -> Iterator[dict[str, Any]]:
+        reader = self._reader = reader or self._fresh_reader(0)
+        if self.data.sampling == "resampled":
+            return iter(self._loader(epoch_seed(self.seed, epoch), True, reader))
+        return self._passes(epoch, reader)
+
+    def _passes(self, epoch: int, reader: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Every shard of this rank once per pass, each pass in its own seeded order (the
-        epoch's first pass uses the epoch's seed, so one pass per epoch is exact epochs)."""
-        for index in itertools.count():
+        epoch's first pass uses the epoch's seed, so one pass per epoch is exact epochs).
+        A resumed pass may have nothing left: only a fresh pass without batches is an error."""
+        for index in itertools.count(reader["pass"]):
             seed = epoch_seed(self.seed, epoch) if index == 0 else pass_seed(self.seed, epoch, index)
+            self._reader = reader if index == reader["pass"] else self._fresh_reader(index)
             batches = 0
-            for batch in self._loader(seed, resample=False):
+            for batch in self._loader(seed, False, self._reader):
                 batches += 1
                 yield batch
-            if batches == 0:
+            if batches == 0 and not any(self._reader["samples"]):
                 raise TrainError(
                     f"rank {self.rank}: its shards of {self.manifest.path} hold less than one "
                     f"micro-batch ({self.micro_batch}); lower data.batch_size or use "
@@ -96,25 +112,71 @@ class BatchStream:
             self.position = StreamPosition(self.position.epoch + 1, 0)
             self._batches = self._open(self.position.epoch)
         batch = next(self._batches)
+        self._note(batch.pop(POSITION_KEY, None))
         self.position = StreamPosition(self.position.epoch, self.position.batch + 1)
         return batch
+
+    def _note(self, taken: dict[str, int] | None) -> None:
+        """Move the reader position past a batch taken from loader worker `taken["worker"]`
+        (an ffcv loader's batches carry none: its position stays unknown)."""
+        if taken is None:
+            self._reader = None
+            return
+        if self._reader is not None:
+            self._reader["samples"][taken["worker"]] = taken["samples"]
+            self._reader["first_worker"] = (taken["worker"] + 1) % self.workers
 
     def __iter__(self):
         return self
 
     def state_dict(self) -> dict[str, int]:
+        """The position every rank shares (rank 0 writes it)."""
         return {**asdict(self.position), "batches_per_epoch": self.batches_per_epoch}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        """Replay up to the saved position. Replaying consumes the global torch RNG (in-process
-        augmentation), so callers restore RNG states after this, not before."""
+    def rank_state(self) -> dict[str, Any] | None:
+        """This rank's reader position (each rank writes its own), or None where the loader
+        reports none (ffcv): a resume then replays the epoch."""
+        return None if self._reader is None else copy.deepcopy(self._reader)
+
+    def load_state_dict(self, state: dict[str, int],
+                        reader: dict[str, Any] | None = None) -> None:
+        """Go to the saved position: with this rank's `reader` (its rank_state) the loader
+        starts there and decodes nothing before it; without one (a checkpoint older than
+        reader positions, an ffcv manifest) the epoch's batches up to it are replayed."""
         if state["batches_per_epoch"] != self.batches_per_epoch:
             raise TrainError(
                 f"saved data position has {state['batches_per_epoch']} batches per epoch, this "
                 f"run {self.batches_per_epoch}: batch size, world size or data.epoch_samples "
                 "changed; resume with the run's own settings")
+        if reader is not None:
+            self._start_at(state, self._checked(reader))
+            return
         self.position = StreamPosition(state["epoch"], 0)
         self._batches = self._open(state["epoch"])
         with torch.random.fork_rng(devices=[]):
             for _ in range(state["batch"]):
                 next(self)
+
+    def _start_at(self, state: dict[str, int], reader: dict[str, Any]) -> None:
+        """Open the saved epoch's loader at `reader`; at the epoch's end open nothing (the next
+        batch opens the next epoch)."""
+        self.position = StreamPosition(state["epoch"], state["batch"])
+        self._reader = reader
+        done = state["batch"] >= self.batches_per_epoch
+        self._batches = iter(()) if done else self._open(state["epoch"], reader)
+
+    def _checked(self, reader: Any) -> dict[str, Any]:
+        """A saved reader position (untrusted JSON), refused unless it fits this stream."""
+        def count(value: Any, below: int | None = None) -> bool:
+            return (type(value) is int and value >= 0  # not bool, not float
+                    and (below is None or value < below))
+
+        samples = reader.get("samples") if isinstance(reader, dict) else None
+        fits = (isinstance(samples, list) and len(samples) == self.workers
+                and all(count(n) for n in samples)
+                and count(reader.get("first_worker"), self.workers) and count(reader.get("pass")))
+        if not fits:
+            raise TrainError(
+                f"saved reader position {reader!r} does not fit data.num_workers="
+                f"{self.data.num_workers}; resume with the run's own settings")
+        return copy.deepcopy(reader)
