@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from levl_model import ImageFeatures, LevlModel, TextFeatures, build_model
@@ -75,6 +76,24 @@ def test_text_encoder_has_no_dropout(micro_model):
     assert (gpt2.resid_pdrop, gpt2.embd_pdrop, gpt2.attn_pdrop) == (0.0, 0.0, 0.0)
     assert gpt2.n_positions == 77 and gpt2.vocab_size == 50257
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_text_mlp_activation_is_gpt2s_gelu_new_up_to_rounding(micro_model, dtype):
+    """The fused kernel (gelu_pytorch_tanh) computes transformers' gelu_new, 0.5·x·(1 +
+    tanh(√(2/π)(x + 0.044715x³))), up to float rounding: value and gradient."""
+    from transformers.activations import ACT2FN
+
+    act = micro_model.text.transformer.h[0].mlp.act
+    x = (torch.randn(4096, generator=torch.Generator().manual_seed(0), dtype=dtype) * 4)
+    x.requires_grad_()
+    reference = ACT2FN["gelu_new"]
+    got, expected = act(x), reference(x)
+    ulp = torch.finfo(dtype).eps * x.detach().abs().clamp(min=1)
+    assert ((got - expected).abs() <= 2 * ulp).all()
+    (grad,) = torch.autograd.grad(got.sum(), x)
+    (expected_grad,) = torch.autograd.grad(reference(x).sum(), x)
+    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=float(8 * ulp.max()))
 
 def test_build_model_is_reproducible_and_leaves_global_rng_alone(micro_cfg):
     torch.manual_seed(5)

@@ -13,7 +13,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from levl_model import ModelError
-from levl_model.sigreg import epps_pulley_weights, sigreg, slice_directions
+from levl_model.sigreg import (
+    draw_slice_directions,
+    empirical_cf,
+    epps_pulley_weights,
+    sigreg,
+    slice_directions,
+)
 
 N, E, S = 512, 16, 256
 
@@ -110,6 +116,42 @@ def test_directions_depend_on_step_and_seed_only():
     assert not torch.allclose(a, slice_directions(E, S, step=7, seed=1))
     torch.testing.assert_close(a.norm(dim=0), torch.ones(S))
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_memoised_directions_equal_fresh_draws(dtype):
+    """slice_directions hands out the draw already made for the same arguments (the other
+    modality's, another view's): equal to a fresh draw, also after eviction and redraw."""
+    first = slice_directions(E, S, step=11, seed=2, dtype=dtype)
+    assert slice_directions(E, S, step=11, seed=2, dtype=dtype) is first
+    assert torch.equal(first, draw_slice_directions(E, S, step=11, seed=2, dtype=dtype))
+    for step in range(12, 24):  # evicts step 11
+        other = slice_directions(E, S, step=step, seed=2, dtype=dtype)
+        assert torch.equal(other, draw_slice_directions(E, S, step=step, seed=2, dtype=dtype))
+    again = slice_directions(E, S, step=11, seed=2, dtype=dtype)
+    assert again is not first and torch.equal(again, first)
+    other_dtype = torch.float64 if dtype == torch.float32 else torch.float32
+    assert slice_directions(E, S, step=11, seed=2, dtype=other_dtype).dtype == other_dtype
+    with torch.inference_mode():
+        inside = slice_directions(E, S, step=11, seed=2, dtype=dtype)
+    assert inside is not again and torch.equal(inside, again)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_empirical_cf_value_and_gradient_are_autograds_bitwise(dtype):
+    """The hand-written backward (cos and sin kept from the forward) gives autograd's own
+    gradient of the plain expression, bit for bit."""
+    generator = torch.Generator().manual_seed(4)
+    x = (torch.randn(24, 96, generator=generator, dtype=dtype) * 1.7).requires_grad_()
+    t_K, _ = epps_pulley_weights(17, 3.0, dtype)
+    upstream = torch.randn(2, 17, 96, generator=generator, dtype=dtype)
+    tx = t_K[:, None, None] * x[None]
+    expected = torch.stack([torch.cos(tx).mean(dim=1), torch.sin(tx).mean(dim=1)])
+    (expected_grad,) = torch.autograd.grad(expected, x, upstream)
+    got = empirical_cf(x, t_K)
+    (grad,) = torch.autograd.grad(got, x, upstream)
+    assert torch.equal(got, expected)
+    assert torch.equal(grad, expected_grad)
 
 def test_same_step_same_value_and_different_step_different_value():
     z = gaussian() * 2

@@ -353,6 +353,36 @@ def test_a_step_reads_nothing_back_to_the_host(monkeypatch, objective):
     assert torch.isfinite(out.terms["loss"]) and out.grad_norm.ndim == 0
 
 
+def _deepspeed_host_reads(out_dir: str) -> dict:
+    """The DeepSpeed engine's step (what the vit_b16 recipes run) under the same guard, ZeRO 0
+    (levl measures the norm itself) and 2 (DeepSpeed's), an InfoNCE module so the post-step
+    clamp of the logit scale runs too, two micro-batches accumulated."""
+    from levl_train.ds_engine import DeepSpeedEngine
+
+    results = {}
+    for stage in (0, 2):
+        cfg = micro_synthetic()
+        cfg = with_objective_heads(dataclasses.replace(
+            cfg, engine="deepspeed", objective=dataclasses.replace(cfg.objective, name="infonce"),
+            dist=dataclasses.replace(cfg.dist, zero_stage=stage, grad_accum=2)))
+        engine = DeepSpeedEngine(build_module(cfg, DistEnv(), CPU), cfg, micro_batch=MICRO,
+                                 world_size=1)
+        images = torch.randint(0, 256, (MICRO, 3, 64, 64), dtype=torch.uint8)
+        batches = [(images, *micro_batch(1)[1:]), (images, *micro_batch(2)[1:])]
+        engine.step(batches, step=0)  # DeepSpeed's first step sets itself up
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            seen = forbid_host_reads_from_levl(monkeypatch)
+            out = engine.step(batches, step=1)
+        results[stage] = {"seen": seen, "finite": bool(torch.isfinite(out.terms["loss"]))}
+    return results
+
+
+def test_a_deepspeed_step_reads_nothing_back_to_the_host(tmp_path):
+    results = on_one_deepspeed_rank(_deepspeed_host_reads, tmp_path)
+    for stage in ("0", "2"):
+        assert results[stage] == {"seen": [], "finite": True}
+
+
 def text_and_image_moves(module, before: dict[str, torch.Tensor]) -> tuple[float, float]:
     """The largest change of a text-side weight (text tower, text projection) and of any other."""
     text = image = 0.0

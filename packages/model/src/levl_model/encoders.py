@@ -77,8 +77,18 @@ class VisionEncoder(VisionTransformer):
 
 def gpt2_config(cfg: TextConfig, init_std: float = REFERENCE_INIT_STD) -> GPT2Config:
     """GPT-2 with all dropout off (METHOD.md), positions sized to max_length and its normal
-    inits drawn at init_std (GPT-2's own 0.02 by default; residual projections / sqrt(2L))."""
+    inits drawn at init_std (GPT-2's own 0.02 by default; residual projections / sqrt(2L)).
+
+    The MLP's activation is GPT-2's tanh-approximated GELU computed by PyTorch's fused kernel
+    (`gelu_pytorch_tanh`, F.gelu(approximate="tanh")) rather than transformers' default
+    `gelu_new`, the same formula written as seven separate tensor ops (and their backward):
+    the same function up to float rounding (measured ≤ 1 ulp of x apart in float32 and
+    float64), ~2.4× faster forward + backward on the CPU; in a profile of the tiny training
+    step gelu_new's ops were ~10% of the step and the largest cost GPT-2 had beyond open_clip's
+    text tower.
+    """
     return GPT2Config(
+        activation_function="gelu_pytorch_tanh",
         n_embd=cfg.width,
         n_layer=cfg.depth,
         n_head=cfg.heads,

@@ -33,8 +33,8 @@ OWNED_KEYS = {
 
 # The layers whose gradients DeepSpeed reduces in bf16 under torch_autocast: every matmul of the
 # ViT (Linear, the patch Conv2d) and of GPT-2 (transformers' Conv1D) and GPT-2's token table
-# (~40M of ViT-B + GPT-2's ~240M parameters); norms, embeddings tables of the ViT and the loss
-# scalars keep fp32 reductions.
+# (itself ~39M): 240.8M of ViT-B + GPT-2's 241.0M parameters (bench/step_changes.py); norms, the
+# ViT's class and position embeddings and the loss scalars keep fp32 reductions.
 BF16_REDUCED_MODULES = ("torch.nn.Linear", "torch.nn.Conv2d", "torch.nn.Embedding",
                         "transformers.pytorch_utils.Conv1D")
 
