@@ -33,7 +33,10 @@ train_check() {
     failed $? "train.py" "$LOGS/train.log" && return
     "$PY" - "$LOGS/train.log" <<'EOF'
 import re, sys
-line = [l for l in open(sys.argv[1]) if l.startswith("summary:")][-1].strip()
+lines = [l for l in open(sys.argv[1]) if l.startswith("summary:")]
+if not lines:
+    sys.exit(print("FAIL train.py: no summary line (see the log)"))
+line = lines[-1].strip()
 fig = dict(re.findall(r"(\w+)=([\d.]+)", line))
 goals = {"mfu>=45%": float(fig.get("mfu", 0)) >= 45,
          "per_flop>=1.2x": float(fig.get("per_flop_vs_open_clip", 0)) >= 1.2,
@@ -56,7 +59,10 @@ smoke_check() {
     "$PY" - "$run" $((SECONDS - start)) <<'EOF'
 import json, math, pathlib, sys
 run, wall = pathlib.Path(sys.argv[1]), sys.argv[2]
-records = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+records = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+           if "loss" in r]
+if not records:
+    sys.exit(print(f"FAIL smoke: no loss logged in {run}/metrics.jsonl"))
 last, weights = records[-1], list(run.glob("checkpoints/*/model.safetensors"))
 finite = all(math.isfinite(r["loss"]) for r in records)
 ok = finite and bool(weights)

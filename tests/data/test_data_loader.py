@@ -13,7 +13,7 @@ import torch
 from torchvision.transforms import RandomResizedCrop
 
 from levl_data.errors import DataError
-from levl_data.loader import build_loader
+from levl_data.loader import POSITION_KEY, build_loader
 from levl_data.testing import COLORS, bad_sample_indices, make_tiny_shards
 from levl_data.writer import ShardSetWriter
 
@@ -325,10 +325,10 @@ def test_a_resumed_loader_skips_without_decoding_and_counts_bad_samples_in_its_p
                "num_workers": 2, "seed": 3}
     batches = list(build_loader(path, **options))
     taken = batches[:3]
-    samples = [max((b["position"]["samples"] for b in taken if b["position"]["worker"] == w),
+    samples = [max((b[POSITION_KEY]["samples"] for b in taken if b[POSITION_KEY]["worker"] == w),
                    default=0) for w in range(2)]
     resumed = list(build_loader(path, **options, resume_samples=samples,
-                                first_worker=(taken[-1]["position"]["worker"] + 1) % 2))
+                                first_worker=(taken[-1][POSITION_KEY]["worker"] + 1) % 2))
     assert [b["key"] for b in resumed] == [b["key"] for b in batches[3:]]
     assert all(torch.equal(a["image"], b["image"]) for a, b in zip(resumed, batches[3:],
                                                                    strict=True))

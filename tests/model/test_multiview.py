@@ -7,10 +7,12 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from levl_model import LeVLJEPA, ObjectiveConfig
+from levl_model.errors import ModelError
 from levl_model.preprocess import Preprocess, Views, train_transform
 from levl_model.sigreg import sigreg
 
@@ -59,6 +61,11 @@ def test_caption_views_limits_which_views_predict_the_caption():
     # the caption still predicts the mean of all the image's views
     np.testing.assert_allclose(float(got["pred_t"]), np.mean((pred_t - z_v.mean(axis=1)) ** 2),
                                rtol=1e-5)
+
+
+def test_more_caption_views_than_views_is_one_clear_error():
+    with pytest.raises(ModelError, match="objective.caption_views=3 but the batch has 2 views"):
+        LeVLJEPA(ObjectiveConfig(num_slices=8, caption_views=3))(views_out(views=2), step=0)
 
 
 def test_views_that_agree_have_no_multi_view_term_and_the_term_pulls_them_together():

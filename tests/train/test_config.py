@@ -128,6 +128,8 @@ def test_wsd_with_warmup_running_into_the_decay_is_refused():
     ("objective.lambda_multi=0.2", r"objective.lambda_multi=0.2 needs several views of each "
                                    r"image; set data.views=2"),
     ("data.views=2,data.clean_views=3", "data.clean_views=3 must be between 0 and data.views=2"),
+    ("data.clean_views=1", r"data.clean_views=1 needs several views of each image; set "
+                           r"data.views=2"),
     ("objective.caption_views=2", "objective.caption_views=2 must be between 0 and data.views=1"),
     ("optim.text_lr_scale=-1", r"optim.text_lr_scale=-1.0 must be >= 0 \(0 freezes"),
 ])

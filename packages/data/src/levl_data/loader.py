@@ -40,7 +40,7 @@ MIN_ATTEMPTS_FOR_RATE = 50
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm"})
 _ERROR_KEY = "__levl_error__"
 _INDEX_KEY = "__levl_index__"
-POSITION_KEY = "position"
+POSITION_KEY = "__levl_position__"  # not a member name a shard set could carry
 
 
 @dataclass(frozen=True)
@@ -552,8 +552,9 @@ def _transform_extra(member: str, value: Any, plan: _Plan) -> Any:
 
 def _collate(samples: list[dict], *, counter: _SkipCounter, extra_members: tuple[str, ...],
              worker_id: int) -> dict:
-    """Stack a batch; its `position` (worker, raw samples that worker consumed through it) is
-    what a resumed loader needs."""
+    """Stack a batch; its position (worker, raw samples that worker consumed through its last
+    sample) is what a resumed loader needs. Bad samples after that last one are counted in this
+    batch's `skipped` and, after a resume there, once more."""
     batch = {
         "image": torch.stack([sample["image"] for sample in samples]),
         "caption": [sample["caption"] for sample in samples],

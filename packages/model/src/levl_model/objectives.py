@@ -16,6 +16,7 @@ from torch import nn
 from torch.distributed.nn.functional import all_gather
 
 from levl_model.config import ObjectiveConfig
+from levl_model.errors import ModelError
 from levl_model.sigreg import sigreg
 
 
@@ -81,9 +82,9 @@ class LeVLJEPA(Objective):
     def prediction_terms(self, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(pred_v, pred_t) with grad: pred_v compares vision's guess with (sg) z_t, and pred_t
         text's guess with (sg) z_v. Without predictors each z must match the other directly.
-        With several views of each image, every view (or the first `caption_views`, those that
-        keep the caption's colours) predicts its caption, and the caption predicts the mean of
-        its image's views."""
+        With several views of each image, every view (or only the first `caption_views`; with
+        `data.clean_views` those are the views that keep the caption's colours) predicts its
+        caption, and the caption predicts the mean of its image's views."""
         cfg = self.config
         guess_t = out["pred_v"] if cfg.use_predictors else out["z_v"]
         guess_v = out["pred_t"] if cfg.use_predictors else out["z_t"]
@@ -92,6 +93,9 @@ class LeVLJEPA(Objective):
         if views > 1:
             target_v = per_image(target_v, views).mean(dim=1)
             speaking = cfg.caption_views or views
+            if speaking > views:
+                raise ModelError(f"objective.caption_views={speaking} but the batch has {views} "
+                                 "views of each image; set it to at most data.views")
             guess_t = per_image(guess_t, views)[:, :speaking].flatten(0, 1)
             target_t = target_t.repeat_interleave(speaking, dim=0)
         return self._pred_loss(guess_t, target_t), self._pred_loss(guess_v, target_v)

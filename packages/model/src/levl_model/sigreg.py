@@ -77,7 +77,7 @@ def epps_pulley_weights(knots: int, t_max: float, dtype: torch.dtype = torch.flo
     """(t_K, w_K): trapezoid weights (dt at the ends, 2·dt inside, as the reference code)
     times the Gaussian window exp(-t²/2), made on `device` (no copy in the step)."""
     t_K, w_K, _ = _knots_and_target(knots, t_max, dtype, device)
-    return t_K, w_K
+    return t_K.clone(), w_K.clone()  # the memoised ones are shared by every SIGReg call
 
 
 def _knots_and_target(knots: int, t_max: float, dtype: torch.dtype,
@@ -116,7 +116,8 @@ class _EmpiricalCF(torch.autograd.Function):
     (−g/N)·sin(t x) is autograd's (g/N)·(−sin(t x)) bitwise), and the K×N×S products are made
     in place (no fresh K×N×S buffers to allocate and fault in). The sum over the K knots is the
     same reduction of a tensor of the same shape and layout. Costs one K×N×S tensor more memory
-    until the backward (cos and sin kept instead of t x).
+    until the backward (cos and sin kept instead of t x). Once differentiable, with no gradient
+    for t_K and no torch.func support (`forward(ctx, ...)`): nothing in levl needs those.
     """
 
     @staticmethod

@@ -285,6 +285,9 @@ def check_views(cfg: TrainConfig) -> None:
         if not 0 <= value <= cfg.data.views:
             raise TrainError(f"{where}.{key}={value} must be between 0 and data.views="
                              f"{cfg.data.views}")
+    if cfg.data.clean_views > 0 and cfg.data.views == 1:
+        raise TrainError(f"data.clean_views={cfg.data.clean_views} needs several views of each "
+                         "image; set data.views=2 (or more)")
     if cfg.objective.lambda_multi > 0 and cfg.data.views == 1:
         raise TrainError(f"objective.lambda_multi={cfg.objective.lambda_multi} needs several "
                          "views of each image; set data.views=2 (or more)")

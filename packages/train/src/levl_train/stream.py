@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -148,6 +149,11 @@ class BatchStream:
                 f"saved data position has {state['batches_per_epoch']} batches per epoch, this "
                 f"run {self.batches_per_epoch}: batch size, world size or data.epoch_samples "
                 "changed; resume with the run's own settings")
+        if reader is not None and not self._same_workers(reader):
+            print(f"note: the checkpoint's loader had {len(reader['samples'])} workers, this run "
+                  f"{self.workers} (data.num_workers); replaying the epoch up to the position "
+                  "instead of starting at it", file=sys.stderr)
+            reader = None
         if reader is not None:
             self._start_at(state, self._checked(reader))
             return
@@ -165,6 +171,12 @@ class BatchStream:
         done = state["batch"] >= self.batches_per_epoch
         self._batches = iter(()) if done else self._open(state["epoch"], reader)
 
+    def _same_workers(self, reader: Any) -> bool:
+        """False only for a well-formed position taken with another worker count: a run may
+        resume with fewer CPUs, which the replay (not bitwise, another split) still allows."""
+        samples = reader.get("samples") if isinstance(reader, dict) else None
+        return not isinstance(samples, list) or not samples or len(samples) == self.workers
+
     def _checked(self, reader: Any) -> dict[str, Any]:
         """A saved reader position (untrusted JSON), refused unless it fits this stream."""
         def count(value: Any, below: int | None = None) -> bool:
@@ -177,6 +189,7 @@ class BatchStream:
                 and count(reader.get("first_worker"), self.workers) and count(reader.get("pass")))
         if not fits:
             raise TrainError(
-                f"saved reader position {reader!r} does not fit data.num_workers="
-                f"{self.data.num_workers}; resume with the run's own settings")
+                f"saved reader position {reader!r} is malformed (want the pass, one sample count "
+                f"per each of the {self.workers} loader workers and the next worker); resume from "
+                "a checkpoint the run wrote")
         return copy.deepcopy(reader)
