@@ -417,16 +417,20 @@ class _ShardCheck:
         self.verified.add(self.url)
 
 
-def _stream_seed(seed: int, rank: int, worker_id: int) -> int:
-    """A stable 63-bit seed per (seed, rank, worker); Python's hash() is salted, sha256 is not."""
-    digest = hashlib.sha256(f"levl/{seed}/{rank}/{worker_id}".encode()).digest()
+def _hashed_seed(*parts: object) -> int:
+    """A stable 63-bit seed from `parts`; Python's hash() is salted, sha256 is not."""
+    digest = hashlib.sha256("/".join(map(str, ("levl", *parts))).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
+
+
+def _stream_seed(seed: int, rank: int, worker_id: int) -> int:
+    """The shuffle and shard-order seed per (seed, rank, worker)."""
+    return _hashed_seed(seed, rank, worker_id)
 
 
 def _sample_seed(seed: int, rank: int, worker_id: int, index: int) -> int:
     """The augmentation seed of a worker's index-th raw sample (see the module docstring)."""
-    digest = hashlib.sha256(f"levl/augment/{seed}/{rank}/{worker_id}/{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+    return _hashed_seed("augment", seed, rank, worker_id, index)
 
 
 @contextlib.contextmanager
