@@ -83,6 +83,8 @@ class Result:
         return mean(loss for step, loss in self.curve if step > half)
 
 
+TRAINERS = ("open_clip", "levl")
+
 # The regression guard's size (tests/train/test_parity.py): seconds per trainer on 2 cores.
 TINY = Setup(width=64, depth=2, heads=2, image_size=64, embed_dim=64, batch=32, epochs=2,
              warmup=5, log_every=2)
@@ -237,15 +239,18 @@ def open_clip_held_out(run: Path, setup: Setup, work: Path, val_manifest: Path) 
 
 
 def compare(setup: Setup, manifest: Path, val_manifest: Path, work: Path,
-            seeds: list[int]) -> list[Result]:
-    """Run both trainers once per seed; returns every run's curve and held-out figures."""
+            seeds: list[int], trainers: tuple[str, ...] = TRAINERS) -> list[Result]:
+    """Run each trainer once per seed; returns every run's curve and held-out figures."""
     table, n_train = export_csv(manifest, work / "csv")
     steps_per_epoch = n_train // setup.batch
     results = []
     for seed in seeds:
-        oc_run = run_open_clip(setup, table, work, seed)
-        results.append(Result("open_clip", seed, open_clip_curve(oc_run, steps_per_epoch),
-                              open_clip_held_out(oc_run, setup, work, val_manifest)))
+        if "open_clip" in trainers:
+            oc_run = run_open_clip(setup, table, work, seed)
+            results.append(Result("open_clip", seed, open_clip_curve(oc_run, steps_per_epoch),
+                                  open_clip_held_out(oc_run, setup, work, val_manifest)))
+        if "levl" not in trainers:
+            continue
         levl_run = run_levl(setup, manifest, work, seed, n_train)
         results.append(Result("levl", seed, levl_curve(levl_run),
                               levl_held_out(levl_run, val_manifest)))
@@ -297,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--recipe", default="clip_parity", help="levl's side (an InfoNCE recipe)")
     parser.add_argument("--levl-set", action="append", default=[], help="extra levl --set")
+    parser.add_argument("--trainers", nargs="+", choices=TRAINERS, default=list(TRAINERS),
+                        help="run only these (e.g. levl, to rerun one side of a seed)")
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args(argv)
     base = TINY if args.tiny else Setup(image_size=args.image_size)
@@ -306,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work.absolute() / ("synthetic" if args.synthetic else "photos") / \
         ("tiny" if args.tiny else "full")
     manifest, val_manifest = build_data(args, work)
-    text = report(compare(setup, manifest, val_manifest, work, args.seeds), setup)
+    text = report(compare(setup, manifest, val_manifest, work, args.seeds,
+                         tuple(args.trainers)), setup)
     print(text)
     if args.append:
         with args.append.open("a") as handle:

@@ -51,7 +51,7 @@ from levl_model.config import (  # noqa: E402
     model_config,
 )
 from levl_model.objectives import build_objective  # noqa: E402
-from levl_train.config import with_objective_heads  # noqa: E402
+from levl_train.config import with_objective_model  # noqa: E402
 from levl_train.distributed import DistEnv  # noqa: E402
 from levl_train.engine import TorchEngine  # noqa: E402
 from levl_train.flops import (  # noqa: E402
@@ -80,7 +80,7 @@ class Measured:
 
 def levl_step(args, size: str, device: torch.device, objective: str) -> tuple[Step, float]:
     """A closure running one levl optimizer step, and levl's training FLOPs per sample."""
-    cfg = with_objective_heads(dataclasses.replace(
+    cfg = with_objective_model(dataclasses.replace(
         micro_synthetic(),
         model=model_config(size, image_size=args.image_size, patch_size=args.patch),
         objective=ObjectiveConfig(name=objective),

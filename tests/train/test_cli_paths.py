@@ -105,6 +105,24 @@ def test_run_records_the_manifest_as_an_absolute_path(tmp_path, monkeypatch):
     assert by_flag.data.manifest == expected and by_set.data.manifest == expected
 
 
+@pytest.mark.parametrize(("sets", "init", "predictors"), [
+    ([], "width_scaled", True),  # the recipe's own: LeVLJEPA from the reference init
+    (["objective.name=infonce"], "open_clip", False),  # open_clip's baseline
+    (["objective.name=siglip"], "open_clip", False),
+    (["objective.name=infonce", "model.init=width_scaled"], "width_scaled", False),
+    (["model.init=reference"], "reference", True),
+])
+def test_the_objective_picks_init_and_predictors_unless_they_are_set(sets, init, predictors):
+    cfg = _resolved("small_custom", None, sets, smoke=False)
+    assert (cfg.model.init, cfg.model.heads.predictors) == (init, predictors)
+
+
+def test_a_recipe_keeps_its_own_init_when_the_objective_is_not_switched():
+    assert _resolved("clip_parity", None, [], smoke=False).model.init == "open_clip"
+    switched = _resolved("clip_parity", None, ["objective.name=levljepa"], smoke=False)
+    assert (switched.model.init, switched.model.heads.predictors) == ("width_scaled", True)
+
+
 def test_resume_command_of_a_dir_without_a_checkpoint_is_one_line(
         tmp_path, monkeypatch, capsys):
     line = one_line(*levl_train(monkeypatch, capsys, "resume", tmp_path)[::2])

@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from levl_train.config import with_objective_heads
+from levl_train.config import with_objective_model
 from levl_train.distributed import DistEnv, backend_for
 from levl_train.engine import TorchEngine, uses_bf16
 from levl_train.errors import TrainError
@@ -212,7 +212,7 @@ def test_backend_is_nccl_on_gpus_and_gloo_on_the_cpu():
 
 def infonce_cfg(**changes):
     cfg = micro_synthetic()
-    return with_objective_heads(dataclasses.replace(
+    return with_objective_model(dataclasses.replace(
         cfg, objective=dataclasses.replace(cfg.objective, name="infonce"), **changes))
 
 
@@ -341,7 +341,7 @@ def forbid_host_reads_from_levl(monkeypatch) -> list[str]:
 @pytest.mark.parametrize("objective", ["levljepa", "infonce"])
 def test_a_step_reads_nothing_back_to_the_host(monkeypatch, objective):
     cfg = micro_synthetic()
-    cfg = with_objective_heads(dataclasses.replace(
+    cfg = with_objective_model(dataclasses.replace(
         cfg, objective=dataclasses.replace(cfg.objective, name=objective),
         dist=dataclasses.replace(cfg.dist, grad_accum=2)))
     engine = TorchEngine(build_module(cfg, DistEnv(), CPU), cfg)
@@ -362,7 +362,7 @@ def _deepspeed_host_reads(out_dir: str) -> dict:
     results = {}
     for stage in (0, 2):
         cfg = micro_synthetic()
-        cfg = with_objective_heads(dataclasses.replace(
+        cfg = with_objective_model(dataclasses.replace(
             cfg, engine="deepspeed", objective=dataclasses.replace(cfg.objective, name="infonce"),
             dist=dataclasses.replace(cfg.dist, zero_stage=stage, grad_accum=2)))
         engine = DeepSpeedEngine(build_module(cfg, DistEnv(), CPU), cfg, micro_batch=MICRO,

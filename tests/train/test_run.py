@@ -81,7 +81,8 @@ def test_cuda_requested_without_cuda_is_one_line(run_main, shards, tmp_path, mon
 
 def test_a_contrastive_run_builds_and_checkpoints_no_predictors(cli, shards, tmp_path):
     """InfoNCE never trains the predictor MLPs, so `--set objective.name=infonce` alone leaves
-    them out of the model, the checkpoint and the diagnostics."""
+    them out of the model, the checkpoint and the diagnostics, and draws the towers as
+    open_clip does (the init its loss is tuned with)."""
     out = tmp_path / "infonce"
     result = cli("levl-train", "run", "micro_synthetic", "--data", shards, "--out", out,
                  "--set", "objective.name=infonce", "--set", "steps=2", "--set", "log_every=2",
@@ -89,6 +90,7 @@ def test_a_contrastive_run_builds_and_checkpoints_no_predictors(cli, shards, tmp
     assert result.returncode == 0, result.stderr
     loaded = load_checkpoint(out)
     assert loaded.model_config.heads.predictors is False
+    assert loaded.model_config.init == "open_clip"
     assert not loaded.model.has_predictors
     assert not [key for key in loaded.model.state_dict() if "_pred." in key]
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])

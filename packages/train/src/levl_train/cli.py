@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from levl_data.errors import DataError
 from levl_model.errors import ModelError
-from levl_train.config import apply_overrides, with_objective_heads
+from levl_train.config import apply_overrides, with_objective_model
 from levl_train.errors import PeerFailed, TrainError
 from levl_train.recipes import RECIPES, get_recipe
 
@@ -36,9 +36,8 @@ def _resolved(recipe: str, data: Path | None, set_: list[str] | None, smoke: boo
     if data is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=str(data)))
     cfg = apply_overrides(cfg, set_ or [])
-    if not any(item.strip().startswith("model.heads.predictors=") for item in set_ or []):
-        cfg = with_objective_heads(cfg)
-    return absolute_manifest(cfg)
+    explicit = {item.split("=", 1)[0].strip() for item in set_ or []}
+    return absolute_manifest(with_objective_model(cfg, explicit))
 
 
 def absolute_manifest(cfg):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from levl_model.config import (
     ObjectiveConfig,
     TextConfig,
     VisionConfig,
+    objective_init,
     uses_predictors,
 )
 from levl_model.overrides import OverrideError, set_from_text
@@ -265,11 +267,20 @@ def check_predictors(cfg: TrainConfig) -> None:
                          f"model.heads.predictors={str(wanted).lower()}")
 
 
-def with_objective_heads(cfg: TrainConfig) -> TrainConfig:
-    """The recipe with predictors built exactly when its objective trains them (so
-    `--set objective.name=infonce` alone gives a model without predictors)."""
-    heads = dataclasses.replace(cfg.model.heads, predictors=uses_predictors(cfg.objective))
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, heads=heads))
+def with_objective_model(cfg: TrainConfig, explicit: Collection[str] = ()) -> TrainConfig:
+    """The recipe's model as its objective trains it; `explicit` holds the keys the user set.
+    Predictors are built exactly when the objective trains them (unless
+    model.heads.predictors is set). A switch of objective.name also takes the towers' init that
+    objective trains best from (objective_init; unless model.init is set), so
+    `--set objective.name=infonce` alone gives open_clip's baseline: no predictors, open_clip's
+    init. A recipe's own init is kept otherwise."""
+    model = cfg.model
+    if "model.heads.predictors" not in explicit:
+        model = dataclasses.replace(model, heads=dataclasses.replace(
+            model.heads, predictors=uses_predictors(cfg.objective)))
+    if "objective.name" in explicit and "model.init" not in explicit:
+        model = dataclasses.replace(model, init=objective_init(cfg.objective))
+    return dataclasses.replace(cfg, model=model)
 
 
 def check_views(cfg: TrainConfig) -> None:
