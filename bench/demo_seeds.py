@@ -34,14 +34,15 @@ def run(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def one_seed(data: Path, work: Path, seed: int, recipe: str) -> tuple[dict, dict, float]:
+def one_seed(data: Path, work: Path, seed: int, recipe: str,
+             sets: tuple[str, ...] = ()) -> tuple[dict, dict, float]:
     """(trained, random) metric dicts of one seed and the train + eval wall seconds."""
     run_dir, eval_dir = work / f"run-seed{seed}", work / f"eval-seed{seed}"
     for path in (run_dir, eval_dir):
         subprocess.run(["rm", "-rf", str(path)], check=True)  # this bench's own earlier output
     seconds = run([str(BIN / "levl-train"), "run", recipe, "--data",
                    str(data / "train" / "manifest.json"), "--out", str(run_dir),
-                   "--set", f"seed={seed}"])
+                   *[arg for item in (f"seed={seed}", *sets) for arg in ("--set", item)]])
     seconds += run([str(BIN / "levl-eval"), "all", "--ckpt", str(run_dir), "--data", str(data),
                     "--out", str(eval_dir), "--random-seed", str(seed)])
     report = json.loads((eval_dir / "report.json").read_text())
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("bench-out/demo-seeds"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--recipe", default="tiny_synthetic")
+    parser.add_argument("--set", dest="sets", action="append", default=[],
+                        help="a variant of the recipe (levl-train --set)")
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args(argv)
     data = args.work / "data"
@@ -81,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         run([str(BIN / "levl-data"), "synth", "--out", str(data), "--size", "tiny", "--seed", "0"])
     results = []
     for seed in args.seeds:
-        results.append(one_seed(data, args.work, seed, args.recipe))
+        results.append(one_seed(data, args.work, seed, args.recipe, tuple(args.sets)))
         print(f"seed {seed}: trained {results[-1][0]} random {results[-1][1]}", flush=True)
-    text = table(results, args.seeds)
+    text = table(results, args.seeds) + (f"\n\nwith --set {' '.join(args.sets)}" if args.sets else "")
     print(text)
     if args.append:
         with args.append.open("a") as f:

@@ -59,6 +59,7 @@ class Setup:
     log_every: int = 5
     recipe: str = "clip_parity"
     levl_sets: tuple[str, ...] = ()
+    objective: str = "infonce"  # or siglip: open_clip_train --siglip, levl objective.name=siglip
 
     def steps(self, n_train: int) -> int:
         """open_clip's CSV loader drops the last partial batch of every epoch."""
@@ -114,6 +115,10 @@ def export_csv(manifest: Path, out_dir: Path) -> tuple[Path, int]:
     return table, len(rows)
 
 
+# SigLIP's t' = log 10 and b = -10 (METHOD.md; open_clip's SigLIP configs set the bias only)
+SIGLIP_INIT = {"init_logit_scale": math.log(10.0), "init_logit_bias": -10.0}
+
+
 def open_clip_config(setup: Setup, config_dir: Path) -> str:
     """A model config of levl's tower shapes, registered by name in open_clip."""
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -123,7 +128,8 @@ def open_clip_config(setup: Setup, config_dir: Path) -> str:
                        "width": setup.width, "head_width": setup.width // setup.heads,
                        "patch_size": setup.patch},
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": setup.width,
-                     "heads": setup.heads, "layers": setup.depth}}))
+                     "heads": setup.heads, "layers": setup.depth},
+        **(SIGLIP_INIT if setup.objective == "siglip" else {})}))
     return "levl-parity"
 
 
@@ -140,7 +146,8 @@ def run_open_clip(setup: Setup, table: Path, work: Path, seed: int) -> Path:
             "--eps", str(setup.eps), "--precision", "fp32", "--workers", "1",
             "--seed", str(seed), "--model", model, "--logs", str(work / "open_clip"),
             "--name", name, "--save-frequency", str(setup.epochs),
-            "--log-every-n-steps", str(setup.log_every), "--device", "cpu", "--report-to", ""]
+            "--log-every-n-steps", str(setup.log_every), "--device", "cpu", "--report-to", "",
+            *(["--siglip"] if setup.objective == "siglip" else [])]
     _check_run([sys.executable, "-c", OPEN_CLIP_MAIN, str(config_dir), *args], "open_clip_train")
     return work / "open_clip" / name
 
@@ -158,7 +165,7 @@ def run_levl(setup: Setup, manifest: Path, work: Path, seed: int, n_train: int) 
             f"model.vision.patch_size={setup.patch}", f"model.text.heads={setup.heads}",
             f"model.text.width={setup.width}", f"model.text.depth={setup.depth}",
             f"model.heads.embed_dim={setup.embed_dim}", f"preprocess.size={setup.image_size}",
-            "device=cpu", *setup.levl_sets]
+            "device=cpu", f"objective.name={setup.objective}", *setup.levl_sets]
     _check_run([str(BIN / "levl-train"), "run", setup.recipe, "--data", str(manifest), "--out",
                 str(out), *[arg for item in sets for arg in ("--set", item)]], "levl-train")
     return out
@@ -261,7 +268,8 @@ def report(results: list[Result], setup: Setup) -> str:
     lines = [f"towers {setup.width}x{setup.depth} (heads {setup.heads}) at {setup.image_size} px, "
              f"patch {setup.patch}, E {setup.embed_dim}; batch {setup.batch}, {setup.epochs} "
              f"epochs; AdamW lr {setup.lr} wd {setup.weight_decay} beta2 {setup.beta2} eps "
-             f"{setup.eps}, warmup {setup.warmup}, cosine; levl recipe {setup.recipe} "
+             f"{setup.eps}, warmup {setup.warmup}, cosine; {setup.objective}; levl recipe "
+             f"{setup.recipe} "
              f"{' '.join(setup.levl_sets)}; ln(batch) = {math.log(setup.batch):.2f}", "",
              "| trainer | seed | final loss | 2nd-half loss | val i->t R@1 | R@10 | erank img / txt "
              "| curve |",
@@ -300,14 +308,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true",
                         help="the test's size: towers 64x2 at 64 px, 640 photos, 2 epochs")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--recipe", default="clip_parity", help="levl's side (an InfoNCE recipe)")
+    parser.add_argument("--recipe", default="clip_parity", help="levl's side (any recipe: the "
+                        "objective is --objective's)")
+    parser.add_argument("--objective", choices=("infonce", "siglip"), default="infonce",
+                        help="both trainers' loss (open_clip_train --siglip for siglip)")
     parser.add_argument("--levl-set", action="append", default=[], help="extra levl --set")
     parser.add_argument("--trainers", nargs="+", choices=TRAINERS, default=list(TRAINERS),
                         help="run only these (e.g. levl, to rerun one side of a seed)")
     parser.add_argument("--append", type=Path, help="append the table to this markdown file")
     args = parser.parse_args(argv)
     base = TINY if args.tiny else Setup(image_size=args.image_size)
-    setup = dataclasses.replace(base, recipe=args.recipe, levl_sets=tuple(args.levl_set))
+    setup = dataclasses.replace(base, recipe=args.recipe, levl_sets=tuple(args.levl_set),
+                                objective=args.objective)
     if args.tiny:
         args.train, args.val, args.image_size = 640, 200, TINY.image_size
     work = args.work.absolute() / ("synthetic" if args.synthetic else "photos") / \

@@ -1,7 +1,9 @@
 """Training-step throughput: levl's steps against open_clip's CLIP step, in the same run.
 
 For each size in --sizes, four steps on the same random batch, each a median over --repeats
-after --warmup steps, built and measured one at a time (so each peak memory is its own):
+after --warmup steps. On the CPU all are built first and timed in turns (one step of each per
+round: the ratios do not move with the machine's drift); on CUDA each is built and measured on
+its own (so each peak memory is its own):
 
   levl levljepa   levl_train's TorchEngine.step: timm ViT + GPT-2 forward, projection and
                   predictor heads, SIGReg (METHOD.md's 4096 slices), backward, AdamW
@@ -164,7 +166,9 @@ def sigreg_step(args, size: str, device: torch.device) -> Step:
     embed = model_config(size).heads.embed_dim
     out = {name: torch.randn(args.batch, embed, device=device, requires_grad=True)
            for name in ("z_v", "z_t")}
-    steps = itertools.count()
+    # steps of its own: not the levl steps' (whose slice directions SIGReg memoises), so each
+    # call draws its directions as a training step does
+    steps = itertools.count(10**9)
 
     def step() -> None:
         with autocast(device):
@@ -208,12 +212,36 @@ def sync(device: torch.device) -> None:
 
 def measure_size(args, size: str, device: torch.device) -> tuple[dict[str, Measured], float]:
     """Every step of one size, and SIGReg's seconds per step."""
-    rows = {f"levl {objective}": measure(
-        lambda objective=objective: levl_step(args, size, device, objective), device, args)
-        for objective in OBJECTIVES}
-    rows[REFERENCE] = measure(lambda: open_clip_step(args, size, device), device, args)
-    sigreg = measure(lambda: (sigreg_step(args, size, device), 0.0), device, args).seconds
-    return rows, sigreg
+    makers: dict[str, Callable[[], tuple[Step, float]]] = {
+        REFERENCE: lambda: open_clip_step(args, size, device),
+        **{f"levl {objective}": lambda objective=objective: levl_step(args, size, device, objective)
+           for objective in OBJECTIVES}}
+    makers["sigreg"] = lambda: (sigreg_step(args, size, device), 0.0)
+    if device.type == "cpu":
+        rows = measure_in_turns(makers, args)
+    else:
+        rows = {name: measure(make, device, args) for name, make in makers.items()}
+    return rows, rows.pop("sigreg").seconds
+
+
+def measure_in_turns(makers: dict[str, Callable[[], tuple[Step, float]]],
+                     args) -> dict[str, Measured]:
+    """CPU: every step built first, then timed in turns, so a drift of the machine's speed
+    (another job, the clock) lands on all of them alike and the ratios hold (run one after
+    another, open_clip's median moved by 20 % between two runs here). Each turn runs its step
+    once untimed before the timed one: straight after another model's step, the first step
+    pays for caches and allocator state the other left (open_clip's most: ~20 %)."""
+    built = {name: make() for name, make in makers.items()}
+    times: dict[str, list[float]] = {name: [] for name in built}
+    for round_ in range(args.warmup + args.repeats):
+        for name, (step, _) in built.items():
+            step()
+            start = time.perf_counter()
+            step()
+            if round_ >= args.warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: Measured(median(times[name]), flops, None)
+            for name, (_, flops) in built.items()}
 
 
 def main() -> None:
@@ -253,20 +281,25 @@ def header(args, facts: dict, device: torch.device) -> str:
 
 def table(args, size: str, device: torch.device, rows: dict[str, Measured], sigreg: float,
           peak: float | None) -> str:
-    """One size's markdown table; MFU, per-FLOP ratio and peak memory on CUDA."""
+    """One size's markdown table: each step's time and samples/s against open_clip's, its
+    training FLOPs per sample against open_clip's and so its speed per FLOP (LeVLJEPA's
+    projection and predictor MLPs are work open_clip's step does not do); on CUDA also MFU and
+    peak memory."""
     ref = rows[REFERENCE]
     cuda = device.type == "cuda"
     lines = [f"Size {size} (width/depth/heads {SIZES[size]}):", "",
-             "| step | s/step | samples/s | samples/s vs open_clip |"
-             + (" MFU | per FLOP vs open_clip | peak memory |" if cuda else ""),
-             "|---|---|---|---|" + ("---|---|---|" if cuda else "")]
-    for name, row in rows.items():
+             "| step | s/step | samples/s | samples/s vs open_clip | FLOPs/sample vs open_clip "
+             "| per FLOP vs open_clip |" + (" MFU | peak memory |" if cuda else ""),
+             "|---|---|---|---|---|---|" + ("---|---|" if cuda else "")]
+    for name in [*(name for name in rows if name != REFERENCE), REFERENCE]:
+        row = rows[name]
+        per_flop = (row.flops / row.seconds) / (ref.flops / ref.seconds)
         line = (f"| {name} | {row.seconds:.3f} | {args.batch / row.seconds:.1f} | "
-                f"{ref.seconds / row.seconds:.2f}× |")
+                f"{ref.seconds / row.seconds:.2f}× | {row.flops / ref.flops:.2f}× | "
+                f"{per_flop:.2f}× |")
         if cuda:
             mfu = f"{row.flops * args.batch / row.seconds / peak:.1%}" if peak else "-"
-            per_flop = (row.flops / row.seconds) / (ref.flops / ref.seconds)
-            line += f" {mfu} | {per_flop:.2f}× | {row.peak_bytes / 2**30:.1f} GiB |"
+            line += f" {mfu} | {row.peak_bytes / 2**30:.1f} GiB |"
         lines.append(line)
     share = sigreg / rows["levl levljepa"].seconds
     lines += ["", f"SIGReg (both terms, forward + backward, timed alone): {sigreg * 1e3:.1f} ms, "
@@ -280,12 +313,12 @@ def summary(args, size: str, rows: dict[str, Measured], sigreg: float,
     levl, ref = rows["levl levljepa"], rows[REFERENCE]
     parts = [f"summary: size={size}", f"levljepa={args.batch / levl.seconds:.1f} samples/s",
              f"vs_open_clip={ref.seconds / levl.seconds:.2f}x"]
+    per_flop = (levl.flops / levl.seconds) / (ref.flops / ref.seconds)
+    parts.append(f"per_flop_vs_open_clip={per_flop:.2f}x")
     if peak:
         parts.append(f"mfu={levl.flops * args.batch / levl.seconds / peak:.1%}")
     if levl.peak_bytes is not None:
-        per_flop = (levl.flops / levl.seconds) / (ref.flops / ref.seconds)
-        parts += [f"per_flop_vs_open_clip={per_flop:.2f}x",
-                  f"peak={levl.peak_bytes / 2**30:.1f}GiB"]
+        parts.append(f"peak={levl.peak_bytes / 2**30:.1f}GiB")
     parts.append(f"sigreg_share={sigreg / levl.seconds:.1%}")
     return " ".join(parts)
 

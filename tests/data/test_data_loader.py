@@ -327,6 +327,8 @@ def test_a_resumed_loader_skips_without_decoding_and_counts_bad_samples_in_its_p
     taken = batches[:3]
     samples = [max((b[POSITION_KEY]["samples"] for b in taken if b[POSITION_KEY]["worker"] == w),
                    default=0) for w in range(2)]
+    # the position counts raw samples: more than the batches gave, so bad ones lie before it
+    assert sum(samples) > sum(len(b["key"]) for b in taken)
     resumed = list(build_loader(path, **options, resume_samples=samples,
                                 first_worker=(taken[-1][POSITION_KEY]["worker"] + 1) % 2))
     assert [b["key"] for b in resumed] == [b["key"] for b in batches[3:]]

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from failing_shards import shards_failing_on
 
+from levl_data.testing import make_tiny_shards
+
 BIN = Path(sys.executable).parent
 COLLECTIVE_TIMEOUT_S = 300
 STOP_WITHIN_S = 20  # failures.GRACE_S (10 s) is the longest any rank may linger
@@ -149,3 +151,26 @@ def test_every_way_out_of_a_run_leaves_the_process_group(tmp_path, fails):
         if fails:
             raise TrainError("loss is nan at step 3; lower optim.lr")
     assert not dist.is_initialized()
+
+
+def test_an_error_before_the_store_exists_exits_with_it_not_an_abort(tmp_path):
+    """Rank 0 of 3 (torchrun's variables, no store on the port) refuses its config at once,
+    while the watcher thread is still inside its store connect. Exiting then aborted the
+    interpreter (exit 134, "terminate called without an active exception") instead of
+    leaving with the error."""
+    shards = make_tiny_shards(tmp_path / "shards", n=16, image_size=32)
+    script = textwrap.dedent(f"""
+        from levl_train.errors import TrainError
+        from levl_train.golden import golden_config
+        from levl_train.loop import train
+        try:
+            train(golden_config({str(shards)!r}, "deepspeed"), {str(tmp_path / "run")!r})
+        except TrainError as err:
+            raise SystemExit(f"refused: {{err}}")
+    """)
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "3", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(free_port()), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "refused: data.batch_size=8 is not divisible by world size 3" in result.stderr

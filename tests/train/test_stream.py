@@ -142,3 +142,22 @@ def test_a_reader_from_another_worker_count_replays_instead(manifest, capsys) ->
     assert "2 workers, this run 1" in capsys.readouterr().err
     assert resumed.state_dict() == original.state_dict()
     assert torch.equal(next(resumed)["image"], next(original)["image"])
+
+
+def test_a_passes_stream_resumes_after_one_worker_ran_out_of_shards(tmp_path) -> None:
+    """Shards split unevenly over two loader workers (6 shards, the last half full): after 4
+    batches worker 0 has run out while worker 1 still reads, and the saved next worker is the
+    exhausted one. Resuming there, and at the next pass's start, gives the uninterrupted run's
+    batches."""
+    uneven = read_manifest(make_tiny_shards(tmp_path, n=44, image_size=8, samples_per_shard=8))
+    original = stream(uneven, "passes", epoch_samples=96, num_workers=2)
+    taken, saved = [], []
+    for _ in range(8):
+        saved.append((original.state_dict(), original.rank_state()))
+        taken.append(next(original)["key"])
+    assert saved[4][1] == {"pass": 0, "samples": [16, 16], "first_worker": 0}
+    assert saved[5][1]["samples"] == [16, 24]  # worker 1 gave the pass's last batch
+    for position in (4, 5):
+        resumed = stream(uneven, "passes", epoch_samples=96, num_workers=2)
+        resumed.load_state_dict(*saved[position])
+        assert [next(resumed)["key"] for _ in range(8 - position)] == taken[position:], position

@@ -51,6 +51,23 @@ def test_forward_flops_equal_torchs_flop_counter_on_the_real_model():
     assert counter.get_total_flops() == ours
 
 
+@pytest.mark.parametrize("projection", ["mlp", "linear"])
+def test_a_contrastive_models_forward_flops_equal_torchs_flop_counter(projection):
+    """A contrastive baseline has no predictors, and CLIP's linear projection has no hidden
+    layer: neither may be counted as work the step does."""
+    cfg = micro_synthetic().model
+    cfg = dataclasses.replace(cfg, heads=dataclasses.replace(
+        cfg.heads, predictors=False, projection=projection))
+    model = build_model(cfg, seed=0).train()
+    batch, tokens = 4, 7
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(torch.randn(batch, 3, 64, 64), torch.randint(0, 50_000, (batch, tokens)),
+              torch.ones(batch, tokens, dtype=torch.long))
+    ours = batch * (vision_forward_flops(cfg.vision, 64) + heads_forward_flops(cfg)
+                    + text_forward_flops(cfg.text, tokens))
+    assert counter.get_total_flops() == ours
+
+
 def test_forward_flops_of_two_views_equal_torchs_flop_counter():
     """data.views=2: the model encodes both views of each image and each caption once."""
     cfg = micro_synthetic()

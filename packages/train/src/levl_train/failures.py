@@ -129,8 +129,11 @@ class FailureWatch:
         self._thread.start()
 
     def stop(self) -> None:
+        """Wait out a store connect in progress (it cannot be interrupted): a process that
+        exits while the thread is inside it aborts ("terminate called without an active
+        exception", exit 134) instead of exiting with its own error."""
         self.left.set()
-        self._thread.join(timeout=2 * POLL_S)
+        self._thread.join(timeout=STORE_TIMEOUT_S + 2 * POLL_S)
 
     def report(self, failure: Failure) -> None:
         """Rank 0 prints the first failure once, whichever thread learns it first."""

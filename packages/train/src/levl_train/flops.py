@@ -7,8 +7,8 @@ softmax and the loss are left out, attention is counted in full even where it is
       patch embedding   2 · (size/patch)² · 3·patch²·d_v
       ViT blocks        depth_v · [2·T_v·(4 + 2·mlp_ratio)·d_v²  +  4·T_v²·d_v]
       GPT-2 blocks      depth_t · [2·T_t·12·d_t²                 +  4·T_t²·d_t]
-      projections       2·(d_v·H_p + H_p·E) + 2·(d_t·H_p + H_p·E)
-      predictors        2 · 2·(E·H + (depth_pred − 1)·H² + H·E)
+      projections       2·(d_v·H_p + H_p·E) + 2·(d_t·H_p + H_p·E)   (linear: 2·d_v·E + 2·d_t·E)
+      predictors        2 · 2·(E·H + (depth_pred − 1)·H² + H·E)    (none without predictors)
     training = 3 × forward   (backward = input and weight gradients: twice the forward)
 
 The 2·T·(…)·d² terms are 2 × the blocks' matrix parameters × tokens (the "6·N·T" rule after the
@@ -22,7 +22,7 @@ import re
 
 import torch
 
-from levl_model.config import ModelConfig, TextConfig, VisionConfig
+from levl_model.config import HeadsConfig, ModelConfig, TextConfig, VisionConfig
 
 TRAIN_OVER_FORWARD = 3
 
@@ -80,13 +80,23 @@ def text_forward_flops(cfg: TextConfig, tokens):
 
 
 def heads_forward_flops(cfg: ModelConfig, views: int = 1) -> float:
-    """Both projections and both predictors, once per sample; the image side's once per view."""
+    """Both projections and, where the model has them (heads.predictors), both predictors, once
+    per sample; the image side's once per view."""
     heads = cfg.heads
-    embed, proj, pred = heads.embed_dim, heads.proj_hidden, heads.pred_hidden
-    projections = 2 * (cfg.vision.width * proj + proj * embed) * views \
-        + 2 * (cfg.text.width * proj + proj * embed)
+    embed, pred = heads.embed_dim, heads.pred_hidden
+    projections = projection_forward_flops(cfg.vision.width, heads) * views \
+        + projection_forward_flops(cfg.text.width, heads)
+    if not heads.predictors:
+        return float(projections)
     predictor = 2 * (embed * pred + (heads.pred_depth - 1) * pred**2 + pred * embed)
     return float(projections + (views + 1) * predictor)
+
+
+def projection_forward_flops(width: int, heads: HeadsConfig) -> int:
+    """One tower's projection to E: CLIP's linear map, or LeVLJEPA's MLP through proj_hidden."""
+    if heads.projection == "linear":
+        return 2 * width * heads.embed_dim
+    return 2 * (width * heads.proj_hidden + heads.proj_hidden * heads.embed_dim)
 
 
 def train_flops_per_sample(cfg: ModelConfig, image_size: int, text_tokens, views: int = 1):

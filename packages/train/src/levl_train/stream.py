@@ -12,7 +12,6 @@ since each sample's augmentation has its own seed the batches are the uninterrup
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import itertools
 import sys
@@ -32,6 +31,56 @@ from levl_train.errors import TrainError
 class StreamPosition:
     epoch: int = 0
     batch: int = 0  # micro-batches of this rank already taken in `epoch`
+
+
+@dataclass
+class ReaderPosition:
+    """Where this rank's loader stands: its pass (data.sampling=passes), the raw samples each
+    loader worker has consumed, and the worker whose batch comes next. Written per rank as JSON
+    ({"pass", "samples", "first_worker"}: resume.write_reader) and read back untrusted."""
+
+    pass_index: int
+    samples: list[int]
+    first_worker: int = 0
+
+    @classmethod
+    def fresh(cls, pass_index: int, workers: int) -> ReaderPosition:
+        return cls(pass_index, [0] * workers)
+
+    @property
+    def started(self) -> bool:
+        return any(self.samples)
+
+    def advance(self, worker: int, samples: int) -> None:
+        """Past a batch from loader `worker`, which had then consumed `samples` raw samples."""
+        self.samples[worker] = samples
+        self.first_worker = (worker + 1) % len(self.samples)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pass": self.pass_index, "samples": list(self.samples),
+                "first_worker": self.first_worker}
+
+    @classmethod
+    def from_json(cls, raw: Any, workers: int) -> ReaderPosition | None:
+        """The saved position if it fits `workers` loader workers; None for a well-formed one
+        taken with another worker count (a run may resume with fewer CPUs: the caller
+        replays); TrainError for anything else (the file is untrusted JSON)."""
+        def count(value: Any, below: int | None = None) -> bool:
+            return (type(value) is int and value >= 0  # not bool, not float
+                    and (below is None or value < below))
+
+        samples = raw.get("samples") if isinstance(raw, dict) else None
+        counts = isinstance(samples, list) and bool(samples) and all(map(count, samples))
+        if counts and len(samples) != workers:
+            return None
+        fits = (counts and count(raw.get("first_worker"), workers)
+                and count(raw.get("pass")))
+        if not fits:
+            raise TrainError(
+                f"saved reader position {raw!r} is malformed (want the pass, one sample count "
+                f"per each of the {workers} loader workers and the next worker); resume from "
+                "a checkpoint the run wrote")
+        return cls(raw["pass"], list(samples), raw["first_worker"])
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -67,12 +116,12 @@ class BatchStream:
         self.position = StreamPosition()
         self._batches = self._open(0)
 
-    def _loader(self, seed: int, resample: bool, reader: dict[str, Any] | None = None):
+    def _loader(self, seed: int, resample: bool, reader: ReaderPosition | None = None):
         """This rank's loader of one epoch or pass; `reader` starts it where a rank_state was
         taken (its first worker and the samples each worker already consumed)."""
         start = {}
-        if reader is not None and any(reader["samples"]):
-            start = {"resume_samples": reader["samples"], "first_worker": reader["first_worker"]}
+        if reader is not None and reader.started:
+            start = {"resume_samples": list(reader.samples), "first_worker": reader.first_worker}
         return build_loader(
             self.manifest, batch_size=self.micro_batch, image_transform=self.transform,
             shuffle_buffer=self.data.shuffle_buffer, num_workers=self.data.num_workers,
@@ -81,28 +130,26 @@ class BatchStream:
             pin_memory=self.pin_memory, **start,
         )
 
-    def _fresh_reader(self, index: int) -> dict[str, Any]:
-        return {"pass": index, "samples": [0] * self.workers, "first_worker": 0}
-
-    def _open(self, epoch: int, reader: dict[str, Any] | None = None
+    def _open(self, epoch: int, reader: ReaderPosition | None = None
               ) -> Iterator[dict[str, Any]]:
-        reader = self._reader = reader or self._fresh_reader(0)
+        reader = self._reader = reader or ReaderPosition.fresh(0, self.workers)
         if self.data.sampling == "resampled":
             return iter(self._loader(epoch_seed(self.seed, epoch), True, reader))
         return self._passes(epoch, reader)
 
-    def _passes(self, epoch: int, reader: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _passes(self, epoch: int, reader: ReaderPosition) -> Iterator[dict[str, Any]]:
         """Every shard of this rank once per pass, each pass in its own seeded order (the
         epoch's first pass uses the epoch's seed, so one pass per epoch is exact epochs).
         A resumed pass may have nothing left: only a fresh pass without batches is an error."""
-        for index in itertools.count(reader["pass"]):
+        for index in itertools.count(reader.pass_index):
             seed = epoch_seed(self.seed, epoch) if index == 0 else pass_seed(self.seed, epoch, index)
-            self._reader = reader if index == reader["pass"] else self._fresh_reader(index)
+            self._reader = (reader if index == reader.pass_index
+                            else ReaderPosition.fresh(index, self.workers))
             batches = 0
             for batch in self._loader(seed, False, self._reader):
                 batches += 1
                 yield batch
-            if batches == 0 and not any(self._reader["samples"]):
+            if batches == 0 and not self._reader.started:
                 raise TrainError(
                     f"rank {self.rank}: its shards of {self.manifest.path} hold less than one "
                     f"micro-batch ({self.micro_batch}); lower data.batch_size or use "
@@ -122,10 +169,8 @@ class BatchStream:
         (an ffcv loader's batches carry none: its position stays unknown)."""
         if taken is None:
             self._reader = None
-            return
-        if self._reader is not None:
-            self._reader["samples"][taken["worker"]] = taken["samples"]
-            self._reader["first_worker"] = (taken["worker"] + 1) % self.workers
+        elif self._reader is not None:
+            self._reader.advance(taken["worker"], taken["samples"])
 
     def __iter__(self):
         return self
@@ -137,7 +182,7 @@ class BatchStream:
     def rank_state(self) -> dict[str, Any] | None:
         """This rank's reader position (each rank writes its own), or None where the loader
         reports none (ffcv): a resume then replays the epoch."""
-        return None if self._reader is None else copy.deepcopy(self._reader)
+        return None if self._reader is None else self._reader.to_json()
 
     def load_state_dict(self, state: dict[str, int],
                         reader: dict[str, Any] | None = None) -> None:
@@ -149,13 +194,13 @@ class BatchStream:
                 f"saved data position has {state['batches_per_epoch']} batches per epoch, this "
                 f"run {self.batches_per_epoch}: batch size, world size or data.epoch_samples "
                 "changed; resume with the run's own settings")
-        if reader is not None and not self._same_workers(reader):
+        position = None if reader is None else ReaderPosition.from_json(reader, self.workers)
+        if reader is not None and position is None:
             print(f"note: the checkpoint's loader had {len(reader['samples'])} workers, this run "
                   f"{self.workers} (data.num_workers); replaying the epoch up to the position "
                   "instead of starting at it", file=sys.stderr)
-            reader = None
-        if reader is not None:
-            self._start_at(state, self._checked(reader))
+        if position is not None:
+            self._start_at(state, position)
             return
         self.position = StreamPosition(state["epoch"], 0)
         self._batches = self._open(state["epoch"])
@@ -163,33 +208,10 @@ class BatchStream:
             for _ in range(state["batch"]):
                 next(self)
 
-    def _start_at(self, state: dict[str, int], reader: dict[str, Any]) -> None:
+    def _start_at(self, state: dict[str, int], reader: ReaderPosition) -> None:
         """Open the saved epoch's loader at `reader`; at the epoch's end open nothing (the next
         batch opens the next epoch)."""
         self.position = StreamPosition(state["epoch"], state["batch"])
         self._reader = reader
         done = state["batch"] >= self.batches_per_epoch
         self._batches = iter(()) if done else self._open(state["epoch"], reader)
-
-    def _same_workers(self, reader: Any) -> bool:
-        """False only for a well-formed position taken with another worker count: a run may
-        resume with fewer CPUs, which the replay (not bitwise, another split) still allows."""
-        samples = reader.get("samples") if isinstance(reader, dict) else None
-        return not isinstance(samples, list) or not samples or len(samples) == self.workers
-
-    def _checked(self, reader: Any) -> dict[str, Any]:
-        """A saved reader position (untrusted JSON), refused unless it fits this stream."""
-        def count(value: Any, below: int | None = None) -> bool:
-            return (type(value) is int and value >= 0  # not bool, not float
-                    and (below is None or value < below))
-
-        samples = reader.get("samples") if isinstance(reader, dict) else None
-        fits = (isinstance(samples, list) and len(samples) == self.workers
-                and all(count(n) for n in samples)
-                and count(reader.get("first_worker"), self.workers) and count(reader.get("pass")))
-        if not fits:
-            raise TrainError(
-                f"saved reader position {reader!r} is malformed (want the pass, one sample count "
-                f"per each of the {self.workers} loader workers and the next worker); resume from "
-                "a checkpoint the run wrote")
-        return copy.deepcopy(reader)
