@@ -139,6 +139,42 @@ def test_resample_streams_past_one_pass(converted):
     assert not [t for t in threading.enumerate() if type(t).__name__ == "EpochIterator"]
 
 
+def noise(image: PIL.Image.Image) -> torch.Tensor:
+    """An augmentation that is nothing but its random draw (from torch's global RNG, where
+    torchvision's transforms draw)."""
+    return torch.rand(1)
+
+
+def test_ffcv_augmentations_are_per_sample_per_rank_and_per_pass(converted):
+    """Drawn from the trainer's RNG, every rank drew the same augmentation sequence (each rank
+    seeds it alike) and the loader moved the trainer's RNG. Seeded by (seed, pass, key): ranks
+    differ, a rerun agrees, a second pass draws anew, the trainer's RNG is left alone."""
+    _, target = converted
+
+    def draws(rank: int, seed: int = 0, passes: int = 1) -> dict[tuple[int, str], float]:
+        torch.manual_seed(0)  # the trainer's seed, the same on every rank
+        loader = build_loader(target, batch_size=2, image_transform=noise, shuffle_buffer=100,
+                              seed=seed, rank=rank, world_size=2, resample=passes > 1)
+        stream, seen = iter(loader), {}
+        for step in range(passes * len(loader)):
+            batch = next(stream)
+            seen.update({(step // len(loader), key): float(value)
+                         for key, value in zip(batch["key"], batch["image"], strict=True)})
+        del stream
+        return seen
+
+    rank0, rank1 = draws(0), draws(1)
+    assert sorted(rank0.values()) != sorted(rank1.values())
+    before = torch.get_rng_state()
+    assert draws(0) == rank0  # a rerun
+    assert torch.equal(torch.get_rng_state(), torch.manual_seed(0).get_state())
+    assert draws(0, seed=1) != rank0
+    two = draws(0, passes=2)
+    both = {key for _, key in two if (0, key) in two and (1, key) in two}
+    assert both and all(two[(0, key)] != two[(1, key)] for key in both)
+    torch.set_rng_state(before)
+
+
 def test_convert_of_a_bad_manifest_is_one_error_line_and_writes_nothing(tmp_path):
     bad = tmp_path / "manifest.json"
     bad.write_text(json.dumps({"schema": "levl.shards/v1", "name": "x"}))

@@ -9,7 +9,6 @@ with `image_pipeline` ffcv's own decoder and transforms (e.g. a random resized c
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -19,6 +18,7 @@ import torch
 from levl_data.errors import DataError
 from levl_data.ffcv_format import import_ffcv
 from levl_data.manifest import Manifest
+from levl_data.seeds import hashed_seed, seeded_torch_rng
 
 
 class FfcvLoader:
@@ -28,11 +28,12 @@ class FfcvLoader:
     """
 
     def __init__(self, manifest: Manifest, loader, image_transform: Callable | None,
-                 resample: bool):
+                 resample: bool, seed: int = 0):
         self.manifest = manifest
         self.loader = loader
         self.image_transform = image_transform
         self.resample = resample
+        self.seed = seed
 
     def __len__(self) -> int:
         """Batches per pass."""
@@ -40,10 +41,11 @@ class FfcvLoader:
 
     def __iter__(self) -> Iterator[dict]:
         while True:
+            number = self.loader.next_epoch  # ffcv's own pass count: it orders the pass
             epoch = iter(self.loader)
             try:
                 for fields in epoch:
-                    yield self._batch(*fields)
+                    yield self._batch(*fields, number)
             finally:
                 # ffcv prefetches in a daemon thread that would poll forever (holding its
                 # batch buffers) after a consumer stops early, e.g. a training stream's epoch
@@ -51,23 +53,29 @@ class FfcvLoader:
             if not self.resample:
                 return
 
-    def _batch(self, images, captions, keys, metas) -> dict:
+    def _batch(self, images, captions, keys, metas, epoch: int) -> dict:
         from ffcv.fields import JSONField
 
+        keys = JSONField.unpack(keys)
         if self.image_transform is None:
             image = torch.as_tensor(images).clone()
         else:
-            image = torch.stack([
-                self.image_transform(PIL.Image.fromarray(np.asarray(pixels)))
-                for pixels in images
-            ])
+            image = torch.stack([self._transformed(pixels, key, epoch)
+                                 for pixels, key in zip(images, keys, strict=True)])
         return {
             "image": image,
             "caption": JSONField.unpack(captions),
-            "key": JSONField.unpack(keys),
+            "key": keys,
             "meta": JSONField.unpack(metas),
             "skipped": {},
         }
+
+
+    def _transformed(self, pixels, key: str, epoch: int) -> torch.Tensor:
+        """One image through `image_transform`, its random draws seeded by (seed, pass, sample
+        key): every rank and every pass augments each sample its own way, a rerun the same."""
+        with seeded_torch_rng(hashed_seed("augment-ffcv", self.seed, epoch, key)):
+            return self.image_transform(PIL.Image.fromarray(np.asarray(pixels)))
 
 
 def build_ffcv_loader(
@@ -104,7 +112,7 @@ def build_ffcv_loader(
         seed=_order_seed(seed, rank), indices=indices, drop_last=drop_last,
         pipelines={"image": list(image_pipeline)},
     )
-    return FfcvLoader(manifest, loader, keep_transform, resample)
+    return FfcvLoader(manifest, loader, keep_transform, resample, seed)
 
 
 def spread_captions_and_sizes(
@@ -153,5 +161,4 @@ def _check_uniform_size(manifest: Manifest) -> None:
 
 def _order_seed(seed: int, rank: int) -> int:
     """A stable 31-bit seed per (seed, rank); ffcv adds the pass number to it."""
-    digest = hashlib.sha256(f"levl-ffcv/{seed}/{rank}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") >> 1
+    return hashed_seed("ffcv-order", seed, rank) >> 32

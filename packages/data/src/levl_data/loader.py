@@ -12,7 +12,6 @@ them yet draws exactly what the uninterrupted one would.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import itertools
@@ -34,6 +33,7 @@ from levl_data.errors import DataError
 from levl_data.ffcv_loader import FfcvLoader, build_ffcv_loader
 from levl_data.jsontext import parse_json
 from levl_data.manifest import Manifest, read_manifest
+from levl_data.seeds import hashed_seed, seeded_torch_rng
 from levl_data.shardscan import sample_key
 
 MIN_ATTEMPTS_FOR_RATE = 50
@@ -417,31 +417,14 @@ class _ShardCheck:
         self.verified.add(self.url)
 
 
-def _hashed_seed(*parts: object) -> int:
-    """A stable 63-bit seed from `parts`; Python's hash() is salted, sha256 is not."""
-    digest = hashlib.sha256("/".join(map(str, ("levl", *parts))).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
 def _stream_seed(seed: int, rank: int, worker_id: int) -> int:
     """The shuffle and shard-order seed per (seed, rank, worker)."""
-    return _hashed_seed(seed, rank, worker_id)
+    return hashed_seed(seed, rank, worker_id)
 
 
 def _sample_seed(seed: int, rank: int, worker_id: int, index: int) -> int:
     """The augmentation seed of a worker's index-th raw sample (see the module docstring)."""
-    return _hashed_seed("augment", seed, rank, worker_id, index)
-
-
-@contextlib.contextmanager
-def _sample_rng(plan: _Plan, worker_id: int, index: int) -> Iterator[None]:
-    """Seed the global CPU torch RNG (torchvision's transforms draw from it) for one sample and
-    put the caller's state back after: with no workers the loader runs in the trainer's process,
-    whose RNG (model init, dropout) must not depend on the data. Not torch.manual_seed: that
-    would reseed the trainer's CUDA generators too."""
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(_sample_seed(plan.seed, plan.rank, worker_id, index))
-        yield
+    return hashed_seed("augment", seed, rank, worker_id, index)
 
 
 def _raise_shard_error(manifest_path: Path, exn: Exception) -> bool:
@@ -464,7 +447,7 @@ def _decode_stream(
     for index, raw in enumerate(samples):
         if index < skip:
             continue
-        with _sample_rng(plan, worker_id, index):
+        with seeded_torch_rng(_sample_seed(plan.seed, plan.rank, worker_id, index)):
             sample, reason = _decode_sample(raw, plan)
         if reason is not None:
             counter.skip(reason)
