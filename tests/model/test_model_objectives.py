@@ -182,3 +182,26 @@ def test_infonce_matches_open_clip_clip_loss_above_the_cap_with_a_gradient():
     assert build_objective(ObjectiveConfig(name="siglip")).parameter_bounds() == {
         "t_prime": (0.0, math.log(100.0))}
     assert build_objective(ObjectiveConfig()).parameter_bounds() == {}
+
+
+def test_siglip_matches_open_clips_siglip_loss_value_and_gradients():
+    """The reference tool's definition: open_clip's SigLipLoss (sum over the B² pairs over B),
+    at a trained-looking t and b, with the gradients of t' and b."""
+    from open_clip.loss import SigLipLoss
+
+    objective = build_objective(ObjectiveConfig(name="siglip"))
+    with torch.no_grad():
+        objective.t_prime.fill_(2.5)
+        objective.bias.fill_(-4.0)
+    out = random_out(b=8, seed=5)
+    loss = objective(out, step=0)["loss"]
+    t_prime = torch.tensor(2.5, requires_grad=True)
+    bias = torch.tensor(-4.0, requires_grad=True)
+    reference = SigLipLoss()(torch.nn.functional.normalize(out["z_v"], dim=-1),
+                             torch.nn.functional.normalize(out["z_t"], dim=-1),
+                             t_prime.exp(), bias)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-6)
+    loss.backward()
+    reference.backward()
+    assert objective.t_prime.grad.item() == pytest.approx(t_prime.grad.item(), rel=1e-5)
+    assert objective.bias.grad.item() == pytest.approx(bias.grad.item(), rel=1e-5)

@@ -70,7 +70,6 @@ class FfcvLoader:
             "skipped": {},
         }
 
-
     def _transformed(self, pixels, key: str, epoch: int) -> torch.Tensor:
         """One image through `image_transform`, its random draws seeded by (seed, pass, sample
         key): every rank and every pass augments each sample its own way, a rerun the same."""
