@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         results.append(one_seed(data, args.work, seed, args.recipe, tuple(args.sets)))
         print(f"seed {seed}: trained {results[-1][0]} random {results[-1][1]}", flush=True)
-    text = table(results, args.seeds) + (f"\n\nwith --set {' '.join(args.sets)}" if args.sets else "")
+    text = table(results, args.seeds)
+    if args.sets:
+        text += f"\n\nwith --set {' '.join(args.sets)}"
     print(text)
     if args.append:
         with args.append.open("a") as f:

@@ -276,7 +276,9 @@ def header(args, facts: dict, device: torch.device) -> str:
         f"Device: {facts['device']}; {precision}; {versions}.",
         f"Command: `{facts['command']}`", "",
         f"{args.image_size} px, patch {args.patch}, {CONTEXT} text tokens, batch {args.batch}; "
-        f"median of {args.repeats} steps after {args.warmup} warm-up steps.", ""])
+        + (f"timed in turns: median of {args.repeats} turns after {args.warmup}, each turn one "
+           "untimed and one timed step of each." if device.type == "cpu" else
+           f"median of {args.repeats} steps after {args.warmup} warm-up steps."), ""])
 
 
 def table(args, size: str, device: torch.device, rows: dict[str, Measured], sigreg: float,

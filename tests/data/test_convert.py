@@ -163,16 +163,15 @@ def test_ffcv_augmentations_are_per_sample_per_rank_and_per_pass(converted):
         del stream
         return seen
 
-    rank0, rank1 = draws(0), draws(1)
-    assert sorted(rank0.values()) != sorted(rank1.values())
-    before = torch.get_rng_state()
-    assert draws(0) == rank0  # a rerun
-    assert torch.equal(torch.get_rng_state(), torch.manual_seed(0).get_state())
-    assert draws(0, seed=1) != rank0
-    two = draws(0, passes=2)
+    with torch.random.fork_rng(devices=[]):  # the draws reseed the global RNG
+        rank0, rank1 = draws(0), draws(1)
+        assert sorted(rank0.values()) != sorted(rank1.values())
+        assert draws(0) == rank0  # a rerun
+        assert torch.equal(torch.get_rng_state(), torch.manual_seed(0).get_state())
+        assert draws(0, seed=1) != rank0
+        two = draws(0, passes=2)
     both = {key for _, key in two if (0, key) in two and (1, key) in two}
     assert both and all(two[(0, key)] != two[(1, key)] for key in both)
-    torch.set_rng_state(before)
 
 
 def test_convert_of_a_bad_manifest_is_one_error_line_and_writes_nothing(tmp_path):

@@ -2,9 +2,9 @@
 draws open_clip's init) and open_clip's own trainer, same towers, photos, batch, steps and
 AdamW, at bench/parity.py's --tiny size (~1.5 min for both), plus levl's InfoNCE as a user gets
 it from `levl-train run small_custom --set objective.name=infonce` (levl's MLP heads with
-BatchNorm, its light augmentation and clipping, the objective's init). A trainer change that makes levl learn worse than open_clip (an init, a head,
-an augmentation, a schedule) fails it; the full-size comparison and every difference between
-the trainers are in docs/parity.md."""
+BatchNorm, its light augmentation and clipping, the objective's init). A trainer change that
+makes levl learn worse than open_clip (an init, a head, an augmentation, a schedule) fails it;
+the full-size comparison and every difference between the trainers are in docs/parity.md."""
 
 from __future__ import annotations
 

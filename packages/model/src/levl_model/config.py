@@ -275,10 +275,11 @@ def uses_predictors(objective: ObjectiveConfig) -> bool:
 
 
 def objective_init(objective: ObjectiveConfig) -> str:
-    """The towers' init an objective trains best from (ModelConfig.init): open_clip's for the
-    contrastive baselines, whose loss that init is tuned with (levl's width-scaled init left
-    InfoNCE 3-6 points of val R@10 under open_clip's trainer in 2 of 3 seeds, open_clip's init
-    matched it in all 3: docs/parity.md); width_scaled, the reference init, for LeVLJEPA."""
+    """The towers' default init for an objective (ModelConfig.init): open_clip's for the
+    contrastive baselines, whose loss that init is tuned with (with levl's width-scaled init
+    InfoNCE trailed open_clip's trainer by 3-6 points of val R@10 in 2 of 3 seeds, with
+    open_clip's it matched or beat it in all 3: docs/parity.md); width_scaled, the paper's
+    reference init, for LeVLJEPA."""
     return "width_scaled" if objective.name == "levljepa" else "open_clip"
 
 

@@ -36,8 +36,12 @@ def _resolved(recipe: str, data: Path | None, set_: list[str] | None, smoke: boo
     if data is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=str(data)))
     cfg = apply_overrides(cfg, set_ or [])
-    explicit = {item.split("=", 1)[0].strip() for item in set_ or []}
-    return absolute_manifest(with_objective_model(cfg, explicit))
+    return absolute_manifest(with_objective_model(cfg, set_keys(set_)))
+
+
+def set_keys(set_: list[str] | None) -> set[str]:
+    """The keys a command's --set items name (what the user chose over the recipe)."""
+    return {item.partition("=")[0].strip() for item in set_ or []}
 
 
 def absolute_manifest(cfg):
@@ -123,8 +127,7 @@ def submit(
     site = dataclasses.replace(site, **{k: v for k, v in (("partition", partition),
                                                          ("time_min", time)) if v is not None})
     placement = Placement(nodes, site.gpus_per_node if gpus_per_node is None else gpus_per_node)
-    explicit_engine = any(item.partition("=")[0].strip() == "engine" for item in set_ or [])
-    cfg, engine_note = resolve_engine(cfg, placement, explicit=explicit_engine)
+    cfg, engine_note = resolve_engine(cfg, placement, explicit="engine" in set_keys(set_))
     out = out or _default_out(recipe)
     job, notes = submit_job(cfg, out, site, placement, known_step_time(step_time, out))
     for note in filter(None, [engine_note, *notes]):

@@ -270,8 +270,8 @@ def check_predictors(cfg: TrainConfig) -> None:
 def with_objective_model(cfg: TrainConfig, explicit: Collection[str] = ()) -> TrainConfig:
     """The recipe's model as its objective trains it; `explicit` holds the keys the user set.
     Predictors are built exactly when the objective trains them (unless
-    model.heads.predictors is set). A switch of objective.name also takes the towers' init that
-    objective trains best from (objective_init; unless model.init is set), so
+    model.heads.predictors is set). A switch of objective.name also takes that objective's
+    default init (objective_init; unless model.init is set), so
     `--set objective.name=infonce` alone gives open_clip's baseline: no predictors, open_clip's
     init. A recipe's own init is kept otherwise."""
     model = cfg.model
