@@ -190,7 +190,7 @@ class ModelConfig:
     # exactly the reference at width 768 and open_clip's per-unit scale on narrow towers (at
     # 0.02 a width-192 pair trains like one at 2-3x the learning rate: docs/parity.md);
     # reference: 0.02 at every width; open_clip: open_clip's own init of its ViT and text
-    # transformer, drawn into levl's towers (what the contrastive objectives train from best:
+    # transformer, drawn into levl's towers (the contrastive objectives' default on a CLI switch:
     # objective_init, docs/parity.md).
     init: str = "width_scaled"
 
