@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import subprocess
@@ -53,3 +54,13 @@ def run_main(capsys, monkeypatch):
         return SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def collect_ffcv_loaders():
+    """numba's dispatcher finalizer raises KeyError when an ffcv Loader's compiled code is
+    collected (ffcv + numba 0.68); run those finalizers at the end of the module that made the
+    loaders, not at a random later allocation in another module's test (seen once breaking an
+    `ast.parse` in tests/test_import_boundaries.py with a SystemError)."""
+    yield
+    gc.collect()

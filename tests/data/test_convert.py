@@ -6,7 +6,7 @@ seconds each on a busy CPU); the tests read it back through levl's loader in sev
 
 from __future__ import annotations
 
-import gc
+import itertools
 import json
 import sys
 import threading
@@ -23,6 +23,7 @@ from levl_data.cli import app
 from levl_data.errors import DataError
 from levl_data.loader import build_loader
 from levl_data.manifest import read_manifest, verify_manifest
+from levl_data.position import POSITION_KEY
 from levl_data.summary import histograms
 from levl_data.testing import bad_sample_indices, make_tiny_shards
 
@@ -30,15 +31,8 @@ runner = CliRunner()
 N, BAD = 16, 2
 # numba's dispatcher finalizer raises KeyError when an ffcv Loader's compiled code is collected
 # (ffcv 1.0.2 + numba 0.68); harmless, printed as "Exception ignored in ...".
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def collect_ffcv_loaders():
-    """Run those finalizers here, not at a random later allocation in another module's test
-    (seen once breaking an `ast.parse` in tests/test_import_boundaries.py with a SystemError)."""
-    yield
-    gc.collect()
+pytestmark = [pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+              pytest.mark.usefixtures("collect_ffcv_loaders")]
 
 
 def image_to_tensor(image: PIL.Image.Image) -> torch.Tensor:
@@ -172,6 +166,41 @@ def test_ffcv_augmentations_are_per_sample_per_rank_and_per_pass(converted):
         two = draws(0, passes=2)
     both = {key for _, key in two if (0, key) in two and (1, key) in two}
     assert both and all(two[(0, key)] != two[(1, key)] for key in both)
+
+
+@pytest.mark.parametrize("resample", [True, False])
+def test_a_resumed_ffcv_loader_starts_at_its_position_and_reads_nothing_before_it(
+        converted, resample):
+    """Each batch says how many samples of its passes were taken; a loader given that count
+    gives the batches the uninterrupted one gave next (the same order and augmentation draws,
+    across a pass's end), and augments nothing before them, where a replay would."""
+    _, target = converted
+    calls = []
+
+    def counted(image: PIL.Image.Image) -> torch.Tensor:
+        calls.append(1)
+        return noise(image)
+
+    def loader(resume: int | None = None):
+        return build_loader(target, batch_size=4, image_transform=counted, shuffle_buffer=100,
+                            seed=3, resample=resample,
+                            resume_samples=() if resume is None else (resume,))
+
+    with torch.random.fork_rng(devices=[]):  # the draws reseed the global RNG
+        per_pass = len(loader()) * 4  # 3 batches of the 14 samples
+        whole = list(itertools.islice(iter(loader()), 3 * per_pass // 4 if resample else 3))
+        for taken in (1, 3, 4) if resample else (1, 2):
+            position = whole[taken - 1][POSITION_KEY]
+            assert position == {"worker": 0, "samples": 4 * taken}
+            calls.clear()
+            resumed = list(itertools.islice(iter(loader(position["samples"])), 2))
+            assert len(calls) == 4 * len(resumed)  # nothing before the position is read
+            expected = whole[taken:taken + 2]
+            assert [b["key"] for b in resumed] == [b["key"] for b in expected]
+            assert all(torch.equal(mine["image"], theirs["image"])
+                       for mine, theirs in zip(resumed, expected, strict=True))
+        if not resample:
+            assert list(loader(per_pass)) == []  # the pass was over
 
 
 def test_convert_of_a_bad_manifest_is_one_error_line_and_writes_nothing(tmp_path):

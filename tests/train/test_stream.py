@@ -13,6 +13,7 @@ import pytest
 import torch
 import torchvision.transforms.v2 as T
 
+from levl_data.convert import convert
 from levl_data.manifest import read_manifest
 from levl_data.testing import make_tiny_shards
 from levl_train.config import DataConfig
@@ -120,6 +121,33 @@ def test_a_resumed_stream_decodes_nothing_before_its_position_and_gives_the_same
     for mine, theirs in zip(got, expected, strict=True):
         assert torch.equal(mine["image"], theirs["image"])  # the same augmentation draws
     assert resumed.state_dict() == original.state_dict()
+    assert resumed.rank_state() == original.rank_state()
+
+
+@pytest.fixture(scope="module")
+def ffcv_manifest(manifest, tmp_path_factory):
+    return read_manifest(convert(manifest.path, tmp_path_factory.mktemp("ffcv") / "ffcv"))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # numba, ffcv
+@pytest.mark.usefixtures("collect_ffcv_loaders")
+@pytest.mark.parametrize("sampling", ["resampled", "passes"])
+def test_a_resumed_ffcv_stream_starts_at_its_position_too(ffcv_manifest, sampling) -> None:
+    """An ffcv file resumes from its reader position as shards do: no replay of the epoch."""
+    original = stream(ffcv_manifest, sampling, epoch_samples=80, transform=CountingJitter())
+    keys(original, 7)  # passes: into the second pass of epoch 0
+    state, reader = original.state_dict(), original.rank_state()
+    assert reader == {"pass": int(sampling == "passes"), "samples": [8 if sampling == "passes"
+                                                                     else 56], "first_worker": 0}
+    expected = [next(original) for _ in range(5)]  # across the epoch's end
+    jitter = CountingJitter()
+    resumed = stream(ffcv_manifest, sampling, epoch_samples=80, transform=jitter)
+    resumed.load_state_dict(state, reader)
+    got = [next(resumed) for _ in range(5)]
+    assert jitter.calls.value == 5 * BATCH  # a replay would augment 7 batches more first
+    assert [batch["key"] for batch in got] == [batch["key"] for batch in expected]
+    assert all(torch.equal(mine["image"], theirs["image"])
+               for mine, theirs in zip(got, expected, strict=True))
     assert resumed.rank_state() == original.rank_state()
 
 

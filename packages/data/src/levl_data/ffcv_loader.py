@@ -5,6 +5,8 @@ handed out here is a copy. Bad samples were dropped (and counted in the manifest
 so `skipped` is always empty. With `image_transform` the images are decoded whole and passed as
 PIL images, exactly as from tars, which ffcv can do only when every image has the same size;
 with `image_pipeline` ffcv's own decoder and transforms (e.g. a random resized crop) run instead.
+Each batch reports its position (`levl_data.position`): the samples of this rank's passes taken
+so far, from which a resumed loader starts without reading what came before.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from levl_data.errors import DataError
 from levl_data.ffcv_format import import_ffcv
 from levl_data.manifest import Manifest
+from levl_data.position import POSITION_KEY
 from levl_data.seeds import hashed_seed, seeded_torch_rng
 
 
@@ -26,33 +29,58 @@ class FfcvLoader:
     """An iterable of batch dicts (`image`, `caption`, `key`, `meta`, `skipped`) over an ffcv file.
 
     One pass over this rank's samples, or (resample=True) endless passes, each in a new order.
+    `resume_samples` (a batch's position `samples`) starts the first iteration where that batch
+    left off: its pass, past the samples of it already taken, none of them read.
     """
 
     def __init__(self, manifest: Manifest, loader, image_transform: Callable | None,
-                 resample: bool, seed: int = 0):
+                 resample: bool, seed: int = 0, resume_samples: int = 0):
         self.manifest = manifest
         self.loader = loader
         self.image_transform = image_transform
         self.resample = resample
         self.seed = seed
+        self.resume_samples = resume_samples
 
     def __len__(self) -> int:
         """Batches per pass."""
         return len(self.loader)
 
     def __iter__(self) -> Iterator[dict]:
+        per_pass = min(len(self.loader) * self.loader.batch_size, len(self.loader.indices))
+        start, self.resume_samples = self.resume_samples, 0  # later: on from ffcv's pass count
+        if start >= per_pass and not self.resample:
+            return  # the resumed pass was over
+        if start:
+            self.loader.next_epoch = start // per_pass
+        skip = start % per_pass
         while True:
             number = self.loader.next_epoch  # ffcv's own pass count: it orders the pass
-            epoch = iter(self.loader)
+            taken = (number * per_pass if self.resample else 0) + skip
+            epoch = self._pass(number, skip, per_pass)
             try:
                 for fields in epoch:
-                    yield self._batch(*fields, number)
+                    batch = self._batch(*fields, number)
+                    taken += len(batch["key"])
+                    batch[POSITION_KEY] = {"worker": 0, "samples": taken}
+                    yield batch
             finally:
                 # ffcv prefetches in a daemon thread that would poll forever (holding its
                 # batch buffers) after a consumer stops early, e.g. a training stream's epoch
                 epoch.close()
             if not self.resample:
                 return
+            skip = 0
+
+    def _pass(self, number: int, skip: int, per_pass: int):
+        """ffcv's iterator over pass `number` less its first `skip` samples (ffcv cannot start
+        a pass midway: its Loader reads the pass's order from `traversal_order` when iterated)."""
+        order = self.loader.traversal_order
+        self.loader.traversal_order = _Skipping(order, number, skip, per_pass)
+        try:
+            return iter(self.loader)
+        finally:
+            self.loader.traversal_order = order
 
     def _batch(self, images, captions, keys, metas, epoch: int) -> dict:
         from ffcv.fields import JSONField
@@ -82,7 +110,7 @@ def build_ffcv_loader(
     manifest: Manifest, *, batch_size: int, image_transform: Callable | None,
     image_pipeline: Sequence | None = None, shuffle: bool = True, num_workers: int = 0,
     seed: int = 0, rank: int = 0, world_size: int = 1, resample: bool = False,
-    drop_last: bool = True,
+    drop_last: bool = True, resume_samples: int = 0,
 ) -> FfcvLoader:
     """This rank's samples (`index % world_size == rank`) of the manifest's `.beton`.
 
@@ -112,7 +140,22 @@ def build_ffcv_loader(
         seed=_order_seed(seed, rank), indices=indices, drop_last=drop_last,
         pipelines={"image": list(image_pipeline)},
     )
-    return FfcvLoader(manifest, loader, keep_transform, resample, seed)
+    if len(loader) == 0:
+        raise DataError(
+            f"manifest {manifest.path}: rank {rank} gets {len(indices)} sample(s), less than one "
+            f"batch of {batch_size}; lower the batch size or use fewer ranks")
+    return FfcvLoader(manifest, loader, keep_transform, resample, seed, resume_samples)
+
+
+class _Skipping:
+    """An ffcv traversal order whose pass `number` lacks its first `skip` samples."""
+
+    def __init__(self, order, number: int, skip: int, per_pass: int):
+        self.order, self.number, self.skip, self.per_pass = order, number, skip, per_pass
+
+    def sample_order(self, epoch: int) -> np.ndarray:
+        order = self.order.sample_order(epoch)
+        return order[:self.per_pass][self.skip:] if epoch == self.number else order
 
 
 def spread_captions_and_sizes(

@@ -33,6 +33,7 @@ from levl_data.errors import DataError
 from levl_data.ffcv_loader import FfcvLoader, build_ffcv_loader
 from levl_data.jsontext import parse_json
 from levl_data.manifest import Manifest, read_manifest
+from levl_data.position import POSITION_KEY, position_readers
 from levl_data.seeds import hashed_seed, seeded_torch_rng
 from levl_data.shardscan import sample_key
 
@@ -40,7 +41,6 @@ MIN_ATTEMPTS_FOR_RATE = 50
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm"})
 _ERROR_KEY = "__levl_error__"
 _INDEX_KEY = "__levl_index__"
-POSITION_KEY = "__levl_position__"  # not a member name a shard set could carry
 
 
 @dataclass(frozen=True)
@@ -189,22 +189,24 @@ def build_loader(
     Resuming: `resume_samples[w]` raw samples (the `position["samples"]` of worker w's last
     batch taken) are read past without decoding, and worker `first_worker` (the one after the
     last batch's `position["worker"]`) gives the first batch; the batches that follow are the
-    ones the uninterrupted loader would have given next. Webdataset shards only.
+    ones the uninterrupted loader would have given next. An ffcv file has one reader
+    (`levl_data.position`): its count skips that many samples of its passes' orders.
     """
     _check_options(batch_size, shuffle_buffer, num_workers, rank, world_size, max_failure_rate)
-    _check_resume(resume_samples, first_worker, num_workers)
     if not isinstance(manifest, Manifest):
         manifest = read_manifest(manifest)
+    _check_resume(resume_samples, first_worker,
+                  position_readers(manifest.data["format"], num_workers))
     if manifest.data["format"] == "ffcv":
-        if extra_members or resume_samples:
-            what = "extra members" if extra_members else "resume positions"
-            raise DataError(f"manifest {manifest.path}: an ffcv file takes no {what}; "
+        if extra_members:
+            raise DataError(f"manifest {manifest.path}: an ffcv file takes no extra members; "
                             "read the webdataset shard set it was converted from")
         return build_ffcv_loader(
             manifest, batch_size=batch_size, image_transform=image_transform,
             image_pipeline=ffcv_image_pipeline, shuffle=shuffle_buffer > 0,
             num_workers=num_workers, seed=seed, rank=rank, world_size=world_size,
             resample=resample, drop_last=drop_last,
+            resume_samples=resume_samples[0] if resume_samples else 0,
         )
     extra_transforms = dict(extra_transforms or {})
     _check_extra_members(manifest, extra_members, extra_transforms)
@@ -261,10 +263,9 @@ def _check_options(batch_size, shuffle_buffer, num_workers, rank, world_size, ma
         raise ValueError(f"max_failure_rate must be in [0, 1], got {max_failure_rate}")
 
 
-def _check_resume(resume_samples: Sequence[int], first_worker: int, num_workers: int) -> None:
-    workers = max(num_workers, 1)
+def _check_resume(resume_samples: Sequence[int], first_worker: int, workers: int) -> None:
     if resume_samples and len(resume_samples) != workers:
-        raise ValueError(f"resume_samples needs one count per worker ({workers}), "
+        raise ValueError(f"resume_samples needs one count per reader ({workers}), "
                          f"got {len(resume_samples)}")
     if any(count < 0 for count in resume_samples) or not 0 <= first_worker < workers:
         raise ValueError(f"need counts >= 0 and 0 <= first_worker < {workers}")

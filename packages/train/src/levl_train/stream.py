@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
-from levl_data.loader import POSITION_KEY, build_loader
+from levl_data.loader import build_loader
 from levl_data.manifest import Manifest
+from levl_data.position import POSITION_KEY, position_readers
 from levl_train.config import DataConfig
 from levl_train.errors import TrainError
 
@@ -36,7 +37,8 @@ class StreamPosition:
 @dataclass
 class ReaderPosition:
     """Where this rank's loader stands: its pass (data.sampling=passes), the raw samples each
-    loader worker has consumed, and the worker whose batch comes next. Written per rank as JSON
+    reader (a loader worker; an ffcv file's one order) has consumed, and the reader whose batch
+    comes next. Written per rank as JSON
     ({"pass", "samples", "first_worker"}: resume.write_reader) and read back untrusted."""
 
     pass_index: int
@@ -112,7 +114,7 @@ class BatchStream:
             raise TrainError(
                 f"data.epoch_samples={epoch_samples} is less than one global batch "
                 f"({micro_batch * world_size}); raise data.epoch_samples")
-        self.workers = max(data.num_workers, 1)
+        self.workers = position_readers(manifest.data["format"], data.num_workers)
         self.position = StreamPosition()
         self._batches = self._open(0)
 
@@ -165,8 +167,8 @@ class BatchStream:
         return batch
 
     def _note(self, taken: dict[str, int] | None) -> None:
-        """Move the reader position past a batch taken from loader worker `taken["worker"]`
-        (an ffcv loader's batches carry none: its position stays unknown)."""
+        """Move the reader position past a batch taken from reader `taken["worker"]` (a batch
+        without a position leaves it unknown: a resume then replays)."""
         if taken is None:
             self._reader = None
         elif self._reader is not None:
@@ -181,14 +183,14 @@ class BatchStream:
 
     def rank_state(self) -> dict[str, Any] | None:
         """This rank's reader position (each rank writes its own), or None where the loader
-        reports none (ffcv): a resume then replays the epoch."""
+        reported none: a resume then replays the epoch."""
         return None if self._reader is None else self._reader.to_json()
 
     def load_state_dict(self, state: dict[str, int],
                         reader: dict[str, Any] | None = None) -> None:
         """Go to the saved position: with this rank's `reader` (its rank_state) the loader
         starts there and decodes nothing before it; without one (a checkpoint older than
-        reader positions, an ffcv manifest) the epoch's batches up to it are replayed."""
+        reader positions, or than ffcv's) the epoch's batches up to it are replayed."""
         if state["batches_per_epoch"] != self.batches_per_epoch:
             raise TrainError(
                 f"saved data position has {state['batches_per_epoch']} batches per epoch, this "
