@@ -11,7 +11,8 @@ a neighbour's load stretches wall time, much less CPU time):
                       levl) vs a nullcontext (before); and the context alone per sample
   (i) resume          a tiny_synthetic BatchStream resumed at --resume-batch of its epoch and its
                       first batch taken: with the saved reader position (levl: read past, no
-                      decode) vs without (before: replay the epoch's batches); the batches agree
+                      decode) vs without (before: replay the epoch's batches); the batches agree;
+                      with --ffcv also on the same world converted to an ffcv file
   (f) SIGReg slices   the host-side work the device generator removes: an E x S float64 draw
                       on the CPU at the B/16 recipe's E=256, S=4096
   (c, d) host work    what the host does per step that a per-step sync would expose on a GPU
@@ -46,6 +47,7 @@ from loader import _jpegs, _write_tars  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
 import levl_data.loader as levl_loader  # noqa: E402
+from levl_data.convert import convert  # noqa: E402
 from levl_data.loader import _Plan, build_loader  # noqa: E402
 from levl_data.manifest import read_manifest  # noqa: E402
 from levl_model.model import build_model  # noqa: E402
@@ -73,7 +75,10 @@ def main() -> None:
         if "h" in args.only:
             rows += sample_seeds(tars, args)
     if "i" in args.only:
-        rows += resume(args)
+        rows += resume(args, read_manifest(args.manifest))
+        if args.ffcv:
+            with tempfile.TemporaryDirectory(prefix="levl-bench-ffcv-") as tmp:
+                rows += resume(args, read_manifest(convert(args.manifest, Path(tmp) / "ffcv")))
     if "f" in args.only:
         rows += sigreg_draw(args)
     if "c" in args.only:
@@ -91,6 +96,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--manifest", type=Path, default=SYNTH,
                         help="a synthetic world's train manifest for (i) (`levl-data synth`)")
     parser.add_argument("--resume-batch", type=int, default=40)
+    parser.add_argument("--ffcv", action="store_true",
+                        help="(i) also on the manifest converted to ffcv (the `ffcv` extra)")
     parser.add_argument("--only", nargs="+", default=["e", "h", "i", "f", "c", "gpu"],
                         choices=["e", "h", "i", "f", "c", "gpu"])
     return parser.parse_args()
@@ -201,10 +208,9 @@ def sample_seeds(tars: Path, args) -> list:
     ]
 
 
-def resume(args) -> list:
+def resume(args, manifest) -> list:
     """Resume a tiny_synthetic stream at batch `--resume-batch` both ways, first batch taken."""
     cfg = tiny_synthetic()
-    manifest = read_manifest(args.manifest)
     transform = image_pipeline(cfg)
 
     def stream() -> BatchStream:
@@ -245,7 +251,8 @@ def resume(args) -> list:
     agree = all(firsts["reader"]) and all(firsts["replay"])
     samples = args.resume_batch * cfg.data.batch_size
     return [(f"(i) resume at batch {args.resume_batch} ({samples} samples, "
-             f"{cfg.data.views} views, 1 worker), CPU-s", "reader position / replay",
+             f"{cfg.data.views} views, {manifest.data['format']}, 1 worker), CPU-s",
+             "reader position / replay",
              median(times["reader"]), median(times["replay"]),
              f"{_runs(times['reader'], '.2f')} vs {_runs(times['replay'], '.2f')}; wall "
              f"{median(walls['reader'][1:]):.2f} vs {median(walls['replay'][1:]):.2f} s; first batch "

@@ -203,6 +203,14 @@ def test_a_resumed_ffcv_loader_starts_at_its_position_and_reads_nothing_before_i
             assert list(loader(per_pass)) == []  # the pass was over
 
 
+def test_an_ffcv_rank_with_less_than_one_batch_is_one_clear_error(converted):
+    """Not an endless loop of empty passes (resample) or a stream that ends at once."""
+    _, target = converted
+    with pytest.raises(DataError, match="rank 1 gets 7 sample.*less than one batch of 8"):
+        build_loader(target, batch_size=8, image_transform=image_to_tensor, rank=1,
+                     world_size=2, resample=True)
+
+
 def test_convert_of_a_bad_manifest_is_one_error_line_and_writes_nothing(tmp_path):
     bad = tmp_path / "manifest.json"
     bad.write_text(json.dumps({"schema": "levl.shards/v1", "name": "x"}))

@@ -334,3 +334,20 @@ def test_a_resumed_loader_skips_without_decoding_and_counts_bad_samples_in_its_p
     assert [b["key"] for b in resumed] == [b["key"] for b in batches[3:]]
     assert all(torch.equal(a["image"], b["image"]) for a, b in zip(resumed, batches[3:],
                                                                    strict=True))
+
+
+def test_bad_samples_are_counted_once_across_a_resume_at_any_batch(tmp_path):
+    """A batch counts the bad samples before its position only (the batcher reads ahead), so
+    what a run counted up to a position plus what its resumed loader counts is what the
+    uninterrupted loader counted: a resumed run's skip totals stay exact."""
+    path = make_tiny_shards(tmp_path / "bad", n=40, bad=8)
+    options = {"batch_size": 4, "image_transform": crop_box, "max_failure_rate": 0.5, "seed": 5}
+    batches = list(build_loader(path, **options))
+    whole = sum((Counter(b["skipped"]) for b in batches), Counter())
+    assert whole["undecodable_image"] >= 6
+    for k in range(1, len(batches)):
+        before = sum((Counter(b["skipped"]) for b in batches[:k]), Counter())
+        resumed = build_loader(path, **options,
+                               resume_samples=[batches[k - 1][POSITION_KEY]["samples"]])
+        after = sum((Counter(b["skipped"]) for b in resumed), Counter())
+        assert before + after == whole, k

@@ -29,7 +29,8 @@ STEPS, CKPT_EVERY = 8, 2
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
-    return make_tiny_shards(tmp_path_factory.mktemp("shards"), n=48, image_size=32)
+    """With 4 bad samples (below max_failure_rate): skip counts must survive the resume too."""
+    return make_tiny_shards(tmp_path_factory.mktemp("shards"), n=48, image_size=32, bad=4)
 
 
 def torchrun_command(shards: Path, out: Path, port: int) -> list[str]:
@@ -114,6 +115,9 @@ def test_run_killed_after_a_checkpoint_resumes_to_bitwise_the_same_weights(
     assert resumed.keys() == reference.keys()
     different = [key for key in reference if not torch.equal(resumed[key], reference[key])]
     assert not different, f"resumed from {killed_at}; differ: {different[:5]}"
+    final, uninterrupted = (json.loads(path.read_text().splitlines()[-1])["skipped"]
+                            for path in (out / "metrics.jsonl", full_run / "metrics.jsonl"))
+    assert final == uninterrupted and sum(final.values()) > 0  # both ranks', the whole run's
 
 
 @pytest.mark.slow

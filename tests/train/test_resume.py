@@ -52,6 +52,38 @@ def test_resume_from_an_earlier_checkpoint_reaches_bitwise_the_same_weights(
     assert steps == [1, 2, 3, 4, 5, 3, 4, 5]
 
 
+def test_a_resumed_run_counts_the_bad_samples_of_the_whole_run(tmp_path, deterministic_torch):
+    """metrics.jsonl's `skipped` is the run's total: the count saved with the checkpoint it
+    resumed from plus what it skipped since, equal to the uninterrupted run's at every step
+    (it restarted from zero at each resume)."""
+    bad = make_tiny_shards(tmp_path / "bad", n=48, image_size=32, bad=8)
+    cfg = short_config(bad)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, max_failure_rate=0.5))
+    out = tmp_path / "run"
+    train(cfg, out)
+    (out / "latest").write_text("checkpoints/step_0000002\n")
+    resume(out)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").open()]
+    first, again = records[:5], records[5:]
+    assert [r["step"] for r in again] == [3, 4, 5]
+    assert sum(first[-1]["skipped"].values()) >= 4  # 5 batches of 8 over 48 samples, 8 bad
+    assert [r["skipped"] for r in again] == [r["skipped"] for r in first[2:]]
+    position = json.loads((out / "checkpoints/step_0000002/train_state/position.json")
+                          .read_text())
+    assert position["skipped"] == first[1]["skipped"]
+
+
+@pytest.mark.parametrize("skipped", ["3", {"undecodable_image": -1}, {"x": 1.5}])
+def test_a_malformed_saved_skip_count_is_refused_on_resume(
+        shards, tmp_path, deterministic_torch, skipped):
+    out = tmp_path / "run"
+    train(short_config(shards, steps=2), out)
+    path = out / "checkpoints/step_0000002/train_state/position.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "skipped": skipped}))
+    with pytest.raises(TrainError, match=r"position\.json: skipped=.* is not a count per reason"):
+        resume(out)
+
+
 def test_a_run_dir_of_another_recipe_is_refused_and_left_as_it_was(tmp_path, shards):
     (tmp_path / "config.json").write_text(json.dumps({"recipe": "tiny_synthetic"}))
     with pytest.raises(TrainError, match="holds a run of recipe tiny_synthetic, not "

@@ -67,29 +67,32 @@ class _Plan:
 
 
 class _SkipCounter:
-    """Per-worker tally: totals for the failure-rate check, pending counts for the next batch."""
+    """Per-worker tally: totals for the failure-rate check, and the skips not yet reported in
+    a batch (with their raw indices: a batch reports those before its position only)."""
 
     def __init__(self, plan: _Plan):
         self.plan = plan
         self.attempted = 0
         self.skipped = 0
         self.total: Counter[str] = Counter()
-        self.pending: Counter[str] = Counter()
+        self.pending: list[tuple[int, str]] = []
 
     def ok(self) -> None:
         self.attempted += 1
 
-    def skip(self, reason: str) -> None:
+    def skip(self, reason: str, index: int) -> None:
         self.attempted += 1
         self.skipped += 1
         self.total[reason] += 1
-        self.pending[reason] += 1
+        self.pending.append((index, reason))
         self._check_rate()
 
-    def take(self) -> dict[str, int]:
-        """The counts since the previous batch, then reset them."""
-        pending, self.pending = dict(sorted(self.pending.items())), Counter()
-        return pending
+    def take(self, before: int) -> dict[str, int]:
+        """The skips at raw indices below `before` (a batch's position), reported once: a
+        loader resumed at that position starts past them and counts none of them again."""
+        taken = Counter(reason for index, reason in self.pending if index < before)
+        self.pending = [(index, reason) for index, reason in self.pending if index >= before]
+        return dict(sorted(taken.items()))
 
     def _check_rate(self) -> None:
         if self.attempted < MIN_ATTEMPTS_FOR_RATE:
@@ -451,7 +454,7 @@ def _decode_stream(
         with seeded_torch_rng(_sample_seed(plan.seed, plan.rank, worker_id, index)):
             sample, reason = _decode_sample(raw, plan)
         if reason is not None:
-            counter.skip(reason)
+            counter.skip(reason, index)
             continue
         counter.ok()
         yield {**sample, _INDEX_KEY: index}
@@ -541,8 +544,8 @@ def _transform_extra(member: str, value: Any, plan: _Plan) -> Any:
 def _collate(samples: list[dict], *, counter: _SkipCounter, extra_members: tuple[str, ...],
              worker_id: int) -> dict:
     """Stack a batch; its position (worker, raw samples that worker consumed through its last
-    sample) is what a resumed loader needs. Bad samples after that last one are counted in this
-    batch's `skipped` and, after a resume there, once more."""
+    sample) is what a resumed loader needs. Its `skipped` counts the bad samples before that
+    position not counted yet; those after it (read ahead) go to the worker's next batch."""
     batch = {
         "image": torch.stack([sample["image"] for sample in samples]),
         "caption": [sample["caption"] for sample in samples],
@@ -553,6 +556,7 @@ def _collate(samples: list[dict], *, counter: _SkipCounter, extra_members: tuple
         name = batch_name(member)
         values = [sample[name] for sample in samples]
         batch[name] = torch.stack(values) if all(torch.is_tensor(v) for v in values) else values
-    batch["skipped"] = counter.take()
-    batch[POSITION_KEY] = {"worker": worker_id, "samples": samples[-1][_INDEX_KEY] + 1}
+    position = samples[-1][_INDEX_KEY] + 1
+    batch["skipped"] = counter.take(position)
+    batch[POSITION_KEY] = {"worker": worker_id, "samples": position}
     return batch

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from levl_train.failures import stop_together
 from levl_train.metrics import effective_rank, matched_vs_shuffled_cosine
 from levl_train.nonfinite import NonFiniteWatch
 from levl_train.resume import (
+    POSITION_FILE,
     Position,
     check_layout,
     discard_unfinished,
@@ -41,16 +41,17 @@ from levl_train.resume import (
 from levl_train.rundir import CONFIG_FILE, read_config, write_json_atomic
 from levl_train.setup import Run, build_run
 from levl_train.sinks import MetricSinks
+from levl_train.skips import run_total, saved_total
 from levl_train.throughput import ThroughputMeter, reduce_over_ranks
 
 
-def micro_batches(run: Run, skipped: Counter, meter: ThroughputMeter) -> list[MicroBatch]:
+def micro_batches(run: Run, meter: ThroughputMeter) -> list[MicroBatch]:
     """The step's grad_accum micro-batches, tokenized and on the device: every copy from pinned
     memory and non-blocking (a copy from pageable memory makes the host wait for the device)."""
     batches = []
     for _ in range(run.cfg.dist.grad_accum):
         batch = next(run.stream)
-        skipped.update(batch.get("skipped", {}))
+        run.skipped.update(batch.get("skipped", {}))
         input_ids, attention_mask = run.tokenizer(batch["caption"])
         meter.count_text(attention_mask)
         batches.append(tuple(to_device(tensor, run.device) for tensor in
@@ -121,7 +122,6 @@ def discard_if_unstarted(run: Run) -> None:
 def train_steps(run: Run, start: int, sinks: MetricSinks | None) -> Path:
     """Steps `start`..cfg.steps: fetch, step, log every log_every, checkpoint every ckpt_every."""
     cfg = run.cfg
-    skipped: Counter[str] = Counter()
     meter = ThroughputMeter(cfg, run.device)
     last_ckpt = None
     bar = tqdm(total=cfg.steps, initial=start, desc=cfg.recipe, unit="step", dynamic_ncols=True,
@@ -129,7 +129,7 @@ def train_steps(run: Run, start: int, sinks: MetricSinks | None) -> Path:
     watch = CollapseWatch.for_run(cfg, run.stream.micro_batch)
     nonfinite = NonFiniteWatch(run.device)
     for step in range(start, cfg.steps):
-        batches = meter.wait_for(micro_batches, run, skipped, meter)
+        batches = meter.wait_for(micro_batches, run, meter)
         result = meter.compute(run.engine.step, batches, step)
         nonfinite.update(step, result.terms["loss"])
         done = run.steps_done = step + 1
@@ -138,6 +138,7 @@ def train_steps(run: Run, start: int, sinks: MetricSinks | None) -> Path:
             nonfinite.check(run.device)  # never log or save what a NaN has touched
         if log_now:
             losses, perf = mean_over_ranks(result.terms), meter.interval()  # collectives
+            skipped = run_total(run.skipped_before, run.skipped)
             if sinks is not None:
                 record = log_record(run, done, result, losses, perf, skipped)
                 collapse = watch.update(done, record, weighted_terms(cfg, losses))
@@ -152,13 +153,13 @@ def train_steps(run: Run, start: int, sinks: MetricSinks | None) -> Path:
 
 
 def log_record(run: Run, done: int, result: StepOutput, losses: dict, perf: dict,
-               skipped: Counter) -> dict:
+               skipped: dict[str, int]) -> dict:
     """One metrics.jsonl line: losses averaged and `perf` summed over ranks, diagnostics of
-    rank 0's last micro-batch."""
+    rank 0's last micro-batch, the bad samples every rank skipped since the run began."""
     return {"step": done, "samples_seen": done * run.cfg.data.batch_size, **losses,
             "lr": result.lr, "grad_norm": float(result.grad_norm),
             **diagnostics(result.embeddings),
-            **perf, "skipped": dict(skipped)}
+            **perf, "skipped": skipped}
 
 
 def open_sinks(run: Run, start: int) -> MetricSinks | None:
@@ -206,6 +207,7 @@ def restore(run: Run) -> int:
                  state_dir)
     run.engine.load_state(state_dir, read_tensors(state_dir.parent))
     run.stream.load_state_dict(position.stream, read_reader(state_dir, run.env.rank))
+    run.skipped_before = saved_total(position.skipped, str(state_dir / POSITION_FILE))
     set_rng_state(read_rng(state_dir, run.env.rank))
     return position.step
 
@@ -251,10 +253,11 @@ def _save(run: Run, step: int, ckpt_dir: Path, staging: Path) -> Path:
     run.engine.save_state(staging, env.is_main)
     write_rng(staging, env.rank)
     write_reader(staging, env.rank, run.stream.rank_state())
+    skipped = run_total(run.skipped_before, run.skipped)  # a collective: every rank
     if env.is_main:
         write_position(staging, Position(step, step * cfg.data.batch_size,
                                          run.stream.state_dict(), env.world_size, cfg.engine,
-                                         cfg.dist.zero_stage))
+                                         cfg.dist.zero_stage, skipped))
     with run.engine.full_weights():
         barrier()
         if env.is_main:

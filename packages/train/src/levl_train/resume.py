@@ -1,7 +1,8 @@
 """Exact resume: what a checkpoint's `train_state/` holds beside the consolidated weights, and
 how a run dir is recognised as one to continue.
 
-    train_state/position.json    step, samples seen, data stream position, world size, engine
+    train_state/position.json    step, samples seen, data stream position, world size, engine,
+                                 the bad samples skipped so far
     train_state/rng_rankN.json   every RNG a rank draws from (python, numpy, torch, cuda)
     train_state/reader_rankN.json  where a rank's data loader stands (BatchStream.rank_state)
     train_state/optimizer.pt     torch engine: AdamW moments (torch.load weights_only)
@@ -16,7 +17,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class Position:
     world_size: int
     engine: str
     zero_stage: int
+    skipped: dict[str, int] = field(default_factory=dict)  # bad samples, every rank (skips.py)
 
 
 def rng_state() -> dict[str, Any]:

@@ -8,7 +8,8 @@ import contextlib
 import os
 import random
 import sys
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,8 @@ class Run:
     stream: BatchStream
     mode: str  # resume_mode's: new | resume | restart
     steps_done: int = 0  # steps this process completed (train_steps counts them)
+    skipped: Counter[str] = field(default_factory=Counter)  # this rank's, in this process
+    skipped_before: dict[str, int] = field(default_factory=dict)  # the run's, at its resume
 
     @property
     def resuming(self) -> bool:
