@@ -7,6 +7,7 @@ import importlib
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -56,11 +57,16 @@ def run_main(capsys, monkeypatch):
     return run
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def collect_ffcv_loaders():
     """numba's dispatcher finalizer raises KeyError when an ffcv Loader's compiled code is
-    collected (ffcv + numba 0.68); run those finalizers at the end of the module that made the
-    loaders, not at a random later allocation in another module's test (seen once breaking an
-    `ast.parse` in tests/test_import_boundaries.py with a SystemError)."""
+    collected (ffcv + numba 0.68); run those finalizers right after the test that made the
+    loaders, not at a random later allocation (one inside an `ast.parse`, as pytest imports a
+    module, ends in a SystemError that stops the whole run). A dropped stream's ffcv epoch
+    stops its prefetch thread once collected; the loaders die with the thread."""
     yield
+    gc.collect()
+    for thread in threading.enumerate():
+        if type(thread).__name__ == "EpochIterator":
+            thread.join(timeout=10)
     gc.collect()

@@ -201,6 +201,8 @@ def test_a_resumed_ffcv_loader_starts_at_its_position_and_reads_nothing_before_i
                        for mine, theirs in zip(resumed, expected, strict=True))
         if not resample:
             assert list(loader(per_pass)) == []  # the pass was over
+    with pytest.raises(DataError, match="resume position 3 is not a whole number of batches"):
+        loader(3)  # no batch ends there: an edited position, not the run's
 
 
 def test_an_ffcv_rank_with_less_than_one_batch_is_one_clear_error(converted):

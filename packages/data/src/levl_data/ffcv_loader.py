@@ -50,7 +50,8 @@ class FfcvLoader:
         per_pass = min(len(self.loader) * self.loader.batch_size, len(self.loader.indices))
         start, self.resume_samples = self.resume_samples, 0  # later: on from ffcv's pass count
         if start >= per_pass and not self.resample:
-            return  # the resumed pass was over
+            self.loader.next_epoch += 1  # the resumed pass was over: a later one is the next
+            return
         if start:
             self.loader.next_epoch = start // per_pass
         skip = start % per_pass
@@ -140,6 +141,10 @@ def build_ffcv_loader(
         seed=_order_seed(seed, rank), indices=indices, drop_last=drop_last,
         pipelines={"image": list(image_pipeline)},
     )
+    if drop_last and resume_samples % batch_size:
+        raise DataError(
+            f"manifest {manifest.path}: resume position {resume_samples} is not a whole number "
+            f"of batches of {batch_size}; resume from a checkpoint the run wrote")
     if len(loader) == 0:
         raise DataError(
             f"manifest {manifest.path}: rank {rank} gets {len(indices)} sample(s), less than one "

@@ -16,6 +16,7 @@ import hashlib
 import io
 import itertools
 import json
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ class _SkipCounter:
         self.skipped = 0
         self.total: Counter[str] = Counter()
         self.pending: list[tuple[int, str]] = []
+        self.exhausted = False  # the worker's stream has ended: its last batch reports the rest
 
     def ok(self) -> None:
         self.attempted += 1
@@ -89,7 +91,10 @@ class _SkipCounter:
 
     def take(self, before: int) -> dict[str, int]:
         """The skips at raw indices below `before` (a batch's position), reported once: a
-        loader resumed at that position starts past them and counts none of them again."""
+        loader resumed at that position starts past them and counts none of them again. After
+        the stream's end every skip left is reported (a resume there gives no batch)."""
+        if self.exhausted:
+            before = sys.maxsize
         taken = Counter(reason for index, reason in self.pending if index < before)
         self.pending = [(index, reason) for index, reason in self.pending if index >= before]
         return dict(sorted(taken.items()))
@@ -458,6 +463,7 @@ def _decode_stream(
             continue
         counter.ok()
         yield {**sample, _INDEX_KEY: index}
+    counter.exhausted = True
 
 
 def decode_raw_sample(
@@ -545,7 +551,8 @@ def _collate(samples: list[dict], *, counter: _SkipCounter, extra_members: tuple
              worker_id: int) -> dict:
     """Stack a batch; its position (worker, raw samples that worker consumed through its last
     sample) is what a resumed loader needs. Its `skipped` counts the bad samples before that
-    position not counted yet; those after it (read ahead) go to the worker's next batch."""
+    position not counted yet; those after it (read ahead) go to the worker's next batch, or to
+    this one when it is the worker's last."""
     batch = {
         "image": torch.stack([sample["image"] for sample in samples]),
         "caption": [sample["caption"] for sample in samples],

@@ -54,11 +54,11 @@ def tiny_synthetic(smoke: bool = False) -> TrainConfig:
     linearly, and its image tower ends blind to shape (zero-shot and a linear probe on shape at
     or below a random encoder). Two views of each image with LeVLJEPA+'s strong colour jitter
     (hue over the whole wheel), 20 % greyscale and crops of 70-100 %, pulled together by the
-    multi-view term at weight 1, leave shape as what the views share: zero-shot 48.7-76.3 % vs
-    11-12 % for the random encoder over 3 seeds at 800 steps (14.6 % without the views; 14.4 %
-    at weight 0.3; crops of 40-100 % and 600 steps: 44.9-60.2 %). lr 1e-3 with 50 warmup
-    steps, lambda 0.02, 256 slices and the MSE prediction loss won or tied against lr 3e-3 /
-    3e-4, lambda 0.1, 1024 slices and the cosine loss.
+    multi-view term at weight 1, leave shape as what the views share: zero-shot 48.7-77.4 % vs
+    11-12 % for the random encoder over 3 seeds at 800 steps (crops of 40-100 % at 600 steps:
+    44.9-60.2 %; in the 600-step search, 14.6 % without the views and 14.4 % at weight 0.3).
+    lr 1e-3 with 50 warmup steps, lambda 0.02, 256 slices and the MSE prediction loss won or
+    tied against lr 3e-3 / 3e-4, lambda 0.1, 1024 slices and the cosine loss.
 
     levl-data synth --out data --size tiny
     levl-train run tiny_synthetic --data data/train/manifest.json --out runs/tiny

@@ -15,6 +15,7 @@ from typing import Any
 import torch.distributed as dist
 
 from levl_train.errors import TrainError
+from levl_train.stream import is_count
 
 
 def run_total(saved: Mapping[str, int], mine: Counter[str]) -> dict[str, int]:
@@ -32,8 +33,8 @@ def run_total(saved: Mapping[str, int], mine: Counter[str]) -> dict[str, int]:
 
 def saved_total(raw: Any, where: str) -> dict[str, int]:
     """A checkpoint's saved total, checked (the file is untrusted JSON)."""
-    if not (isinstance(raw, dict) and all(isinstance(reason, str) and type(count) is int
-                                          and count >= 0 for reason, count in raw.items())):
+    if not (isinstance(raw, dict) and all(isinstance(reason, str) and is_count(count)
+                                          for reason, count in raw.items())):
         raise TrainError(f"{where}: skipped={raw!r} is not a count per reason; resume from a "
                          "checkpoint the run wrote")
     return dict(raw)

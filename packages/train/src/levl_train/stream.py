@@ -64,25 +64,26 @@ class ReaderPosition:
 
     @classmethod
     def from_json(cls, raw: Any, workers: int) -> ReaderPosition | None:
-        """The saved position if it fits `workers` loader workers; None for a well-formed one
-        taken with another worker count (a run may resume with fewer CPUs: the caller
+        """The saved position if it fits `workers` readers; None for a well-formed one taken
+        with another loader worker count (a run may resume with fewer CPUs: the caller
         replays); TrainError for anything else (the file is untrusted JSON)."""
-        def count(value: Any, below: int | None = None) -> bool:
-            return (type(value) is int and value >= 0  # not bool, not float
-                    and (below is None or value < below))
-
         samples = raw.get("samples") if isinstance(raw, dict) else None
-        counts = isinstance(samples, list) and bool(samples) and all(map(count, samples))
+        counts = isinstance(samples, list) and bool(samples) and all(map(is_count, samples))
         if counts and len(samples) != workers:
             return None
-        fits = (counts and count(raw.get("first_worker"), workers)
-                and count(raw.get("pass")))
+        fits = (counts and is_count(raw.get("first_worker"), workers)
+                and is_count(raw.get("pass")))
         if not fits:
             raise TrainError(
                 f"saved reader position {raw!r} is malformed (want the pass, one sample count "
-                f"per each of the {workers} loader workers and the next worker); resume from "
-                "a checkpoint the run wrote")
+                f"per each of the {workers} readers and the next reader); resume from a "
+                "checkpoint the run wrote")
         return cls(raw["pass"], list(samples), raw["first_worker"])
+
+
+def is_count(value: Any, below: int | None = None) -> bool:
+    """An int >= 0 (not a bool, not a float) and below `below`: a count read from JSON."""
+    return type(value) is int and value >= 0 and (below is None or value < below)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
