@@ -200,7 +200,7 @@ def restore(run: Run) -> int:
     next step."""
     state_dir = latest_train_state(run.run_dir.path)
     position = read_position(state_dir)
-    skipped = saved_total(position.skipped, str(state_dir / POSITION_FILE))
+    run.skipped_before = saved_total(position.skipped, str(state_dir / POSITION_FILE))
     if run.env.is_main:
         discard_unfinished(run.run_dir.checkpoints, position.step)
     barrier()
@@ -208,7 +208,6 @@ def restore(run: Run) -> int:
                  state_dir)
     run.engine.load_state(state_dir, read_tensors(state_dir.parent))
     run.stream.load_state_dict(position.stream, read_reader(state_dir, run.env.rank))
-    run.skipped_before = skipped
     set_rng_state(read_rng(state_dir, run.env.rank))
     return position.step
 
