@@ -13,7 +13,13 @@ from PIL import Image
 
 from levl_model import LeVLJEPA, ObjectiveConfig
 from levl_model.errors import ModelError
-from levl_model.preprocess import Preprocess, Views, train_transform
+from levl_model.preprocess import (
+    Preprocess,
+    Views,
+    pack_local_views,
+    split_local_views,
+    train_transform,
+)
 from levl_model.sigreg import sigreg
 
 
@@ -134,3 +140,69 @@ def test_hue_jitter_moves_colours_round_the_wheel_and_the_mild_jitter_does_not()
     mild = train_transform(Preprocess(size=32), color_jitter=True, uint8=True)
     assert dominant_channels(mild, red) == {0}
     assert dominant_channels(strong, red) == {0, 1, 2}
+
+
+def test_local_views_enter_sigreg_and_the_multi_view_term_but_predict_nothing():
+    """LeVLJEPA+ (LeJEPA's MINIMAL): every view, local ones too, is pulled to the mean of its
+    image's global views and has its own SIGReg statistic; only global views meet the caption."""
+    b, views, local, e = 16, 2, 3, 5
+    cfg = ObjectiveConfig(num_slices=16, lambda_v=0.1, lambda_t=0.05, lambda_multi=0.5)
+    out = views_out(b, views, e, seed=3)
+    z_local = torch.randn(b * local, e, generator=torch.Generator().manual_seed(9))
+    got = LeVLJEPA(cfg)({**out, "z_v_local": z_local}, step=2)
+    without = LeVLJEPA(cfg)(out, step=2)
+
+    z_v = out["z_v"].double().numpy().reshape(b, views, e)
+    z_l = z_local.double().numpy().reshape(b, local, e)
+    centre = z_v.mean(axis=1, keepdims=True)
+    hand_multi = np.mean((np.concatenate([z_v, z_l], axis=1) - centre) ** 2)
+    every = np.concatenate([z_v, z_l], axis=1)
+    per_view = [float(sigreg(torch.from_numpy(every[:, v]).float(), num_slices=16, step=2))
+                for v in range(views + local)]
+    np.testing.assert_allclose(float(got["multi"]), hand_multi, rtol=1e-5)
+    np.testing.assert_allclose(float(got["sigreg_v"]), np.mean(per_view), rtol=1e-5)
+    for term in ("pred_v", "pred_t", "sigreg_t"):
+        assert float(got[term]) == float(without[term])
+
+
+def test_local_views_alone_make_a_multi_view_term_against_the_one_global_view():
+    b, e = 8, 4
+    out = views_out(b, 1, e, seed=4)
+    z_local = out["z_v"].repeat_interleave(2, dim=0)  # both local views equal the global one
+    cfg = ObjectiveConfig(num_slices=8, lambda_multi=1.0)
+    assert float(LeVLJEPA(cfg)({**out, "z_v_local": z_local}, step=0)["multi"]) == 0.0
+    moved = z_local + 1.0
+    # every local view one unit away in each dimension; the global view is its own centre
+    assert float(LeVLJEPA(cfg)({**out, "z_v_local": moved}, step=0)["multi"]) == \
+        pytest.approx(2 / 3)
+
+
+def test_local_views_pack_into_frames_and_come_back_unchanged():
+    """Five 24-px views in 64-px frames: a 2 x 2 grid each, so two frames, tiled row-major
+    from the top-left and zero elsewhere."""
+    g = torch.Generator().manual_seed(0)
+    b, views, local = 3, 2, 5
+    globals_ = torch.randint(0, 256, (b, views, 3, 64, 64), generator=g, dtype=torch.uint8)
+    locals_ = torch.randint(1, 256, (b, local, 3, 24, 24), generator=g, dtype=torch.uint8)
+    frames = torch.stack([pack_local_views(image_views, 64) for image_views in locals_])
+    assert frames.shape == (b, 2, 3, 64, 64)
+    assert torch.equal(frames[:, 0, :, :24, 24:48], locals_[:, 1])
+    assert torch.equal(frames[:, 1, :, :24, :24], locals_[:, 4])
+    assert int((frames != 0).sum()) == locals_.numel()
+
+    got_globals, got_locals = split_local_views(torch.cat([globals_, frames], dim=1), local, 24)
+    assert torch.equal(got_globals, globals_) and torch.equal(got_locals, locals_)
+
+
+def test_views_with_local_transforms_tile_smaller_independent_crops():
+    image = Image.fromarray(np.random.default_rng(2).integers(0, 255, (48, 64, 3), np.uint8))
+    p = Preprocess(size=32)
+    local = train_transform(p, (0.05, 0.4), uint8=True, size=16)
+    transform = Views([train_transform(p, (0.4, 1.0), uint8=True)] * 2, [local] * 3)
+    torch.manual_seed(0)
+    stacked = transform(image)
+    assert stacked.shape == (3, 3, 32, 32) and stacked.dtype == torch.uint8
+    _, crops = split_local_views(stacked[None], 3, 16)
+    assert crops.shape == (1, 3, 3, 16, 16)
+    assert len({bytes(crop.numpy()) for crop in crops[0]}) == 3
+    assert not stacked[2, :, 16:, 16:].any()  # the frame's fourth tile is unused

@@ -131,6 +131,19 @@ def test_wsd_with_warmup_running_into_the_decay_is_refused():
     ("data.clean_views=1", r"data.clean_views=1 needs several views of each image; set "
                            r"data.views=2"),
     ("objective.caption_views=2", "objective.caption_views=2 must be between 0 and data.views=1"),
+    ("data.local_views=-1", "data.local_views=-1 must be >= 0"),
+    ("data.local_views=2,objective.name=siglip",
+     "data.local_views=2 is for objective.name=levljepa with data.augment=true"),
+    ("data.local_views=2,objective.lambda_multi=0.5,data.augment=false",
+     "data.local_views=2 is for objective.name=levljepa with data.augment=true"),
+    ("data.local_views=2", r"data.local_views=2 only enter the multi-view term; set "
+                           r"objective.lambda_multi > 0"),
+    ("data.local_views=2,objective.lambda_multi=1,data.local_size=30",
+     "data.local_size=30 must be a multiple of the patch size 8 and at most the image size 64"),
+    ("data.local_views=2,objective.lambda_multi=1,data.local_size=96",
+     "data.local_size=96 must be a multiple of the patch size 8 and at most the image size 64"),
+    ("data.local_views=2,objective.lambda_multi=1,data.local_size=32,data.local_scale_min=0.5",
+     r"data.local_scale_min=0.5 and data.local_scale_max=0.4 must satisfy 0 < min <= max <= 1"),
     ("optim.text_lr_scale=-1", r"optim.text_lr_scale=-1.0 must be >= 0 \(0 freezes"),
 ])
 def test_values_no_run_could_use_are_refused_up_front(override, message):

@@ -81,6 +81,20 @@ def test_forward_flops_of_two_views_equal_torchs_flop_counter():
     assert counter.get_total_flops() == batch * per_sample
 
 
+def test_forward_flops_with_local_views_equal_torchs_flop_counter():
+    """data.local_views=3 at 32 px: three more, smaller passes through the ViT and the image
+    projection, and no predictor pass."""
+    cfg = micro_synthetic()
+    model = build_model(cfg.model, seed=0).train()
+    batch, tokens = 4, 7
+    input_ids = torch.randint(0, 50_000, (batch, tokens))
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(torch.randn(batch * 2, 3, 64, 64), input_ids,
+              torch.ones(batch, tokens, dtype=torch.long), torch.randn(batch * 3, 3, 32, 32))
+    per_sample = train_flops_per_sample(cfg.model, 64, tokens, views=2, local=(3, 32)) / 3
+    assert counter.get_total_flops() == batch * per_sample
+
+
 def test_text_flops_of_a_length_tensor_are_the_per_sample_values():
     cfg = micro_synthetic().model
     lengths = torch.tensor([3.0, 9.0, 17.0], dtype=torch.float64)

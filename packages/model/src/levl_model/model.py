@@ -59,16 +59,20 @@ class LevlModel(nn.Module):
         return TextFeatures(eos_BD, self.text_proj(eos_BD))
 
     def forward(
-        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        local_images: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """pred_v = vision_pred(z_v) predicts z_t; pred_t = text_pred(z_t) predicts z_v (only
-        in a model with predictors)."""
+        in a model with predictors). `local_images` (LeVLJEPA+'s local views, smaller) give
+        z_v_local, which predicts nothing: the multi-view term pulls it to its global views."""
         z_v = self.vision_proj(self.vision(images))
         z_t = self.encode_text(input_ids, attention_mask).z_BE
-        if not self.has_predictors:
-            return {"z_v": z_v, "z_t": z_t}
-        return {"z_v": z_v, "z_t": z_t, "pred_v": self.vision_pred(z_v),
-                "pred_t": self.text_pred(z_t)}
+        out = {"z_v": z_v, "z_t": z_t}
+        if local_images is not None:
+            out["z_v_local"] = self.vision_proj(self.vision(local_images))
+        if self.has_predictors:
+            out |= {"pred_v": self.vision_pred(z_v), "pred_t": self.text_pred(z_t)}
+        return out
 
 
 def build_model(cfg: ModelConfig, seed: int | None = None) -> LevlModel:

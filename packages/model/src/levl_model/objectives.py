@@ -127,16 +127,12 @@ class LeVLJEPA(Objective):
         self, out: dict[str, torch.Tensor], step: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """With use_sigreg=False the terms are still computed (without grad) to watch collapse.
-        Several views: SIGReg(z_v) is the mean of each view's statistic over the batch's images
-        (as LeJEPA does), so N and the weight stay those of one view."""
-        views = view_count(out)
+        Several views (local ones too): SIGReg(z_v) is the mean of each view's statistic over
+        the batch's images (as LeJEPA does), so N and the weight stay those of one view."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.use_sigreg):
-            if views == 1:
-                sigreg_v = self._sigreg(out["z_v"], step)
-            else:
-                z_BVE = per_image(out["z_v"], views)
-                sigreg_v = torch.stack([self._sigreg(z_BVE[:, v], step)
-                                        for v in range(views)]).mean()
+            z_BVE = all_views(out)
+            sigreg_v = torch.stack([self._sigreg(z_BVE[:, v], step)
+                                    for v in range(z_BVE.shape[1])]).mean()
             return sigreg_v, self._sigreg(out["z_t"], step)
 
     def forward(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
@@ -155,9 +151,9 @@ class LeVLJEPA(Objective):
             "sigreg_v": sigreg_v,
             "sigreg_t": sigreg_t,
         }
-        views = view_count(out)
-        if views > 1:
-            terms["multi"] = multi_view_term(per_image(out["z_v"], views))
+        every_BNE = all_views(out)
+        if every_BNE.shape[1] > 1:
+            terms["multi"] = multi_view_term(every_BNE[:, :view_count(out)], every_BNE)
             loss = loss + cfg.lambda_multi * terms["multi"]
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
 
@@ -172,10 +168,21 @@ def per_image(z_NE: torch.Tensor, views: int) -> torch.Tensor:
     return z_NE.unflatten(0, (-1, views))
 
 
-def multi_view_term(z_BVE: torch.Tensor) -> torch.Tensor:
-    """LeVLJEPA+'s (and LeJEPA's) invariance term: each view's embedding against the mean of its
-    image's views, squared error averaged over images, views and dimensions."""
-    return (z_BVE - z_BVE.mean(dim=1, keepdim=True)).square().mean()
+def all_views(out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[B, V + L, E]: each image's global views, then its local views (z_v_local) if any."""
+    z_BVE = per_image(out["z_v"], view_count(out))
+    if "z_v_local" not in out:
+        return z_BVE
+    local_BLE = per_image(out["z_v_local"], out["z_v_local"].shape[0] // z_BVE.shape[0])
+    return torch.cat([z_BVE, local_BLE], dim=1)
+
+
+def multi_view_term(global_BVE: torch.Tensor, every_BNE: torch.Tensor) -> torch.Tensor:
+    """LeVLJEPA+'s (and LeJEPA's) invariance term: every view's embedding (`every_BNE`, local
+    views too) against the mean of its image's global views, squared error averaged over
+    images, views and dimensions."""
+    centre_B1E = global_BVE.mean(dim=1, keepdim=True)
+    return (every_BNE - centre_B1E).square().mean()
 
 
 def scalar_parameter(value: float) -> nn.Parameter:

@@ -96,6 +96,7 @@ def eval_transform(p: Preprocess, *, uint8: bool = False) -> Callable[[Image.Ima
 def train_transform(
     p: Preprocess, scale: tuple[float, float] = (0.8, 1.0), color_jitter: bool = True, *,
     grayscale_p: float = 0.0, hue_jitter: float = 0.0, uint8: bool = False,
+    size: int | None = None,
 ) -> Callable[[Image.Image], torch.Tensor]:
     """RandomResizedCrop + mild colour jitter (the paper's light augmentation); open_clip's
     default is scale (0.9, 1.0) without jitter. `hue_jitter` > 0 replaces the mild jitter with
@@ -103,8 +104,8 @@ def train_transform(
     `grayscale_p` greys that fraction of images: colour then stops being a reliable cue, so the
     multi-view term can only be met by what the views share (shape). The trainer asks for uint8
     pixels: a quarter of the bytes through the loader's workers and the host-to-device copy,
-    normalised on the device (`normalize`)."""
-    crop = T.RandomResizedCrop(p.size, scale=scale, interpolation=INTERPOLATIONS[p.interpolation])
+    normalised on the device (`normalize`). `size` (default `p.size`) is a local view's."""
+    crop = T.RandomResizedCrop(size or p.size, scale=scale, interpolation=INTERPOLATIONS[p.interpolation])
     if hue_jitter > 0:
         jitter = [T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, hue_jitter)], p=0.8)]
     elif color_jitter:
@@ -118,13 +119,62 @@ def train_transform(
 class Views:
     """One independent draw of each transform, stacked [V, C, H, W]: LeVLJEPA+'s global views of
     one image (METHOD.md), which the multi-view term pulls together. DINO's views differ in
-    their augmentation too; here the first ones may keep the colours the caption names."""
+    their augmentation too; here the first ones may keep the colours the caption names.
 
-    def __init__(self, transforms: list[Callable[[Image.Image], torch.Tensor]]) -> None:
-        self.transforms = transforms
+    `local_transforms` make LeVLJEPA+'s local views, smaller crops at a smaller size. They
+    travel tiled into extra frames of the global size ([V + F, C, H, W], `pack_local_views`),
+    so a batch stays one tensor through either loader, the pinned copy and DeepSpeed; the
+    trainer cuts them out again (`split_local_views`)."""
+
+    def __init__(self, transforms: list[Callable[[Image.Image], torch.Tensor]],
+                 local_transforms: list[Callable[[Image.Image], torch.Tensor]] = ()) -> None:
+        self.transforms, self.local_transforms = transforms, list(local_transforms)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return torch.stack([transform(image) for transform in self.transforms])
+        views_VCHW = torch.stack([transform(image) for transform in self.transforms])
+        if not self.local_transforms:
+            return views_VCHW
+        local_LCHW = torch.stack([transform(image) for transform in self.local_transforms])
+        return torch.cat([views_VCHW, pack_local_views(local_LCHW, views_VCHW.shape[-1])])
+
+
+def tiles_per_frame(size: int, local_size: int) -> int:
+    """Local views of `local_size` px one frame of `size` px holds: a k x k grid."""
+    return (size // local_size) ** 2
+
+
+def local_frames(local_views: int, size: int, local_size: int) -> int:
+    """Frames of `size` px that `local_views` tiled local views take."""
+    return -(-local_views // tiles_per_frame(size, local_size))
+
+
+def pack_local_views(local_LCHW: torch.Tensor, size: int) -> torch.Tensor:
+    """[L, C, h, w] local views -> [F, C, size, size] frames, tiled row-major, frame by frame;
+    the rest of each frame is zeros."""
+    views, channels, local_size = local_LCHW.shape[0], local_LCHW.shape[1], local_LCHW.shape[-1]
+    grid = size // local_size
+    frames_FCHW = local_LCHW.new_zeros(local_frames(views, size, local_size), channels, size, size)
+    for index, view_CHW in enumerate(local_LCHW):
+        frame, tile = divmod(index, grid * grid)
+        row, col = divmod(tile, grid)
+        frames_FCHW[frame, :, row * local_size:(row + 1) * local_size,
+                    col * local_size:(col + 1) * local_size] = view_CHW
+    return frames_FCHW
+
+
+def split_local_views(images_BNCHW: torch.Tensor, local_views: int, local_size: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of `Views` output -> (global views [B, V, C, H, W], local views
+    [B, L, C, local_size, local_size]): `pack_local_views` undone for every image at once."""
+    size = images_BNCHW.shape[-1]
+    frames = local_frames(local_views, size, local_size)
+    grid = size // local_size
+    globals_BVCHW, frames_BFCHW = images_BNCHW[:, :-frames], images_BNCHW[:, -frames:]
+    cropped = frames_BFCHW[..., :grid * local_size, :grid * local_size]
+    # [B, F, C, gh*s, gw*s] -> [B, F, gh, gw, C, s, s] -> [B, F*gh*gw, C, s, s]
+    tiles = cropped.unflatten(-2, (grid, local_size)).unflatten(-1, (grid, local_size))
+    tiles = tiles.permute(0, 1, 3, 5, 2, 4, 6).flatten(1, 3)
+    return globals_BVCHW, tiles[:, :local_views]
 
 
 def _rgb(image: Image.Image) -> Image.Image:

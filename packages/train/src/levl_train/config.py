@@ -47,6 +47,13 @@ class DataConfig:
     # of those views, the first `clean_views` keep the image's colours (the crop and the mild
     # jitter, no strong jitter or greyscale), so the caption's colour words stay true of them
     clean_views: int = 0
+    # LeVLJEPA+'s local views of each image: smaller crops (area scale local_scale_min to
+    # local_scale_max) at local_size px, with the global views' jitter, pulled by the
+    # multi-view term to the mean of the global views; they predict no caption
+    local_views: int = 0
+    local_size: int = 96
+    local_scale_min: float = 0.05
+    local_scale_max: float = 0.4
     max_failure_rate: float = 0.1
     # How an epoch reads the shards: "resampled" draws them with replacement (webdataset's
     # ResampledShards, open_clip's --dataset-resampled), "passes" reads each of the rank's
@@ -299,9 +306,33 @@ def check_views(cfg: TrainConfig) -> None:
     if cfg.data.clean_views > 0 and cfg.data.views == 1:
         raise TrainError(f"data.clean_views={cfg.data.clean_views} needs several views of each "
                          "image; set data.views=2 (or more)")
-    if cfg.objective.lambda_multi > 0 and cfg.data.views == 1:
+    if cfg.objective.lambda_multi > 0 and cfg.data.views == 1 and not cfg.data.local_views:
         raise TrainError(f"objective.lambda_multi={cfg.objective.lambda_multi} needs several "
-                         "views of each image; set data.views=2 (or more)")
+                         "views of each image; set data.views=2 (or more) or data.local_views")
+    check_local_views(cfg)
+
+
+def check_local_views(cfg: TrainConfig) -> None:
+    """Local views are augmented crops the multi-view term uses, tiled into frames of the
+    global size, and whole patches."""
+    data, size, patch = cfg.data, cfg.preprocess.size, cfg.model.vision.patch_size
+    if data.local_views < 0:
+        raise TrainError(f"data.local_views={data.local_views} must be >= 0")
+    if not data.local_views:
+        return
+    if cfg.objective.name != "levljepa" or not data.augment:
+        raise TrainError(f"data.local_views={data.local_views} is for objective.name=levljepa "
+                         "with data.augment=true; set data.local_views=0")
+    if cfg.objective.lambda_multi <= 0:
+        raise TrainError(f"data.local_views={data.local_views} only enter the multi-view "
+                         "term; set objective.lambda_multi > 0")
+    if not (patch <= data.local_size <= size and data.local_size % patch == 0):
+        raise TrainError(f"data.local_size={data.local_size} must be a multiple of the patch "
+                         f"size {patch} and at most the image size {size}")
+    if not 0 < data.local_scale_min <= data.local_scale_max <= 1:
+        raise TrainError(f"data.local_scale_min={data.local_scale_min} and "
+                         f"data.local_scale_max={data.local_scale_max} must satisfy "
+                         "0 < min <= max <= 1")
 
 
 def check_data(data: DataConfig) -> None:

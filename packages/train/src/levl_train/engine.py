@@ -19,7 +19,7 @@ from torch import nn
 
 from levl_model.model import LevlModel
 from levl_model.objectives import Objective
-from levl_model.preprocess import Preprocess, normalize, pixel_stats
+from levl_model.preprocess import Preprocess, normalize, pixel_stats, split_local_views
 from levl_train.config import TrainConfig
 from levl_train.safe_load import load_weights_only
 from levl_train.schedule import lr_at
@@ -33,25 +33,35 @@ class TrainModule(nn.Module):
     uint8 images from the loader are normalised here, on the device, with `preprocess`."""
 
     def __init__(self, model: LevlModel, objective: Objective, autocast_bf16: bool,
-                 dtype: torch.dtype = torch.float32, preprocess: Preprocess | None = None) -> None:
+                 dtype: torch.dtype = torch.float32, preprocess: Preprocess | None = None,
+                 local_views: tuple[int, int] = (0, 0)) -> None:
         super().__init__()
         self.model, self.objective = model, objective
         self.autocast_bf16, self.dtype, self.preprocess = autocast_bf16, dtype, preprocess
+        self.local_views, self.local_size = local_views  # (data.local_views, data.local_size)
 
     def forward(self, images, input_ids, attention_mask, step: int):
         """`images` [B, C, H, W], or [B, V, C, H, W] with V views of each image (data.views),
-        all encoded as one batch; the diagnostics see the first view of each image."""
+        all encoded as one batch, after which frames of tiled local views (data.local_views)
+        are cut out and encoded as another; the diagnostics see the first view of each image."""
+        local = None
+        if self.local_views:
+            images, local = split_local_views(images, self.local_views, self.local_size)
+            local = self._pixels(local.flatten(0, 1))
         views = images.shape[1] if images.ndim == 5 else 1
-        if views > 1:
+        if images.ndim == 5:
             images = images.flatten(0, 1)
-        if images.dtype == torch.uint8:
-            images = normalize(images, self.preprocess, self._pixel_stats(images.device))
-        images = images.to(self.dtype)  # float32 pixels are exact in float64
+        images = self._pixels(images)
         with _autocast(images.device, self.autocast_bf16):
-            out = self.model(images, input_ids, attention_mask)
+            out = self.model(images, input_ids, attention_mask, local)
             terms = self.objective(out, step)
         return terms, {name: out[name][::views].detach() if name != "z_t" else out[name].detach()
                        for name in EMBEDDINGS if name in out}
+
+    def _pixels(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype == torch.uint8:
+            images = normalize(images, self.preprocess, self._pixel_stats(images.device))
+        return images.to(self.dtype)  # float32 pixels are exact in float64
 
     def _pixel_stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """The preprocess mean and std on `device`, made once: a tensor made from a Python list

@@ -79,12 +79,13 @@ def text_forward_flops(cfg: TextConfig, tokens):
     return cfg.depth * per_block
 
 
-def heads_forward_flops(cfg: ModelConfig, views: int = 1) -> float:
+def heads_forward_flops(cfg: ModelConfig, views: int = 1, local_views: int = 0) -> float:
     """Both projections and, where the model has them (heads.predictors), both predictors, once
-    per sample; the image side's once per view."""
+    per sample; the image projection once per view (local views too), its predictor once per
+    global view."""
     heads = cfg.heads
     embed, pred = heads.embed_dim, heads.pred_hidden
-    projections = projection_forward_flops(cfg.vision.width, heads) * views \
+    projections = projection_forward_flops(cfg.vision.width, heads) * (views + local_views) \
         + projection_forward_flops(cfg.text.width, heads)
     if not heads.predictors:
         return float(projections)
@@ -99,11 +100,15 @@ def projection_forward_flops(width: int, heads: HeadsConfig) -> int:
     return 2 * (width * heads.proj_hidden + heads.proj_hidden * heads.embed_dim)
 
 
-def train_flops_per_sample(cfg: ModelConfig, image_size: int, text_tokens, views: int = 1):
+def train_flops_per_sample(cfg: ModelConfig, image_size: int, text_tokens, views: int = 1,
+                           local: tuple[int, int] = (0, 0)):
     """Forward + backward FLOPs of one image–caption pair (`text_tokens`: float or tensor), its
-    image seen as `views` views (data.views)."""
+    image seen as `views` views (data.views) and `local` = (data.local_views,
+    data.local_size) smaller ones."""
+    local_views, local_size = local
     forward = views * vision_forward_flops(cfg.vision, image_size) \
-        + heads_forward_flops(cfg, views) + text_forward_flops(cfg.text, text_tokens)
+        + local_views * vision_forward_flops(cfg.vision, local_size) \
+        + heads_forward_flops(cfg, views, local_views) + text_forward_flops(cfg.text, text_tokens)
     return TRAIN_OVER_FORWARD * forward
 
 

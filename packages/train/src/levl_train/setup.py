@@ -109,7 +109,8 @@ def build_module(cfg: TrainConfig, env: DistEnv, device: torch.device) -> TrainM
         sync_batchnorm(model, device)
     if cfg.dist.compile:
         compile_towers(model)
-    module = TrainModule(model, objective, uses_bf16(cfg, device), dtype, cfg.preprocess)
+    module = TrainModule(model, objective, uses_bf16(cfg, device), dtype, cfg.preprocess,
+                         (cfg.data.local_views, cfg.data.local_size))
     return module.to(device=device, dtype=dtype).train()
 
 
@@ -136,7 +137,8 @@ def build_engine(cfg: TrainConfig, module: TrainModule, micro_batch: int, env: D
 
 def image_pipeline(cfg: TrainConfig):
     """Sample image -> uint8 tensor: augmented (or the eval geometry), `data.views` times when
-    several views of each image are asked for ([V, C, H, W])."""
+    several views of each image are asked for ([V, C, H, W]), and `data.local_views` smaller
+    crops tiled into extra frames (`Views`)."""
     data = cfg.data
     if not data.augment:
         transform = eval_transform(cfg.preprocess, uint8=True)
@@ -145,10 +147,14 @@ def image_pipeline(cfg: TrainConfig):
     transform = train_transform(cfg.preprocess, scale, data.color_jitter,
                                 grayscale_p=data.grayscale_p, hue_jitter=data.hue_jitter,
                                 uint8=True)
-    if data.views == 1:
+    if data.views == 1 and not data.local_views:
         return transform
     clean = train_transform(cfg.preprocess, scale, data.color_jitter, uint8=True)
-    return Views([clean] * data.clean_views + [transform] * (data.views - data.clean_views))
+    local = train_transform(cfg.preprocess, (data.local_scale_min, data.local_scale_max),
+                            data.color_jitter, grayscale_p=data.grayscale_p,
+                            hue_jitter=data.hue_jitter, uint8=True, size=data.local_size)
+    return Views([clean] * data.clean_views + [transform] * (data.views - data.clean_views),
+                 [local] * data.local_views)
 
 
 def build_run(cfg: TrainConfig, out_dir: Path) -> Run:

@@ -47,7 +47,7 @@ def reduce_over_ranks(values: list[float], op: dist.ReduceOp, device: torch.devi
 class ThroughputMeter:
     def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
         self.model_cfg, self.image_size = cfg.model, cfg.preprocess.size
-        self.views = cfg.data.views
+        self.views, self.local = cfg.data.views, (cfg.data.local_views, cfg.data.local_size)
         self.device = device
         self.matmul = matmul_precision(uses_bf16(cfg, device))
         self.peak_flops = device_peak_flops(device, cfg.log.peak_tflops, self.matmul)
@@ -96,7 +96,8 @@ class ThroughputMeter:
         lengths_B = attention_mask_BL.sum(dim=1).double()
         self.samples += len(lengths_B)
         self.tokens += float(lengths_B.sum())
-        flops_B = train_flops_per_sample(self.model_cfg, self.image_size, lengths_B, self.views)
+        flops_B = train_flops_per_sample(self.model_cfg, self.image_size, lengths_B, self.views,
+                                         self.local)
         self.flops += float(flops_B.sum())
 
     def interval(self) -> dict[str, float | None]:
