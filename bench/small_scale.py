@@ -38,7 +38,8 @@ BIN = Path(sys.executable).parent
 
 # The search's base: tiny_synthetic as it was before it (16-px patches, one view, the default
 # augmentation), at screening length (600 steps of batch 128).
-BASE = ["steps=600", "model.vision.patch_size=16", "data.views=1", "objective.lambda_multi=0",
+BASE = ["steps=600", "model.vision.patch_size=16", "data.views=1", "data.local_views=0",
+        "objective.lambda_multi=0",
         "data.crop_scale_min=0.8", "data.hue_jitter=0", "data.grayscale_p=0"]
 
 # name -> (recipe, --set list). Each grid varies one knob at a time against its first row.

@@ -251,7 +251,8 @@ def resume(args, manifest) -> list:
     agree = all(firsts["reader"]) and all(firsts["replay"])
     samples = args.resume_batch * cfg.data.batch_size
     return [(f"(i) resume at batch {args.resume_batch} ({samples} samples, "
-             f"{cfg.data.views} views, {manifest.data['format']}, 1 worker), CPU-s",
+             f"{cfg.data.views} views + {cfg.data.local_views} local, "
+             f"{manifest.data['format']}, 1 worker), CPU-s",
              "reader position / replay",
              median(times["reader"]), median(times["replay"]),
              f"{_runs(times['reader'], '.2f')} vs {_runs(times['replay'], '.2f')}; wall "

@@ -206,3 +206,29 @@ def test_views_with_local_transforms_tile_smaller_independent_crops():
     assert crops.shape == (1, 3, 3, 16, 16)
     assert len({bytes(crop.numpy()) for crop in crops[0]}) == 3
     assert not stacked[2, :, 16:, 16:].any()  # the frame's fourth tile is unused
+
+
+def test_local_views_leave_the_global_path_and_the_running_statistics_alone():
+    """The global views' z_v and the projection's BatchNorm running statistics (which evaluation
+    normalises z_v with) are what they are without local views; the local views get their own
+    z_v_local."""
+    from levl_model.model import build_model
+    from levl_train.recipes import get_recipe
+
+    cfg = get_recipe("micro_synthetic").model
+    g = torch.Generator().manual_seed(0)
+    images, local = torch.randn(8, 3, 64, 64, generator=g), torch.randn(12, 3, 32, 32, generator=g)
+    ids, mask = torch.randint(0, 50_000, (4, 6), generator=g), torch.ones(4, 6, dtype=torch.long)
+    runs = []
+    for extra in ((), (local,)):
+        model = build_model(cfg, seed=0).train()
+        out = model(images, ids, mask, *extra)
+        runs.append((out, {k: v.clone() for k, v in model.vision_proj.state_dict().items()}))
+    (plain, plain_stats), (with_local, local_stats) = runs
+    assert torch.equal(plain["z_v"], with_local["z_v"])
+    assert with_local["z_v_local"].shape == (12, cfg.heads.embed_dim)
+    assert plain_stats.keys() == local_stats.keys()
+    for name, value in plain_stats.items():
+        assert torch.equal(value, local_stats[name]), name
+    fresh = build_model(cfg, seed=0).vision_proj.state_dict()
+    assert not torch.equal(fresh["1.running_mean"], plain_stats["1.running_mean"])

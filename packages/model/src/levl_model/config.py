@@ -234,8 +234,9 @@ class ObjectiveConfig:
     stop_gradient: bool = True
     seed: int = 0
     sigreg_scope: str = "local"
-    # LeVLJEPA+'s multi-view term (with data.views > 1): every view's z_v pulled to the mean
-    # of the image's views, weight lambda_multi (METHOD.md: e.g. 0.2); 0 = off
+    # LeVLJEPA+'s multi-view term (with data.views > 1 or data.local_views): every view's z_v,
+    # local views too, pulled to the mean of the image's global views, weight lambda_multi
+    # (METHOD.md: e.g. 0.2); 0 = off
     lambda_multi: float = 0.0
     # with several views: how many of them (the first) predict the caption; 0 = every view
     caption_views: int = 0

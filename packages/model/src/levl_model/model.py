@@ -69,10 +69,20 @@ class LevlModel(nn.Module):
         z_t = self.encode_text(input_ids, attention_mask).z_BE
         out = {"z_v": z_v, "z_t": z_t}
         if local_images is not None:
-            out["z_v_local"] = self.vision_proj(self.vision(local_images))
+            out["z_v_local"] = with_buffers_untouched(self.vision_proj, self.vision(local_images))
         if self.has_predictors:
             out |= {"pred_v": self.vision_pred(z_v), "pred_t": self.text_pred(z_t)}
         return out
+
+
+def with_buffers_untouched(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`module(x)` with its BatchNorm running statistics updated in copies, not in place: local
+    views are normalised by their own batch statistics in training, but the running ones an
+    evaluation uses stay those of the global views (zero-shot and retrieval read z_v of whole
+    images). Copies, because restoring the buffers after the call would change tensors the
+    backward pass has saved."""
+    copies = {name: buffer.clone() for name, buffer in module.named_buffers()}
+    return torch.func.functional_call(module, copies, (x,))
 
 
 def build_model(cfg: ModelConfig, seed: int | None = None) -> LevlModel:

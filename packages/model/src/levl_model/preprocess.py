@@ -3,7 +3,7 @@ normalisation and resize policy (METHOD.md "Evaluation protocols")."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,8 +104,9 @@ def train_transform(
     `grayscale_p` greys that fraction of images: colour then stops being a reliable cue, so the
     multi-view term can only be met by what the views share (shape). The trainer asks for uint8
     pixels: a quarter of the bytes through the loader's workers and the host-to-device copy,
-    normalised on the device (`normalize`). `size` (default `p.size`) is a local view's."""
-    crop = T.RandomResizedCrop(size or p.size, scale=scale, interpolation=INTERPOLATIONS[p.interpolation])
+    normalised on the device (`normalize`). `size` (default `p.size`): a local view's."""
+    crop = T.RandomResizedCrop(size or p.size, scale=scale,
+                               interpolation=INTERPOLATIONS[p.interpolation])
     if hue_jitter > 0:
         jitter = [T.RandomApply([T.ColorJitter(0.4, 0.4, 0.2, hue_jitter)], p=0.8)]
     elif color_jitter:
@@ -127,7 +128,7 @@ class Views:
     trainer cuts them out again (`split_local_views`)."""
 
     def __init__(self, transforms: list[Callable[[Image.Image], torch.Tensor]],
-                 local_transforms: list[Callable[[Image.Image], torch.Tensor]] = ()) -> None:
+                 local_transforms: Sequence[Callable[[Image.Image], torch.Tensor]] = ()) -> None:
         self.transforms, self.local_transforms = transforms, list(local_transforms)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
@@ -168,6 +169,9 @@ def split_local_views(images_BNCHW: torch.Tensor, local_views: int, local_size: 
     [B, L, C, local_size, local_size]): `pack_local_views` undone for every image at once."""
     size = images_BNCHW.shape[-1]
     frames = local_frames(local_views, size, local_size)
+    if images_BNCHW.ndim != 5 or images_BNCHW.shape[1] <= frames:
+        raise ValueError(f"a batch with {local_views} local views needs [B, V + {frames}, C, H, "
+                         f"W] images (Views' output), got {list(images_BNCHW.shape)}")
     grid = size // local_size
     globals_BVCHW, frames_BFCHW = images_BNCHW[:, :-frames], images_BNCHW[:, -frames:]
     cropped = frames_BFCHW[..., :grid * local_size, :grid * local_size]

@@ -33,12 +33,12 @@ class TrainModule(nn.Module):
     uint8 images from the loader are normalised here, on the device, with `preprocess`."""
 
     def __init__(self, model: LevlModel, objective: Objective, autocast_bf16: bool,
-                 dtype: torch.dtype = torch.float32, preprocess: Preprocess | None = None,
-                 local_views: tuple[int, int] = (0, 0)) -> None:
+                 dtype: torch.dtype = torch.float32, preprocess: Preprocess | None = None, *,
+                 local_views: int = 0, local_size: int = 0) -> None:
         super().__init__()
         self.model, self.objective = model, objective
         self.autocast_bf16, self.dtype, self.preprocess = autocast_bf16, dtype, preprocess
-        self.local_views, self.local_size = local_views  # (data.local_views, data.local_size)
+        self.local_views, self.local_size = local_views, local_size  # data.local_*
 
     def forward(self, images, input_ids, attention_mask, step: int):
         """`images` [B, C, H, W], or [B, V, C, H, W] with V views of each image (data.views),

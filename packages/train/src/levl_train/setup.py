@@ -110,7 +110,7 @@ def build_module(cfg: TrainConfig, env: DistEnv, device: torch.device) -> TrainM
     if cfg.dist.compile:
         compile_towers(model)
     module = TrainModule(model, objective, uses_bf16(cfg, device), dtype, cfg.preprocess,
-                         (cfg.data.local_views, cfg.data.local_size))
+                         local_views=cfg.data.local_views, local_size=cfg.data.local_size)
     return module.to(device=device, dtype=dtype).train()
 
 

@@ -163,10 +163,8 @@ def build_executor(folder: Path, profile: ClusterProfile, placement: Placement, 
         tasks_per_node=placement.tasks_per_node,
         cpus_per_task=profile.cpus_per_task,
         # Slurm >= 22.05 no longer hands sbatch's --cpus-per-task down to srun: without this,
-        # each task's step gets one CPU, whatever the allocation holds. A rank that dies
-        # without a word (OOM kill, segfault) never reaches FailureWatch: --kill-on-bad-exit
-        # stops its peers at once instead of after the collective timeout.
-        slurm_srun_args=["--cpus-per-task", str(profile.cpus_per_task), "--kill-on-bad-exit=1"],
+        # each task's step gets one CPU, whatever the allocation holds.
+        slurm_srun_args=["--cpus-per-task", str(profile.cpus_per_task)],
         timeout_min=profile.time_min,
         slurm_signal_delay_s=SIGNAL_DELAY_S,
         slurm_setup=[f"export PYTHONPATH={code}${{PYTHONPATH:+:$PYTHONPATH}}"],
