@@ -11,7 +11,7 @@ import pytest
 def test_demo_encoder_beats_a_random_one_on_every_headline_protocol(cli, tmp_path):
     """The margins the README states (docs/small-scale.md, `bench/demo_seeds.py`, 3 seeds):
     zero-shot and linear top-1 48+ points ahead, segmentation mIoU 7.4+ points, retrieval mean
-    recall 3.1+ points; asserted with room for another machine's seed-to-seed noise."""
+    recall 3.0+ points; asserted with room for another machine's seed-to-seed noise."""
     data, run, report = tmp_path / "data", tmp_path / "run", tmp_path / "eval"
     assert cli("levl-data", "synth", "--out", data, "--size", "tiny").returncode == 0
     train = cli("levl-train", "run", "tiny_synthetic", "--data", data / "train" / "manifest.json",

@@ -47,7 +47,7 @@ def micro_synthetic(smoke: bool = False) -> TrainConfig:
 
 
 def tiny_synthetic(smoke: bool = False) -> TrainConfig:
-    """The demo run: LeVLJEPA+ on the tiny synthetic world, ~10 min on 2 CPU cores.
+    """The demo run: LeVLJEPA+ on the tiny synthetic world, ~8.5 min on 2 CPU cores.
 
     Sized by measurement (docs/small-scale.md): width-64 towers with 8-px patches (an 8x8 grid
     at 64 px). Plain LeVLJEPA aligns the world's captions by colour alone, which its pixels show
@@ -56,7 +56,7 @@ def tiny_synthetic(smoke: bool = False) -> TrainConfig:
     (hue over the whole wheel), 20 % greyscale and crops of 70-100 %, pulled together by the
     multi-view term at weight 1, leave shape as what the views share; four local views (crops
     of 5-40 % at 32 px, four to a frame) pulled to them make it steady and the patches better:
-    over 3 seeds at 800 steps zero-shot 70.1-73.4 % (48.7-77.4 % without them) vs 11-12 % for
+    over 3 seeds at 800 steps zero-shot 69.7-72.6 % (48.7-77.4 % without them) vs 11-12 % for
     the random encoder, segmentation mIoU 19.1-21.8 (15.3-17.9). In the 600-step search: 14.6 %
     without the views and 14.4 % at weight 0.3. lr 1e-3 with 50 warmup steps, lambda 0.02, 256
     slices and the MSE prediction loss won or tied against lr 3e-3 / 3e-4, lambda 0.1, 1024
