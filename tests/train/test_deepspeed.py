@@ -139,6 +139,24 @@ def test_two_rank_zero3_run_writes_whole_consolidated_weights(shards, tmp_path):
     assert all(value.abs().sum() > 0 for key, value in weights.items() if key.endswith("weight"))
 
 
+def test_two_rank_zero3_run_with_local_views_keeps_one_batchnorm_update_a_step(shards, tmp_path):
+    """LeVLJEPA+'s local views under ZeRO-3 (parameters gathered by hooks) and the cross-rank
+    BatchNorm: they enter the multi-view term, and the projection's running statistics are
+    updated once a step (by the global views), not a second time by the local ones."""
+    out = tmp_path / "run"
+    command = torchrun_command(shards, out, port=29637) + [
+        "--set", "dist.zero_stage=3", "--set", "steps=2", "--set", "ckpt_every=2",
+        "--set", "data.local_views=2", "--set", "data.local_size=32",
+        "--set", "objective.lambda_multi=1"]
+    finish(launch(command))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(record["multi"] > 0 for record in records if "multi" in record)
+    weights = load_file(out / "checkpoints/step_0000002/model.safetensors")
+    tracked = {key: int(value) for key, value in weights.items()
+               if key.startswith("vision_proj.") and key.endswith("num_batches_tracked")}
+    assert tracked and set(tracked.values()) == {2}, tracked
+
+
 def test_zero1_and_zero2_with_gradient_accumulation_take_the_same_steps(
         full_run, shards, tmp_path):
     """Stages 1 and 2 differ only in how optimizer state and gradients are partitioned, so with
