@@ -120,8 +120,9 @@ def test_clean_views_keep_the_colours_and_the_others_move_them():
     from levl_train.setup import image_pipeline
 
     red = Image.new("RGB", (32, 32), (200, 30, 30))
-    cfg = get_recipe("tiny_synthetic")  # two views, hue over the whole wheel, 20 % grey
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, clean_views=1))
+    cfg = get_recipe("tiny_synthetic")  # two views, 20 % grey; hue over the whole wheel:
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, clean_views=1,
+                                                            hue_jitter=0.5))
     views = image_pipeline(cfg)
     torch.manual_seed(0)
     dominant = [views(red).float().mean(dim=(2, 3)).argmax(dim=1) for _ in range(40)]
