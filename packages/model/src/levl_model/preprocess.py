@@ -100,9 +100,10 @@ def train_transform(
 ) -> Callable[[Image.Image], torch.Tensor]:
     """RandomResizedCrop + mild colour jitter (the paper's light augmentation); open_clip's
     default is scale (0.9, 1.0) without jitter. `hue_jitter` > 0 replaces the mild jitter with
-    LeVLJEPA+'s (DINO's) strong one on 80 % of images, hue drawn from +-hue_jitter, and
-    `grayscale_p` greys that fraction of images: colour then stops being a reliable cue, so the
-    multi-view term can only be met by what the views share (shape). The trainer asks for uint8
+    LeVLJEPA+'s (DINO's) strong one on 80 % of images, hue drawn from +-hue_jitter (DINO: 0.1),
+    and `grayscale_p` greys that fraction of images: with a large hue range colour stops being a
+    cue the views share, so the multi-view term is met by what they do share (on the synthetic
+    world, the background's texture: docs/small-scale.md). The trainer asks for uint8
     pixels: a quarter of the bytes through the loader's workers and the host-to-device copy,
     normalised on the device (`normalize`). `size` (default `p.size`): a local view's."""
     crop = T.RandomResizedCrop(size or p.size, scale=scale,
