@@ -34,10 +34,7 @@ from machine import describe_machine  # noqa: E402
 
 from levl_data.loader import build_loader  # noqa: E402
 from levl_eval.encoder import FrozenEncoder, load_frozen_checkpoint, random_encoder  # noqa: E402
-from levl_eval.protocols.linear.protocol import (  # noqa: E402
-    LinearProbeSettings,
-    linear_probe_metrics,
-)
+from levl_eval.protocols.linear.protocol import FittedProbe, LinearProbeSettings  # noqa: E402
 from levl_eval.protocols.retrieval.protocol import retrieval_metrics  # noqa: E402
 from levl_model.preprocess import eval_transform  # noqa: E402
 
@@ -95,35 +92,38 @@ def caption_embeddings(encoder: FrozenEncoder, captions: list[str]) -> torch.Ten
     return torch.cat(rows)
 
 
-def probe_top1(train_ND: torch.Tensor, train_y: list, test_ND: torch.Tensor, test_y: list,
-               test_rows: torch.Tensor | None = None) -> float:
-    """Test top-1 % of METHOD.md's linear probe, on `test_rows` of the test split if given."""
+def probe_scores(train_ND: torch.Tensor, train_y: list, test_ND: torch.Tensor, test_y: list,
+                 subsets: list[torch.Tensor]) -> list[float]:
+    """Top-1 % of METHOD.md's linear probe, fitted once on the train split, on each boolean
+    subset of the test rows."""
     classes = {value: i for i, value in enumerate(sorted(set(map(str, train_y + test_y))))}
     train_N, test_N = (torch.tensor([classes[str(y)] for y in ys]) for ys in (train_y, test_y))
-    if test_rows is not None:
-        test_ND, test_N = test_ND[test_rows], test_N[test_rows]
-    metrics = linear_probe_metrics(train_ND, train_N, test_ND, test_N, len(classes),
-                                   LinearProbeSettings())
-    return 100 * metrics["top1"]
+    fitted = FittedProbe.fit(train_ND, train_N, len(classes), LinearProbeSettings())
+    return [100 * fitted.metrics(test_ND[rows], test_N[rows])["top1"] for rows in subsets]
+
+
+def majority_share(labels: list, rows: torch.Tensor) -> float:
+    kept = [label for label, keep in zip(labels, rows.tolist(), strict=True) if keep]
+    return 100 * max(kept.count(value) for value in set(kept)) / len(kept)
 
 
 def feature_rows(train_features: dict[str, torch.Tensor], test_features: dict[str, torch.Tensor],
                  train: Split, test: Split) -> list[list[str]]:
     """One row per factor (and per confounded factor on atypical backgrounds): the probe on
     each named feature, then the majority class's share of the test images."""
+    every = torch.ones(len(test.metas), dtype=torch.bool)
     rows = []
     for factor in FACTORS:
-        for rows_name, test_rows in ((factor, None), (f"{factor}, atypical background",
-                                                     test.atypical())):
-            if test_rows is not None and factor not in CONFOUNDED:
-                continue
-            test_y = test.labels(factor)
-            kept = test_y if test_rows is None else [y for y, k in zip(test_y, test_rows, strict=True) if k]
-            majority = 100 * max(kept.count(v) for v in set(kept)) / len(kept)
-            scores = [probe_top1(train_features[name], train.labels(factor),
-                                 test_features[name], test_y, test_rows)
-                      for name in train_features]
-            rows.append([rows_name, *(f"{score:.1f}" for score in scores), f"{majority:.1f}"])
+        subsets = {factor: every}
+        if factor in CONFOUNDED:
+            subsets[f"{factor}, atypical background"] = test.atypical()
+        test_y = test.labels(factor)
+        scores = [probe_scores(train_features[name], train.labels(factor), test_features[name],
+                               test_y, list(subsets.values()))
+                  for name in train_features]
+        for column, (row_name, subset) in enumerate(subsets.items()):
+            rows.append([row_name, *(f"{by_feature[column]:.1f}" for by_feature in scores),
+                         f"{majority_share(test_y, subset):.1f}"])
     return rows
 
 
