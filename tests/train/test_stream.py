@@ -8,11 +8,13 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 import torch
 import torchvision.transforms.v2 as T
 
+import levl_data.loader as levl_loader
 from levl_data.convert import convert
 from levl_data.manifest import read_manifest
 from levl_data.testing import make_tiny_shards
@@ -122,6 +124,51 @@ def test_a_resumed_stream_decodes_nothing_before_its_position_and_gives_the_same
         assert torch.equal(mine["image"], theirs["image"])  # the same augmentation draws
     assert resumed.state_dict() == original.state_dict()
     assert resumed.rank_state() == original.rank_state()
+
+
+class BytesRead:
+    """Counts the shard bytes every loader of this process reads (num_workers=0)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.total = 0
+        read = levl_loader._HashingReader.read
+
+        def counted(reader, size: int = -1) -> bytes:
+            data = read(reader, size)
+            self.total += len(data)
+            return data
+
+        monkeypatch.setattr(levl_loader._HashingReader, "read", counted)
+
+    def during(self, take: Callable[[], object]) -> int:
+        before = self.total
+        take()
+        return self.total - before
+
+
+def test_a_stream_resumed_at_its_epochs_end_reads_nothing_of_the_epoch_before(
+        manifest, monkeypatch) -> None:
+    """What `epochs_end_at_checkpoints` buys the B/16 recipes: resumed at an epoch's end, the
+    stream reads exactly the bytes the uninterrupted one reads for the same batches, while a
+    resume a batch earlier reads the epoch's first three batches (and its buffer) again."""
+    counter = BytesRead(monkeypatch)
+    original = stream(manifest, "resampled", epoch_samples=32)  # 4 batches an epoch
+    keys(original, 3)
+    mid_state, mid_reader = original.state_dict(), original.rank_state()
+    last = counter.during(lambda: keys(original, 1))
+    end_state, end_reader = original.state_dict(), original.rank_state()
+    expected: list[str] = []
+    following = counter.during(lambda: expected.extend(keys(original, 2)))
+
+    resumed = stream(manifest, "resampled", epoch_samples=32)
+    resumed.load_state_dict(end_state, end_reader)
+    got: list[str] = []
+    assert counter.during(lambda: got.extend(keys(resumed, 2))) == following
+    assert got == expected
+
+    from_mid = stream(manifest, "resampled", epoch_samples=32)
+    from_mid.load_state_dict(mid_state, mid_reader)
+    assert counter.during(lambda: keys(from_mid, 3)) > last + following
 
 
 @pytest.fixture(scope="module")

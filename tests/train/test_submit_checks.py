@@ -6,6 +6,7 @@ torch's import each time."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -20,7 +21,9 @@ from cli_asserts import one_error_line
 from levl_data.testing import make_tiny_shards
 from levl_train.distributed import DistEnv, cuda_device_index
 from levl_train.errors import TrainError
+from levl_train.preflight import resume_reads_note
 from levl_train.profiles import ClusterProfile, load_profile
+from levl_train.recipes import get_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_GPU = ROOT / "cluster/profiles/example-gpu.toml"
@@ -260,3 +263,34 @@ def test_the_cuda_device_follows_the_sites_gpu_binding(local_rank, visible, inde
 def test_more_tasks_than_visible_gpus_is_one_line():
     with pytest.raises(TrainError, match="local rank 3 but this task sees 2 GPU"):
         cuda_device_index(DistEnv(local_rank=3), visible=2)
+
+
+def test_an_epoch_longer_than_a_checkpoint_interval_gets_a_note(cli, fake_slurm, shards,
+                                                                 tmp_path):
+    """48 samples in batches of 8 make a 6-step epoch; with a checkpoint every 2 steps a resume
+    may read 5 batches again. An epoch of one interval (16 samples) needs no note."""
+    common = ("micro_synthetic", "--data", shards, "--set", "data.batch_size=8",
+              "--set", "ckpt_every=2", "--set", "steps=20")
+    result = submit(cli, *common, "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    assert ("note: an epoch (data.epoch_samples=48) is longer than a checkpoint interval "
+            "(ckpt_every=2 steps of 8): a resume reads up to 40 samples a rank again before "
+            "its first batch; --set data.epoch_samples=16 makes each checkpoint an epoch's "
+            "end") in result.stdout
+    aligned = submit(cli, *common, "--set", "data.epoch_samples=16", "--out", tmp_path / "run2")
+    assert aligned.returncode == 0, aligned.stderr
+    assert "longer than a checkpoint interval" not in aligned.stdout
+
+
+@pytest.mark.parametrize("recipe", ["vit_b16_datacomp_l", "vit_b16_cc12m"])
+@pytest.mark.parametrize("smoke", [False, True])
+def test_the_b16_recipes_end_an_epoch_at_every_checkpoint(recipe, smoke):
+    """On DataComp-L's 1.28B samples and 16 ranks the manifest-sized epoch would make a resume
+    read up to ~80M samples a rank again; the recipes' epoch is one checkpoint interval."""
+    datacomp = SimpleNamespace(data={"format": "webdataset"}, num_samples=1_280_000_000)
+    cfg = get_recipe(recipe, smoke=smoke)
+    assert cfg.data.epoch_samples == cfg.ckpt_every * cfg.data.batch_size
+    ranks = 16 if not smoke else 2
+    assert resume_reads_note(cfg, ranks, datacomp) is None
+    unaligned = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, epoch_samples=None))
+    assert "a resume reads up to" in resume_reads_note(unaligned, ranks, datacomp)

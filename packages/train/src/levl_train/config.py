@@ -61,8 +61,9 @@ class DataConfig:
     sampling: str = "resampled"
     # The stream is endless; an "epoch" is this many samples, after which the order is redrawn
     # from (seed, epoch). None: the manifest's size. With "passes" a rank whose shards run out
-    # before the epoch's batches do starts another pass. It bounds what a resume replays: at
-    # most one epoch of batches.
+    # before the epoch's batches do starts another pass. It bounds what a resumed webdataset
+    # stream reads again (undecoded) before its position: at most one epoch; an epoch of one
+    # checkpoint interval (recipes.epochs_end_at_checkpoints) reads nothing again.
     epoch_samples: int | None = None
 
 

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from levl_data.manifest import read_manifest
+from levl_data.manifest import Manifest, read_manifest
 from levl_train.config import TrainConfig, check_config, micro_batch_size, require_manifest
 from levl_train.errors import TrainError
 from levl_train.profiles import ClusterProfile
@@ -48,9 +48,10 @@ def check_submission(cfg: TrainConfig, profile: ClusterProfile, gpus_per_node: i
     check_config(cfg)
     micro_batch_size(cfg, world_size)
     check_devices(cfg, profile, gpus_per_node)
-    check_manifest(cfg)
-    note = check_time_limit(cfg, profile, step_time)
-    return [note] if note else []
+    manifest = check_manifest(cfg)
+    notes = [check_time_limit(cfg, profile, step_time),
+             resume_reads_note(cfg, world_size, manifest)]
+    return [note for note in notes if note]
 
 
 def check_devices(cfg: TrainConfig, profile: ClusterProfile, gpus_per_node: int) -> None:
@@ -76,7 +77,7 @@ def check_devices(cfg: TrainConfig, profile: ClusterProfile, gpus_per_node: int)
                          "idle; drop --set device=cpu or pass --gpus-per-node 0")
 
 
-def check_manifest(cfg: TrainConfig) -> None:
+def check_manifest(cfg: TrainConfig) -> Manifest:
     """The job's data, read and validated now with the loader's own reader (schema,
     fingerprint, sample count, every shard present): a bad path fails here, not in the queue."""
     manifest = read_manifest(require_manifest(cfg))
@@ -85,6 +86,27 @@ def check_manifest(cfg: TrainConfig) -> None:
         raise TrainError(f"manifest {manifest.path} holds {manifest.num_samples} samples, less "
                          f"than one global batch (data.batch_size={cfg.data.batch_size}); "
                          "lower data.batch_size or write more data")
+    return manifest
+
+
+def resume_reads_note(cfg: TrainConfig, world_size: int, manifest: Manifest) -> str | None:
+    """A resumed webdataset stream reads again (without decoding) its rank's samples of the
+    epoch before the checkpoint's position: at most one epoch. Worth a note when an epoch is
+    longer than a checkpoint interval, so that a resume can read more than an interval trained
+    (the recipes' `epochs_end_at_checkpoints` makes every scheduled checkpoint an epoch's end)."""
+    if manifest.data["format"] == "ffcv":  # an ffcv file's resume reads nothing before it
+        return None
+    epoch = cfg.data.epoch_samples or manifest.num_samples
+    per_rank_batch = micro_batch_size(cfg, world_size)
+    epoch_batches = epoch // (per_rank_batch * world_size)
+    interval_batches = min(cfg.ckpt_every, cfg.steps) * cfg.dist.grad_accum
+    if epoch_batches <= interval_batches:
+        return None
+    return (f"note: an epoch (data.epoch_samples={epoch}) is longer than a checkpoint interval "
+            f"(ckpt_every={cfg.ckpt_every} steps of {cfg.data.batch_size}): a resume reads up to "
+            f"{(epoch_batches - 1) * per_rank_batch} samples a rank again before its first "
+            f"batch; --set data.epoch_samples={cfg.ckpt_every * cfg.data.batch_size} makes each "
+            "checkpoint an epoch's end")
 
 
 def check_time_limit(cfg: TrainConfig, profile: ClusterProfile,

@@ -166,7 +166,7 @@ def vit_b16_datacomp_l(smoke: bool = False) -> TrainConfig:
         log_every=50,
         ckpt_every=2000,
     )
-    return _smoke(cfg, steps=4) if smoke else cfg
+    return epochs_end_at_checkpoints(_smoke(cfg, steps=4) if smoke else cfg)
 
 
 def vit_b16_cc12m(smoke: bool = False) -> TrainConfig:
@@ -179,7 +179,18 @@ def vit_b16_cc12m(smoke: bool = False) -> TrainConfig:
     """
     base = vit_b16_datacomp_l()
     cfg = dataclasses.replace(base, recipe="vit_b16_cc12m", steps=100_000)
-    return _smoke(cfg, steps=4) if smoke else cfg
+    return epochs_end_at_checkpoints(_smoke(cfg, steps=4) if smoke else cfg)
+
+
+def epochs_end_at_checkpoints(cfg: TrainConfig) -> TrainConfig:
+    """An epoch of the resampled stream is one checkpoint interval of samples, so that every
+    scheduled checkpoint falls on an epoch's end and a resume from it opens the next epoch
+    afresh: no byte of the samples before the position is read again. With the manifest's size
+    as the epoch (DataComp-L: 1.28B samples, ~80M a rank on 16) a resume would read its rank's
+    share of the epoch so far (decoding none of it) before its first batch. Resampling draws
+    shards with replacement whatever the epoch's length, so a shorter epoch samples the same."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, epoch_samples=cfg.ckpt_every * cfg.data.batch_size))
 
 
 def _smoke(cfg: TrainConfig, steps: int) -> TrainConfig:

@@ -117,7 +117,10 @@ class BatchStream:
                 f"({micro_batch * world_size}); raise data.epoch_samples")
         self.workers = position_readers(manifest.data["format"], data.num_workers)
         self.position = StreamPosition()
-        self._batches = self._open(0)
+        self._reader: ReaderPosition | None = ReaderPosition.fresh(0, self.workers)
+        # Opened by the first batch, not here: a resumed stream opens its own loader, and one
+        # opened here would already have its workers reading and decoding epoch 0.
+        self._batches: Iterator[dict[str, Any]] | None = None
 
     def _loader(self, seed: int, resample: bool, reader: ReaderPosition | None = None):
         """This rank's loader of one epoch or pass; `reader` starts it where a rank_state was
@@ -162,6 +165,8 @@ class BatchStream:
         if self.position.batch >= self.batches_per_epoch:
             self.position = StreamPosition(self.position.epoch + 1, 0)
             self._batches = self._open(self.position.epoch)
+        elif self._batches is None:
+            self._batches = self._open(self.position.epoch, self._reader)
         batch = next(self._batches)
         self._note(batch.pop(POSITION_KEY, None))
         self.position = StreamPosition(self.position.epoch, self.position.batch + 1)
