@@ -98,6 +98,47 @@ def test_a_data_error_on_one_rank_stops_both_with_its_message(tmp_path, failing)
     assert not [line for line in lines(tmp_path / "rank1.err") if "error:" in line]
 
 
+def finish_as_srun_kills(processes: list[subprocess.Popen], timeout: float
+                         ) -> tuple[list[int], list[int]]:
+    """What `srun --kill-on-bad-exit` does (levl-train submit passes it): the first task to
+    exit non-zero has every other task killed at once. Returns the exit codes (-9: killed)
+    and the ranks in the order they ended."""
+    deadline, order = time.monotonic() + timeout, []
+    while len(order) < len(processes) and time.monotonic() < deadline:
+        for rank, process in enumerate(processes):
+            if rank not in order and process.poll() is not None:
+                order.append(rank)
+                if process.returncode != 0:
+                    for other in processes:
+                        if other.poll() is None:
+                            os.killpg(other.pid, 9)
+        time.sleep(0.01)
+    codes = finish_all(processes, timeout=5)
+    order += [rank for rank in range(len(processes)) if rank not in order]
+    return codes, order
+
+
+def test_under_kill_on_bad_exit_the_failing_rank_outlives_rank_0(tmp_path):
+    """Rank 1's data error under srun's --kill-on-bad-exit: had rank 1 left first, srun would
+    kill rank 0 before it wrote its result (the one `submit --wait` reads). Rank 1 leaves the
+    group (rank 0's collective breaks at once) and waits for rank 0's process to end."""
+    manifest = shards_failing_on(tmp_path, 1)
+    argv = [BIN / "levl-train", "run", "micro_synthetic", "--data", manifest,
+            "--out", tmp_path / "run", "--set", "engine=deepspeed", "--set", "steps=6",
+            "--set", "data.batch_size=8", "--set", "threads=1",
+            "--set", f"dist.timeout_s={COLLECTIVE_TIMEOUT_S}"]
+    port = free_port()
+    ranks = [start_rank(rank, port, argv, tmp_path) for rank in (0, 1)]
+    reported = wait_for_line(tmp_path / "rank0.err", "error: ", ranks, timeout=240)
+    codes, order = finish_as_srun_kills(ranks, timeout=STOP_WITHIN_S)
+    assert time.monotonic() - reported < STOP_WITHIN_S
+    assert codes[0] == 2 and order[0] == 0, (codes, order, (tmp_path / "rank0.err").read_text())
+    assert codes[1] in (2, -9), codes  # exited after rank 0, or killed by srun waiting for it
+    errors = [line for line in lines(tmp_path / "rank0.err") if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: rank 1 failed: manifest {manifest}")
+    assert "levl: rank 1 waits for rank 0 to leave" in lines(tmp_path / "rank1.err")
+
+
 WATCHED_RANK = textwrap.dedent("""
     import sys, time
     import torch.distributed as dist

@@ -199,7 +199,8 @@ def test_a_continued_runs_measured_step_time_is_checked_and_its_dir_left_untouch
 
 def test_the_queued_job_passes_cpus_per_task_to_srun(cli, fake_slurm, shards, tmp_path):
     """Slurm >= 22.05 does not hand sbatch's --cpus-per-task to srun: the script must pass it
-    to srun itself. The example GPU profile reaches sbatch whole."""
+    to srun itself, with --kill-on-bad-exit (a task that dies hard ends the step at once).
+    The example GPU profile reaches sbatch whole."""
     out = tmp_path / "run"
     result = submit(cli, "micro_synthetic", "--profile", EXAMPLE_GPU, "--nodes", "2",
                     "--data", shards, "--out", out, "--set", "data.batch_size=16")
@@ -207,6 +208,7 @@ def test_the_queued_job_passes_cpus_per_task_to_srun(cli, fake_slurm, shards, tm
     script = (tmp_path / "submitted.sh").read_text()
     srun = next(line for line in script.splitlines() if line.startswith("srun "))
     assert re.search(r" --cpus-per-task 12( |$)", srun), srun
+    assert " --kill-on-bad-exit=1" in srun, srun
     for flag in ("--cpus-per-task=12", "--gpus-per-node=8", "--nodes=2", "--ntasks-per-node=8",
                  "--partition=gpu", "--account=my-account", "--qos=normal", "--constraint=h100",
                  "--mem=768GB", "--time=2880", "--signal=USR2@120"):

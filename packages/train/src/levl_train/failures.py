@@ -20,6 +20,10 @@ clients of its own, so that a collective blocking the main thread cannot block i
 - the main thread's own exception (typically a collective broken by the failing rank's exit)
   becomes `PeerFailed`, naming the first failure, which rank 0 has already printed.
 
+- where rank 0 hosts the store (srun), a failing run's other ranks leave only after rank 0's
+  process has ended (`outlive_rank0`): `submit` runs srun with --kill-on-bad-exit, under which
+  the first task to exit non-zero has the rest killed, and rank 0 must first write its result.
+
 So whichever rank fails, the job's output holds one `error:` line, from rank 0, and every path
 out of the guard, failure or not, leaves the process group (`shutdown`).
 """
@@ -29,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -46,6 +51,7 @@ from levl_train.errors import PeerFailed, TrainError
 POLL_S = 0.25
 ACK_TIMEOUT_S = 5.0
 GRACE_S = 10.0
+LEAVE_TIMEOUT_S = 60.0  # rank 0 needs at most ~GRACE_S to leave, plus its result
 STORE_TIMEOUT_S = 5.0
 PRE_GROUP_TIMEOUT_S = 2.0
 EXIT_CODE = 2  # the CLI's exit code for a user-facing error
@@ -193,6 +199,8 @@ class FailureWatch:
             return
         if not self.env.is_main:
             print(f"levl: rank {self.env.rank} stopped ({failure.describe()})", file=sys.stderr)
+            if store_lives_in_rank0(self.env):
+                outlive_rank0(self.env)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_CODE)
@@ -215,9 +223,11 @@ def stop_together(env: DistEnv):
     watch = FailureWatch(env) if env.multi else None
     if watch is not None:
         watch.start()
+    failed = False
     try:
         yield
     except Exception as err:
+        failed = True
         first = first_failure(env, err, watch) if watch is not None else None
         if first is not None:
             watch.report(first)
@@ -226,7 +236,47 @@ def stop_together(env: DistEnv):
     finally:
         if watch is not None:
             watch.stop()
+        handshake = failed and store_lives_in_rank0(env)
+        if handshake and env.is_main:
+            keep_store_until_exit()
         shutdown()
+        if handshake and not env.is_main:
+            outlive_rank0(env)
+
+
+def store_lives_in_rank0(env: DistEnv) -> bool:
+    """Under srun (and any launcher but torchrun, whose agent hosts the store) rank 0's
+    process hosts the rendezvous store."""
+    return env.multi and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
+
+
+_KEPT_STORE: list[object] = []
+
+
+def keep_store_until_exit() -> None:
+    """A failing run's rank 0 holds the store past `shutdown`, so that it closes only when the
+    process ends, after submitit has saved rank 0's result: the other ranks' `outlive_rank0`
+    waits for that. (Only on failure: a process that trains again would find its port taken.)"""
+    with contextlib.suppress(Exception):
+        if dist.is_initialized():
+            _KEPT_STORE.append(dist.distributed_c10d._get_default_store())
+
+
+def outlive_rank0(env: DistEnv) -> None:
+    """Leave with an error only after rank 0's process has ended (its store's port closes),
+    at most LEAVE_TIMEOUT_S. `levl-train submit` runs srun with --kill-on-bad-exit, so that a
+    rank that dies without a word (the OOM killer, a segfault) ends the job at once instead
+    of leaving NCCL peers blocked until the collective timeout; the price is that the first
+    rank to exit non-zero kills the rest, and rank 0 must have written its result (the one
+    `submit --wait` and `status` read, naming the first failure) before that. This rank has
+    left the group, so a collective rank 0 is blocked in has already raised."""
+    print(f"levl: rank {env.rank} waits for rank 0 to leave", file=sys.stderr, flush=True)
+    try:
+        with socket.create_connection((env.master_addr, env.master_port),
+                                      timeout=LEAVE_TIMEOUT_S) as sock:
+            sock.recv(1)  # the server sends nothing: this returns when rank 0's process ends
+    except OSError:  # refused (already gone), reset, or the timeout
+        pass
 
 
 def first_failure(env: DistEnv, err: Exception, watch: FailureWatch) -> Failure | None:

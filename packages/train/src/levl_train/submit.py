@@ -163,8 +163,11 @@ def build_executor(folder: Path, profile: ClusterProfile, placement: Placement, 
         tasks_per_node=placement.tasks_per_node,
         cpus_per_task=profile.cpus_per_task,
         # Slurm >= 22.05 no longer hands sbatch's --cpus-per-task down to srun: without this,
-        # each task's step gets one CPU, whatever the allocation holds.
-        slurm_srun_args=["--cpus-per-task", str(profile.cpus_per_task)],
+        # each task's step gets one CPU, whatever the allocation holds. --kill-on-bad-exit:
+        # a task that dies without a word (OOM killer, segfault) ends the job step at once,
+        # not after its NCCL peers' collective timeout (failures.outlive_rank0 keeps rank 0's
+        # result when a rank fails with one).
+        slurm_srun_args=["--cpus-per-task", str(profile.cpus_per_task), "--kill-on-bad-exit=1"],
         timeout_min=profile.time_min,
         slurm_signal_delay_s=SIGNAL_DELAY_S,
         slurm_setup=[f"export PYTHONPATH={code}${{PYTHONPATH:+:$PYTHONPATH}}"],
