@@ -1,6 +1,6 @@
 """Training-step throughput: levl's steps against open_clip's CLIP step, in the same run.
 
-For each size in --sizes, four steps on the same random batch (five at micro and tiny), each a
+For each size in --sizes, four steps on the same random batch (five on the CPU), each a
 median over --repeats after --warmup steps. On the CPU all are built first and timed in turns
 (one step of each per round: the ratios do not move with the machine's drift); on CUDA each is
 built and measured on its own (so each peak memory is its own):
@@ -9,9 +9,9 @@ built and measured on its own (so each peak memory is its own):
                   predictor heads, SIGReg (METHOD.md's 4096 slices), backward, AdamW
   levl infonce    the same engine and towers with the InfoNCE baseline (no predictors)
   levl siglip     the same with the SigLIP baseline (no predictors)
-  levl levljepa, recipe heads
-                  at micro and tiny: LeVLJEPA with the heads and SIGReg slices of the recipe
-                  that trains at that size (micro_synthetic, tiny_synthetic)
+  levl levljepa, small heads
+                  on the CPU: LeVLJEPA with the heads and SIGReg slices levl's CPU recipes
+                  train (micro_synthetic, tiny_synthetic: E=64, 256-wide MLPs, 256 slices)
   open_clip       the reference the ratios divide by. On the CPU: open_clip.CLIP with towers of
                   the same width / depth / heads / patch / context. On CUDA at size base:
                   open_clip's own ViT-B-16 (open_clip.create_model: its text tower is width 512,
@@ -66,16 +66,15 @@ from levl_train.flops import (  # noqa: E402
     train_flops_per_sample,
     vision_forward_flops,
 )
-from levl_train.recipes import micro_synthetic, tiny_synthetic  # noqa: E402
+from levl_train.recipes import micro_synthetic  # noqa: E402
 from levl_train.setup import build_module  # noqa: E402
 
 CONTEXT, VOCAB = 77, 50257
 OBJECTIVES = ("levljepa", "infonce", "siglip")
 REFERENCE = "open_clip"
-# The recipes that train at the CPU sizes: their heads (E=64, 256-wide MLPs, 256 slices) are
-# what a run at that size pays for, next to METHOD.md's B/16 heads on the same towers.
-RECIPE_OF_SIZE = {"micro": micro_synthetic, "tiny": tiny_synthetic}
-RECIPE_ROW = "levl levljepa, recipe heads"
+# The heads levl's CPU recipes train (micro_synthetic and tiny_synthetic alike: E=64, 256-wide
+# MLPs, 256 SIGReg slices), timed on each size's towers next to METHOD.md's B/16 heads.
+SMALL_HEADS_ROW = "levl levljepa, small heads"
 PACKAGES = ("torch", "timm", "transformers", "open_clip_torch")  # what the steps run on
 Step = Callable[[], None]
 
@@ -88,14 +87,14 @@ class Measured:
 
 
 def levl_step(args, size: str, device: torch.device, objective: str,
-              recipe_heads: bool = False) -> tuple[Step, float]:
+              small_heads: bool = False) -> tuple[Step, float]:
     """A closure running one levl optimizer step, and levl's training FLOPs per sample. With
-    `recipe_heads`, the heads and SIGReg slices of the recipe that trains at this size
-    (RECIPE_OF_SIZE) instead of METHOD.md's (E=256, 2048-wide MLPs, 4096 slices)."""
+    `small_heads`, the heads and SIGReg slices of levl's CPU recipes (micro_synthetic's)
+    instead of METHOD.md's (E=256, 2048-wide MLPs, 4096 slices)."""
     model, objective_cfg = (model_config(size, image_size=args.image_size, patch_size=args.patch),
                             ObjectiveConfig(name=objective))
-    if recipe_heads:
-        recipe = RECIPE_OF_SIZE[size]()
+    if small_heads:
+        recipe = micro_synthetic()
         model = dataclasses.replace(model, heads=recipe.model.heads)
         objective_cfg = dataclasses.replace(objective_cfg,
                                             num_slices=recipe.objective.num_slices)
@@ -231,8 +230,9 @@ def measure_size(args, size: str, device: torch.device) -> tuple[dict[str, Measu
         REFERENCE: lambda: open_clip_step(args, size, device),
         **{f"levl {objective}": lambda objective=objective: levl_step(args, size, device, objective)
            for objective in OBJECTIVES}}
-    if size in RECIPE_OF_SIZE:
-        makers[RECIPE_ROW] = lambda: levl_step(args, size, device, "levljepa", recipe_heads=True)
+    if device.type == "cpu":
+        makers[SMALL_HEADS_ROW] = lambda: levl_step(args, size, device, "levljepa",
+                                                    small_heads=True)
     makers["sigreg"] = lambda: (sigreg_step(args, size, device), 0.0)
     if device.type == "cpu":
         rows = measure_in_turns(makers, args)

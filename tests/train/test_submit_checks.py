@@ -19,6 +19,7 @@ import pytest
 from cli_asserts import one_error_line
 
 from levl_data.testing import make_tiny_shards
+from levl_train.config import apply_overrides
 from levl_train.distributed import DistEnv, cuda_device_index
 from levl_train.errors import TrainError
 from levl_train.preflight import resume_reads_note
@@ -294,5 +295,22 @@ def test_the_b16_recipes_end_an_epoch_at_every_checkpoint(recipe, smoke):
     assert cfg.data.epoch_samples == cfg.ckpt_every * cfg.data.batch_size
     ranks = 16 if not smoke else 2
     assert resume_reads_note(cfg, ranks, datacomp) is None
-    unaligned = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, epoch_samples=None))
+    unaligned = dataclasses.replace(cfg, steps=10 * cfg.ckpt_every,  # the smoke's 4 steps
+                                    data=dataclasses.replace(cfg.data, epoch_samples=None))
     assert "a resume reads up to" in resume_reads_note(unaligned, ranks, datacomp)
+
+
+@pytest.mark.parametrize("change", [
+    {"steps": 2},  # no checkpoint before the last step: nothing to resume from
+    {"data.sampling": "passes"},  # an epoch is a pass by design: a shorter one would cut it
+    {"data.epoch_samples": 16},  # one interval: every checkpoint is an epoch's end
+])
+def test_the_epoch_note_is_silent_where_a_resume_reads_nothing_it_could_avoid(change):
+    """48 samples in batches of 8, a checkpoint every 2 steps of 200: noted, but not with any
+    one of these changes."""
+    shards = SimpleNamespace(data={"format": "webdataset"}, num_samples=48)
+    base = apply_overrides(get_recipe("micro_synthetic"),
+                           ["data.batch_size=8", "ckpt_every=2", "steps=200"])
+    assert resume_reads_note(base, 1, shards) is not None
+    changed = apply_overrides(base, [f"{key}={value}" for key, value in change.items()])
+    assert resume_reads_note(changed, 1, shards) is None

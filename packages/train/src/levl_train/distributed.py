@@ -8,6 +8,7 @@ of 1 and never touches torch.distributed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -106,6 +107,7 @@ def init_process_group(env: DistEnv, backend: str, timeout_s: int) -> None:
     so DeepSpeed and our own collectives (SIGReg, SyncBatchNorm) share one group."""
     if dist.is_initialized():
         return
+    _KEPT_STORE.clear()
     use_extensions_cache()
     os.environ.update(RANK=str(env.rank), WORLD_SIZE=str(env.world_size),
                       LOCAL_RANK=str(deepspeed_local_rank(env)), MASTER_ADDR=env.master_addr,
@@ -139,8 +141,19 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shutdown() -> None:
+def shutdown(keep_store: bool = False) -> None:
     """Leave the process group (NCCL communicators, gloo sockets, the store): `train` reaches
-    this on every way out, errors included (`failures.stop_together`)."""
+    this on every way out, errors included (`failures.stop_together`). With `keep_store`, the
+    store this process hosts stays up until the process ends (or it joins a group again):
+    a failing run's other ranks wait for exactly that (`failures.outlive_rank0`)."""
     if dist.is_initialized():
+        if keep_store:
+            with contextlib.suppress(Exception):
+                _KEPT_STORE.append(dist.distributed_c10d._get_default_store())
         dist.destroy_process_group()
+
+
+# The store a failed run's rank 0 keeps (`shutdown(keep_store=True)`). torch's default store is
+# multi-tenant: a later group on the same port would reuse it, old keys and all, so joining a
+# group releases it first (`init_process_group`).
+_KEPT_STORE: list[object] = []

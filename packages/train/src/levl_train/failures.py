@@ -18,8 +18,7 @@ clients of its own, so that a collective blocking the main thread cannot block i
   the guard GRACE_S later (a wait nothing interrupts, e.g. DeepSpeed's shared-memory all-reduce),
   ends the process;
 - the main thread's own exception (typically a collective broken by the failing rank's exit)
-  becomes `PeerFailed`, naming the first failure, which rank 0 has already printed.
-
+  becomes `PeerFailed`, naming the first failure, which rank 0 has already printed;
 - where rank 0 hosts the store (srun), a failing run's other ranks leave only after rank 0's
   process has ended (`outlive_rank0`): `submit` runs srun with --kill-on-bad-exit, under which
   the first task to exit non-zero has the rest killed, and rank 0 must first write its result.
@@ -199,8 +198,7 @@ class FailureWatch:
             return
         if not self.env.is_main:
             print(f"levl: rank {self.env.rank} stopped ({failure.describe()})", file=sys.stderr)
-            if store_lives_in_rank0(self.env):
-                outlive_rank0(self.env)
+            leave_after_rank0(self.env)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_CODE)
@@ -237,45 +235,43 @@ def stop_together(env: DistEnv):
         if watch is not None:
             watch.stop()
         handshake = failed and store_lives_in_rank0(env)
-        if handshake and env.is_main:
-            keep_store_until_exit()
-        shutdown()
-        if handshake and not env.is_main:
-            outlive_rank0(env)
+        try:
+            shutdown(keep_store=handshake and env.is_main)
+        finally:
+            if handshake:
+                leave_after_rank0(env)
 
 
 def store_lives_in_rank0(env: DistEnv) -> bool:
-    """Under srun (and any launcher but torchrun, whose agent hosts the store) rank 0's
-    process hosts the rendezvous store."""
+    """Under srun (and any launcher but torchrun with its agent's store) rank 0's process hosts
+    the rendezvous store."""
     return env.multi and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
 
 
-_KEPT_STORE: list[object] = []
-
-
-def keep_store_until_exit() -> None:
-    """A failing run's rank 0 holds the store past `shutdown`, so that it closes only when the
-    process ends, after submitit has saved rank 0's result: the other ranks' `outlive_rank0`
-    waits for that. (Only on failure: a process that trains again would find its port taken.)"""
-    with contextlib.suppress(Exception):
-        if dist.is_initialized():
-            _KEPT_STORE.append(dist.distributed_c10d._get_default_store())
+def leave_after_rank0(env: DistEnv) -> None:
+    """On every rank but 0 of a failing run whose store rank 0 hosts: `outlive_rank0`."""
+    if not env.is_main and store_lives_in_rank0(env):
+        outlive_rank0(env)
 
 
 def outlive_rank0(env: DistEnv) -> None:
-    """Leave with an error only after rank 0's process has ended (its store's port closes),
-    at most LEAVE_TIMEOUT_S. `levl-train submit` runs srun with --kill-on-bad-exit, so that a
-    rank that dies without a word (the OOM killer, a segfault) ends the job at once instead
-    of leaving NCCL peers blocked until the collective timeout; the price is that the first
-    rank to exit non-zero kills the rest, and rank 0 must have written its result (the one
-    `submit --wait` and `status` read, naming the first failure) before that. This rank has
-    left the group, so a collective rank 0 is blocked in has already raised."""
+    """Return once rank 0's process has ended (its store's port closes), or after
+    LEAVE_TIMEOUT_S. `levl-train submit` runs srun with --kill-on-bad-exit, so that a rank that
+    dies without a word (the OOM killer, a segfault) ends the job at once instead of leaving
+    NCCL peers blocked until the collective timeout; the price is that the first rank to exit
+    non-zero has the rest killed, and rank 0 must have written its result (the one
+    `submit --wait` and `status` read, naming the first failure) before that. A failing rank 0
+    keeps its store until it exits (`shutdown(keep_store=True)`). A refused connection means
+    rank 0 is gone, or never opened the store (a failure before the group formed): either way
+    there is nothing to wait for."""
     print(f"levl: rank {env.rank} waits for rank 0 to leave", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + LEAVE_TIMEOUT_S
     try:
         with socket.create_connection((env.master_addr, env.master_port),
                                       timeout=LEAVE_TIMEOUT_S) as sock:
-            sock.recv(1)  # the server sends nothing: this returns when rank 0's process ends
-    except OSError:  # refused (already gone), reset, or the timeout
+            sock.settimeout(max(deadline - time.monotonic(), 0.1))
+            sock.recv(1)  # the store sends nothing unasked: this returns when rank 0 ends
+    except OSError:  # refused, reset, or the deadline
         pass
 
 

@@ -91,16 +91,18 @@ def check_manifest(cfg: TrainConfig) -> Manifest:
 
 def resume_reads_note(cfg: TrainConfig, world_size: int, manifest: Manifest) -> str | None:
     """A resumed webdataset stream reads again (without decoding) its rank's samples of the
-    epoch before the checkpoint's position: at most one epoch. Worth a note when an epoch is
-    longer than a checkpoint interval, so that a resume can read more than an interval trained
-    (the recipes' `epochs_end_at_checkpoints` makes every scheduled checkpoint an epoch's end)."""
-    if manifest.data["format"] == "ffcv":  # an ffcv file's resume reads nothing before it
+    epoch before the checkpoint's position: at most one epoch. Worth a note when an epoch of
+    resampled shards is longer than a checkpoint interval, so that a resume can read more than
+    an interval trained (the B/16 recipes' `epochs_end_at_checkpoints` makes every checkpoint
+    an epoch's end). Not for `passes`, whose epochs are passes over the data by design."""
+    if (manifest.data["format"] == "ffcv"  # an ffcv file's resume reads nothing before it
+            or cfg.data.sampling != "resampled"  # a shorter epoch would cut every pass short
+            or cfg.steps <= cfg.ckpt_every):  # no checkpoint to resume from before the end
         return None
     epoch = cfg.data.epoch_samples or manifest.num_samples
     per_rank_batch = micro_batch_size(cfg, world_size)
     epoch_batches = epoch // (per_rank_batch * world_size)
-    interval_batches = min(cfg.ckpt_every, cfg.steps) * cfg.dist.grad_accum
-    if epoch_batches <= interval_batches:
+    if epoch_batches <= cfg.ckpt_every * cfg.dist.grad_accum:
         return None
     return (f"note: an epoch (data.epoch_samples={epoch}) is longer than a checkpoint interval "
             f"(ckpt_every={cfg.ckpt_every} steps of {cfg.data.batch_size}): a resume reads up to "

@@ -118,8 +118,11 @@ class BatchStream:
         self.workers = position_readers(manifest.data["format"], data.num_workers)
         self.position = StreamPosition()
         self._reader: ReaderPosition | None = ReaderPosition.fresh(0, self.workers)
-        # Opened by the first batch, not here: a resumed stream opens its own loader, and one
-        # opened here would already have its workers reading and decoding epoch 0.
+        # Epoch 0's loader is built here (a loader the data cannot serve fails before the run
+        # starts) but iterated only by the first batch: a resumed stream opens its own, and
+        # this one's workers would otherwise be reading and decoding epoch 0 meanwhile.
+        self._first = (self._loader(epoch_seed(seed, 0), True, self._reader)
+                       if data.sampling == "resampled" else None)
         self._batches: Iterator[dict[str, Any]] | None = None
 
     def _loader(self, seed: int, resample: bool, reader: ReaderPosition | None = None):
@@ -165,8 +168,10 @@ class BatchStream:
         if self.position.batch >= self.batches_per_epoch:
             self.position = StreamPosition(self.position.epoch + 1, 0)
             self._batches = self._open(self.position.epoch)
-        elif self._batches is None:
-            self._batches = self._open(self.position.epoch, self._reader)
+        elif self._batches is None:  # a fresh stream's first batch
+            self._batches = (iter(self._first) if self._first is not None
+                             else self._passes(0, self._reader))
+            self._first = None
         batch = next(self._batches)
         self._note(batch.pop(POSITION_KEY, None))
         self.position = StreamPosition(self.position.epoch, self.position.batch + 1)
@@ -197,6 +202,7 @@ class BatchStream:
         """Go to the saved position: with this rank's `reader` (its rank_state) the loader
         starts there and decodes nothing before it; without one (a checkpoint older than
         reader positions, or than ffcv's) the epoch's batches up to it are replayed."""
+        self._first = None  # a resumed stream opens its own loader
         if state["batches_per_epoch"] != self.batches_per_epoch:
             raise TrainError(
                 f"saved data position has {state['batches_per_epoch']} batches per epoch, this "
