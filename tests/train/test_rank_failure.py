@@ -252,3 +252,33 @@ def test_only_a_store_in_rank_0_makes_a_failing_rank_wait_for_it(monkeypatch, en
         waited = time.monotonic() - started
         closer.join()
     assert (waited >= 0.4) is hosts, waited
+
+
+KEPT_STORE = textwrap.dedent("""
+    import socket, sys
+    import torch.distributed as dist
+    from levl_train.distributed import DistEnv, init_process_group, shutdown
+
+    port = int(sys.argv[1])
+    env = DistEnv(0, 1, 0, "127.0.0.1", port)
+    init_process_group(env, "gloo", 60)
+    dist.distributed_c10d._get_default_store().set("levl/old", "1")
+    shutdown(keep_store=True)
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()  # still serving
+    init_process_group(env, "gloo", 60)  # the same port
+    print("old key seen:", dist.distributed_c10d._get_default_store().check(["levl/old"]))
+    shutdown()
+""")
+
+
+def test_a_kept_store_serves_until_the_process_joins_a_group_again(tmp_path):
+    """A failed rank 0 keeps its store up past `shutdown` for its peers' wait; a group joined
+    later in the same process starts a clean store on that port, not the kept one with the
+    failed run's keys (torch's default store is multi-tenant: it would be reused)."""
+    script = tmp_path / "kept.py"
+    script.write_text(KEPT_STORE)
+    result = subprocess.run([sys.executable, script, str(free_port())], capture_output=True,
+                            text=True, timeout=120,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "old key seen: False" in result.stdout, result.stdout + result.stderr[-2000:]
