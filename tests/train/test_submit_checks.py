@@ -314,3 +314,17 @@ def test_the_epoch_note_is_silent_where_a_resume_reads_nothing_it_could_avoid(ch
     assert resume_reads_note(base, 1, shards) is not None
     changed = apply_overrides(base, [f"{key}={value}" for key, value in change.items()])
     assert resume_reads_note(changed, 1, shards) is None
+
+
+def test_passes_over_too_few_shards_for_the_ranks_are_refused(cli, fake_slurm, shards, tmp_path):
+    """6 shards over 16 ranks (2 nodes of the example GPU site): with `passes` ranks 6-15 have
+    no shard of their own and the job would fail at its first step. Resampled shards serve
+    every rank (`test_the_queued_job_passes_cpus_per_task_to_srun`)."""
+    out = tmp_path / "run"
+    line = one_error_line(submit(cli, "micro_synthetic", "--profile", EXAMPLE_GPU, "--nodes", "2",
+                                 "--data", shards, "--out", out, "--set", "data.batch_size=16",
+                                 "--set", "data.sampling=passes"))
+    assert ("data.sampling=passes splits the 6 shards of " in line
+            and "over 16 ranks: rank 6's shards hold 0 samples, less than one micro-batch (1)" in line
+            and "--set data.sampling=resampled" in line), line
+    assert_nothing_queued(fake_slurm, out)

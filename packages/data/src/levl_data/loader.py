@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import PIL.Image
 import torch
@@ -292,9 +292,17 @@ def _check_extra_members(manifest: Manifest, extra_members, extra_transforms) ->
         raise ValueError(f"extra_transforms for members not in extra_members: {sorted(unused)}")
 
 
+T = TypeVar("T")
+
+
+def shards_of_rank(shards: Sequence[T], rank: int, world_size: int) -> Sequence[T]:
+    """A rank's own share of a manifest's shards: every world_size-th, from its own index."""
+    return shards[rank::world_size]
+
+
 def _rank_shards(manifest: Manifest, rank: int, world_size: int, resample: bool) -> tuple[str, ...]:
     urls = [str(path) for path in manifest.shard_paths()]
-    mine = urls[rank::world_size]
+    mine = shards_of_rank(urls, rank, world_size)
     if mine:
         return tuple(mine)
     if resample:

@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from levl_data.loader import shards_of_rank
 from levl_data.manifest import Manifest, read_manifest
 from levl_train.config import TrainConfig, check_config, micro_batch_size, require_manifest
 from levl_train.errors import TrainError
@@ -49,6 +50,7 @@ def check_submission(cfg: TrainConfig, profile: ClusterProfile, gpus_per_node: i
     micro_batch_size(cfg, world_size)
     check_devices(cfg, profile, gpus_per_node)
     manifest = check_manifest(cfg)
+    check_passes(cfg, manifest, world_size)
     notes = [check_time_limit(cfg, profile, step_time),
              resume_reads_note(cfg, world_size, manifest)]
     return [note for note in notes if note]
@@ -87,6 +89,24 @@ def check_manifest(cfg: TrainConfig) -> Manifest:
                          f"than one global batch (data.batch_size={cfg.data.batch_size}); "
                          "lower data.batch_size or write more data")
     return manifest
+
+
+def check_passes(cfg: TrainConfig, manifest: Manifest, world_size: int) -> None:
+    """`data.sampling=passes` reads each rank's own shards: a rank whose shards hold less than
+    one micro-batch can never give a batch, and its job would fail at the first step, after
+    the queue."""
+    if cfg.data.sampling != "passes" or manifest.data["format"] == "ffcv":
+        return
+    micro = micro_batch_size(cfg, world_size)
+    held = [sum(shard.num_samples for shard in shards_of_rank(manifest.shards, rank, world_size))
+            for rank in range(world_size)]
+    poorest = min(range(world_size), key=held.__getitem__)
+    if held[poorest] < micro:
+        raise TrainError(
+            f"data.sampling=passes splits the {len(manifest.shards)} shards of {manifest.path} "
+            f"over {world_size} ranks: rank {poorest}'s shards hold {held[poorest]} samples, less "
+            f"than one micro-batch ({micro}); write more, smaller shards or use "
+            "--set data.sampling=resampled")
 
 
 def resume_reads_note(cfg: TrainConfig, world_size: int, manifest: Manifest) -> str | None:
