@@ -12,7 +12,9 @@ a neighbour's load stretches wall time, much less CPU time):
   (i) resume          a tiny_synthetic BatchStream resumed at --resume-batch of its epoch and its
                       first batch taken: with the saved reader position (levl: read past, no
                       decode) vs without (before: replay the epoch's batches); the batches agree;
-                      with --ffcv also on the same world converted to an ffcv file
+                      with --ffcv also on the same world converted to an ffcv file; and
+                      with the reader position at an epoch's end (an epoch of --resume-batch
+                      batches, as the B/16 recipes' checkpoint-long epochs) vs inside the epoch
   (f) SIGReg slices   the host-side work the device generator removes: an E x S float64 draw
                       on the CPU at the B/16 recipe's E=256, S=4096
   (c, d) host work    what the host does per step that a per-step sync would expose on a GPU
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import resource
 import sys
@@ -76,6 +79,7 @@ def main() -> None:
             rows += sample_seeds(tars, args)
     if "i" in args.only:
         rows += resume(args, read_manifest(args.manifest))
+        rows += resume_at_epoch_end(args, read_manifest(args.manifest))
         if args.ffcv:
             with tempfile.TemporaryDirectory(prefix="levl-bench-ffcv-") as tmp:
                 rows += resume(args, read_manifest(convert(args.manifest, Path(tmp) / "ffcv")))
@@ -211,53 +215,77 @@ def sample_seeds(tars: Path, args) -> list:
 def resume(args, manifest) -> list:
     """Resume a tiny_synthetic stream at batch `--resume-batch` both ways, first batch taken."""
     cfg = tiny_synthetic()
-    transform = image_pipeline(cfg)
-
-    def stream() -> BatchStream:
-        return BatchStream(manifest, cfg.data, seed=cfg.seed, micro_batch=cfg.data.batch_size,
-                           rank=0, world_size=1, transform=transform)
-
-    ran = stream()
-    for _ in range(args.resume_batch):
-        next(ran)
-    state, reader = ran.state_dict(), ran.rank_state()
-    expected = next(ran)["key"]
-    del ran
-    firsts: dict[str, list] = {"reader": [], "replay": []}
-
-    walls: dict[str, list[float]] = {"reader": [], "replay": []}
-
-    def resumed(with_reader: bool) -> Callable[[], float]:
-        """CPU seconds (workers included) to resume and take the first batch; the opening
-        stream's worker, dropped on resume, is counted the same in both ways."""
-        name = "reader" if with_reader else "replay"
-
-        def run() -> float:
-            gc.collect()
-            fresh = stream()
-            start, wall = cpu_seconds(), time.perf_counter()
-            fresh.load_state_dict(state, reader if with_reader else None)
-            keys = next(fresh)["key"]
-            walls[name].append(time.perf_counter() - wall)
-            del fresh
-            gc.collect()
-            firsts[name].append(keys == expected)
-            return cpu_seconds() - start
-
-        return run
-
-    times = _interleaved({"reader": resumed(True), "replay": resumed(False)},
-                         max(1, args.repeats - 1))
-    agree = all(firsts["reader"]) and all(firsts["replay"])
-    samples = args.resume_batch * cfg.data.batch_size
-    return [(f"(i) resume at batch {args.resume_batch} ({samples} samples, "
-             f"{cfg.data.views} views + {cfg.data.local_views} local, "
-             f"{manifest.data['format']}, 1 worker), CPU-s",
+    reader, replay = (_Resume(cfg, manifest, args, how) for how in ("reader", "replay"))
+    times = _interleaved({"reader": reader.run, "replay": replay.run}, max(1, args.repeats - 1))
+    return [(f"(i) resume at batch {args.resume_batch} ({_position(cfg, args, manifest)}), CPU-s",
              "reader position / replay",
              median(times["reader"]), median(times["replay"]),
              f"{_runs(times['reader'], '.2f')} vs {_runs(times['replay'], '.2f')}; wall "
-             f"{median(walls['reader'][1:]):.2f} vs {median(walls['replay'][1:]):.2f} s; first batch "
-             f"{'equal to' if agree else 'DIFFERS from'} the uninterrupted run's")]
+             f"{reader.wall():.2f} vs {replay.wall():.2f} s; first batch "
+             f"{reader.agreement()} / {replay.agreement()} the uninterrupted run's")]
+
+
+def resume_at_epoch_end(args, manifest) -> list:
+    """The same resume with the reader position, where the position is an epoch's end (an
+    epoch of --resume-batch batches: the B/16 recipes' checkpoint-long epochs) against where it
+    is inside the manifest-long epoch."""
+    cfg = tiny_synthetic()
+    aligned = dataclasses.replace(cfg, data=dataclasses.replace(
+        cfg.data, epoch_samples=args.resume_batch * cfg.data.batch_size))
+    inside, end = (_Resume(config, manifest, args, "reader") for config in (cfg, aligned))
+    times = _interleaved({"end": end.run, "inside": inside.run}, max(1, args.repeats - 1))
+    return [(f"(i) resume at batch {args.resume_batch} ({_position(cfg, args, manifest)}) "
+             "with the reader position, CPU-s",
+             "at an epoch's end / inside the epoch",
+             median(times["end"]), median(times["inside"]),
+             f"{_runs(times['end'], '.2f')} vs {_runs(times['inside'], '.2f')}; wall "
+             f"{end.wall():.2f} vs {inside.wall():.2f} s; first batch {end.agreement()} / "
+             f"{inside.agreement()} the uninterrupted run's")]
+
+
+def _position(cfg, args, manifest) -> str:
+    return (f"{args.resume_batch * cfg.data.batch_size} samples, {cfg.data.views} views + "
+            f"{cfg.data.local_views} local, {manifest.data['format']}, 1 worker")
+
+
+class _Resume:
+    """A tiny_synthetic-like stream run to batch --resume-batch once; `run` then resumes a new
+    one there (with the reader position, or by replay) and takes its first batch, returning CPU
+    seconds (workers included)."""
+
+    def __init__(self, cfg, manifest, args, how: str) -> None:
+        self.cfg, self.manifest, self.how = cfg, manifest, how
+        self.transform = image_pipeline(cfg)
+        ran = self.stream()
+        for _ in range(args.resume_batch):
+            next(ran)
+        self.state, self.reader = ran.state_dict(), ran.rank_state()
+        self.expected = next(ran)["key"]
+        self.walls: list[float] = []
+        self.firsts: list[bool] = []
+
+    def stream(self) -> BatchStream:
+        return BatchStream(self.manifest, self.cfg.data, seed=self.cfg.seed,
+                           micro_batch=self.cfg.data.batch_size, rank=0, world_size=1,
+                           transform=self.transform)
+
+    def run(self) -> float:
+        gc.collect()
+        fresh = self.stream()
+        start, wall = cpu_seconds(), time.perf_counter()
+        fresh.load_state_dict(self.state, self.reader if self.how == "reader" else None)
+        keys = next(fresh)["key"]
+        self.walls.append(time.perf_counter() - wall)
+        del fresh
+        gc.collect()
+        self.firsts.append(keys == self.expected)
+        return cpu_seconds() - start
+
+    def wall(self) -> float:
+        return median(self.walls[1:] or self.walls)  # after the warm-up
+
+    def agreement(self) -> str:
+        return "equal to" if all(self.firsts) else "DIFFERS from"
 
 
 def sigreg_draw(args) -> list:
