@@ -92,7 +92,7 @@ def test_a_resumed_passes_stream_continues_with_the_same_batches(manifest) -> No
 def test_shards_smaller_than_a_batch_are_one_clear_error(tmp_path) -> None:
     small = read_manifest(make_tiny_shards(tmp_path, n=4, image_size=8, samples_per_shard=4))
     data = dataclasses.replace(DataConfig(), sampling="passes", epoch_samples=16)
-    with pytest.raises(TrainError, match="hold less than one micro-batch"):
+    with pytest.raises(TrainError, match="give no loader worker a micro-batch"):
         next(BatchStream(small, data, seed=0, micro_batch=BATCH, rank=0, world_size=1,
                          transform=T.ToImage()))
 

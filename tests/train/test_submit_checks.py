@@ -22,7 +22,7 @@ from levl_data.testing import make_tiny_shards
 from levl_train.config import apply_overrides
 from levl_train.distributed import DistEnv, cuda_device_index
 from levl_train.errors import TrainError
-from levl_train.preflight import resume_reads_note
+from levl_train.preflight import check_passes, resume_reads_note
 from levl_train.profiles import ClusterProfile, load_profile
 from levl_train.recipes import get_recipe
 
@@ -325,6 +325,23 @@ def test_passes_over_too_few_shards_for_the_ranks_are_refused(cli, fake_slurm, s
                                  "--data", shards, "--out", out, "--set", "data.batch_size=16",
                                  "--set", "data.sampling=passes"))
     assert ("data.sampling=passes splits the 6 shards of " in line
-            and "over 16 ranks: rank 6's shards hold 0 samples, less than one micro-batch (1)" in line
-            and "--set data.sampling=resampled" in line), line
+            and "over 16 ranks: rank 6's 0 shards can fill no worker's micro-batch of 1 "
+                "(at most 0)" in line and "--set data.sampling=resampled" in line), line
     assert_nothing_queued(fake_slurm, out)
+
+
+@pytest.mark.parametrize(("workers", "refused"), [(1, False), (2, False), (3, True)])
+def test_passes_refused_only_where_no_loader_worker_can_fill_a_batch(workers, refused):
+    """One rank, shards of 7, 1 and 1 samples, micro-batch 8. One worker reads all 9 samples;
+    two split the shards 2 + 1, and in the orders that give one worker the 7 and a 1 it fills a
+    batch (only what fails in every order is refused); three hold at most 7 each, in any order."""
+    manifest = SimpleNamespace(data={"format": "webdataset"}, path="m.json", shards=[
+        SimpleNamespace(num_samples=n) for n in (7, 1, 1)])
+    cfg = apply_overrides(get_recipe("micro_synthetic"), [
+        "data.sampling=passes", "data.batch_size=8", f"data.num_workers={workers}"])
+    if not refused:
+        check_passes(cfg, manifest, world_size=1)
+        return
+    with pytest.raises(TrainError, match=r"rank 0's 3 shards, split over 3 loader workers, can "
+                                         r"fill no worker's micro-batch of 8 \(at most 7\)"):
+        check_passes(cfg, manifest, world_size=1)

@@ -292,10 +292,10 @@ def _check_extra_members(manifest: Manifest, extra_members, extra_transforms) ->
         raise ValueError(f"extra_transforms for members not in extra_members: {sorted(unused)}")
 
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
-def shards_of_rank(shards: Sequence[T], rank: int, world_size: int) -> Sequence[T]:
+def shards_of_rank(shards: Sequence[_T], rank: int, world_size: int) -> Sequence[_T]:
     """A rank's own share of a manifest's shards: every world_size-th, from its own index."""
     return shards[rank::world_size]
 

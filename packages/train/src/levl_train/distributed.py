@@ -26,6 +26,11 @@ from levl_train.errors import TrainError
 
 EXTENSIONS_CACHE = Path("~/.cache/levl/torch_extensions").expanduser()
 
+# The store a failed run's rank 0 keeps (`shutdown(keep_store=True)`). torch's default store is
+# multi-tenant: a later group on the same port would reuse it, old keys and all, so joining a
+# group releases it first (`init_process_group`).
+_KEPT_STORE: list[object] = []
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -151,9 +156,3 @@ def shutdown(keep_store: bool = False) -> None:
             with contextlib.suppress(Exception):
                 _KEPT_STORE.append(dist.distributed_c10d._get_default_store())
         dist.destroy_process_group()
-
-
-# The store a failed run's rank 0 keeps (`shutdown(keep_store=True)`). torch's default store is
-# multi-tenant: a later group on the same port would reuse it, old keys and all, so joining a
-# group releases it first (`init_process_group`).
-_KEPT_STORE: list[object] = []

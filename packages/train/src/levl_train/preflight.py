@@ -92,21 +92,26 @@ def check_manifest(cfg: TrainConfig) -> Manifest:
 
 
 def check_passes(cfg: TrainConfig, manifest: Manifest, world_size: int) -> None:
-    """`data.sampling=passes` reads each rank's own shards: a rank whose shards hold less than
-    one micro-batch can never give a batch, and its job would fail at the first step, after
-    the queue."""
+    """`data.sampling=passes` reads each rank's own shards, split again over its loader workers,
+    each of which batches only its own samples: a rank none of whose workers can fill a
+    micro-batch, even with its largest shards, never gives a batch, and its job would fail at
+    the first step, after the queue. (Which shards a worker gets follows each pass's shuffled
+    order, so this refuses only what fails in every order.)"""
     if cfg.data.sampling != "passes" or manifest.data["format"] == "ffcv":
         return
-    micro = micro_batch_size(cfg, world_size)
-    held = [sum(shard.num_samples for shard in shards_of_rank(manifest.shards, rank, world_size))
-            for rank in range(world_size)]
-    poorest = min(range(world_size), key=held.__getitem__)
-    if held[poorest] < micro:
-        raise TrainError(
-            f"data.sampling=passes splits the {len(manifest.shards)} shards of {manifest.path} "
-            f"over {world_size} ranks: rank {poorest}'s shards hold {held[poorest]} samples, less "
-            f"than one micro-batch ({micro}); write more, smaller shards or use "
-            "--set data.sampling=resampled")
+    micro, workers = micro_batch_size(cfg, world_size), max(cfg.data.num_workers, 1)
+    for rank in range(world_size):
+        sizes = sorted((shard.num_samples for shard in
+                        shards_of_rank(manifest.shards, rank, world_size)), reverse=True)
+        luckiest = sum(sizes[:math.ceil(len(sizes) / workers)])
+        if luckiest < micro:
+            split = f", split over {workers} loader workers," if workers > 1 else ""
+            raise TrainError(
+                f"data.sampling=passes splits the {len(manifest.shards)} shards of "
+                f"{manifest.path} over {world_size} ranks: rank {rank}'s {len(sizes)} shards"
+                f"{split} can fill no worker's micro-batch of {micro} (at most {luckiest}); "
+                "write more, smaller shards, lower data.num_workers or use "
+                "--set data.sampling=resampled")
 
 
 def resume_reads_note(cfg: TrainConfig, world_size: int, manifest: Manifest) -> str | None:

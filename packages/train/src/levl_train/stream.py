@@ -118,11 +118,14 @@ class BatchStream:
         self.workers = position_readers(manifest.data["format"], data.num_workers)
         self.position = StreamPosition()
         self._reader: ReaderPosition | None = ReaderPosition.fresh(0, self.workers)
-        # Epoch 0's loader is built here (a loader the data cannot serve fails before the run
-        # starts) but iterated only by the first batch: a resumed stream opens its own, and
-        # this one's workers would otherwise be reading and decoding epoch 0 meanwhile.
+        # Epoch 0's webdataset loader is built here (a loader the data cannot serve fails
+        # before the run starts) but iterated only by the first batch: a resumed stream opens
+        # its own, and this one's workers would otherwise be reading and decoding epoch 0
+        # meanwhile. (Not an ffcv loader: building one compiles its pipeline and draws an
+        # order, work a resumed stream would throw away.)
         self._first = (self._loader(epoch_seed(seed, 0), True, self._reader)
-                       if data.sampling == "resampled" else None)
+                       if data.sampling == "resampled" and manifest.data["format"] != "ffcv"
+                       else None)
         self._batches: Iterator[dict[str, Any]] | None = None
 
     def _loader(self, seed: int, resample: bool, reader: ReaderPosition | None = None):
@@ -160,9 +163,9 @@ class BatchStream:
                 yield batch
             if batches == 0 and not self._reader.started:
                 raise TrainError(
-                    f"rank {self.rank}: its shards of {self.manifest.path} hold less than one "
-                    f"micro-batch ({self.micro_batch}); lower data.batch_size or use "
-                    "data.sampling=resampled")
+                    f"rank {self.rank}: its shards of {self.manifest.path} give no loader worker "
+                    f"a micro-batch ({self.micro_batch}); lower data.batch_size or "
+                    "data.num_workers, or use data.sampling=resampled")
 
     def __next__(self) -> dict[str, Any]:
         if self.position.batch >= self.batches_per_epoch:
@@ -170,7 +173,7 @@ class BatchStream:
             self._batches = self._open(self.position.epoch)
         elif self._batches is None:  # a fresh stream's first batch
             self._batches = (iter(self._first) if self._first is not None
-                             else self._passes(0, self._reader))
+                             else self._open(0, self._reader))
             self._first = None
         batch = next(self._batches)
         self._note(batch.pop(POSITION_KEY, None))
