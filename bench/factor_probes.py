@@ -36,6 +36,7 @@ from levl_data.loader import build_loader  # noqa: E402
 from levl_eval.encoder import FrozenEncoder, load_frozen_checkpoint, random_encoder  # noqa: E402
 from levl_eval.protocols.linear.protocol import FittedProbe, LinearProbeSettings  # noqa: E402
 from levl_eval.protocols.retrieval.protocol import retrieval_metrics  # noqa: E402
+from levl_eval.report import markdown_table  # noqa: E402
 from levl_model.preprocess import eval_transform  # noqa: E402
 
 FACTORS: dict[str, Callable[[dict], object]] = {
@@ -80,16 +81,6 @@ def image_split(encoder: FrozenEncoder, manifest: str) -> Split:
         metas += batch["meta"]
         captions += [c if isinstance(c, str) else c[0] for c in batch["caption"]]
     return Split(torch.cat(cls), torch.cat(z), metas, captions)
-
-
-@torch.no_grad()
-def caption_embeddings(encoder: FrozenEncoder, captions: list[str]) -> torch.Tensor:
-    """z_t of each caption, in order."""
-    rows = []
-    for start in range(0, len(captions), encoder.batch_size):
-        input_ids, mask = encoder.tokenizer(captions[start:start + encoder.batch_size])
-        rows.append(encoder.model.encode_text(input_ids, mask).z_BE)
-    return torch.cat(rows)
 
 
 def probe_scores(train_ND: torch.Tensor, train_y: list, test_ND: torch.Tensor, test_y: list,
@@ -157,11 +148,6 @@ def retrieval_rows(trained: FrozenEncoder, splits: dict[str, tuple[Split, Split]
     return rows
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", required=True, help="a run dir or checkpoint dir")
@@ -175,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                           for split in ("eval-train", "eval-test"))
               for name, encoder in (("trained", trained), ("random", random))}
     (train, test), (random_train, random_test) = splits["trained"], splits["random"]
-    text_train = caption_embeddings(trained, train.captions)
-    text_test = caption_embeddings(trained, test.captions)
+    text_train = trained.text_features(tuple(train.captions)).z_ME
+    text_test = trained.text_features(tuple(test.captions)).z_ME
     features = ({"trained CLS": train.cls_ND, "trained z_v": train.z_NE,
                  "random CLS": random_train.cls_ND, "random z_v": random_train.z_NE,
                  "trained z_t of the caption": text_train},
@@ -185,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                  "trained z_t of the caption": text_test})
     header = ["factor", *(f"{name} %" for name in features[0]), "majority class %"]
     print("\nlinear probe top-1 on eval-test\n")
-    print(table(header, feature_rows(*features, train, test)))
+    print("\n".join(markdown_table(header, feature_rows(*features, train, test))))
     print("\n| image→text readout | R@1 % | R@10 % |\n|---|---|---|")
     print("\n".join(retrieval_rows(trained, splits, text_train, text_test)))
     return 0

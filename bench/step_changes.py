@@ -245,7 +245,8 @@ def resume_at_epoch_end(args, manifest) -> list:
 
 def _position(cfg, args, manifest) -> str:
     return (f"{args.resume_batch * cfg.data.batch_size} samples, {cfg.data.views} views + "
-            f"{cfg.data.local_views} local, {manifest.data['format']}, 1 worker")
+            f"{cfg.data.local_views} local, {manifest.data['format']}, "
+            f"{cfg.data.num_workers} worker{'s' if cfg.data.num_workers != 1 else ''}")
 
 
 class _Resume:

@@ -91,15 +91,14 @@ def levl_step(args, size: str, device: torch.device, objective: str,
     """A closure running one levl optimizer step, and levl's training FLOPs per sample. With
     `small_heads`, the heads and SIGReg slices of levl's CPU recipes (micro_synthetic's)
     instead of METHOD.md's (E=256, 2048-wide MLPs, 4096 slices)."""
+    base = micro_synthetic()
     model, objective_cfg = (model_config(size, image_size=args.image_size, patch_size=args.patch),
                             ObjectiveConfig(name=objective))
     if small_heads:
-        recipe = micro_synthetic()
-        model = dataclasses.replace(model, heads=recipe.model.heads)
-        objective_cfg = dataclasses.replace(objective_cfg,
-                                            num_slices=recipe.objective.num_slices)
+        model = dataclasses.replace(model, heads=base.model.heads)
+        objective_cfg = dataclasses.replace(objective_cfg, num_slices=base.objective.num_slices)
     cfg = with_objective_model(dataclasses.replace(
-        micro_synthetic(), model=model, objective=objective_cfg,
+        base, model=model, objective=objective_cfg,
         device=device.type, precision="bf16" if device.type == "cuda" else "fp32",
     ))
     engine = TorchEngine(build_module(cfg, DistEnv(), device), cfg)

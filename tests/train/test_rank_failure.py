@@ -71,6 +71,18 @@ def finish_all(processes: list[subprocess.Popen], timeout: float) -> list[int]:
                 os.killpg(p.pid, 9)
 
 
+def start_data_error_run(tmp_path: Path, failing: int) -> tuple[Path, list[subprocess.Popen]]:
+    """A 2-rank DeepSpeed micro run, started as srun starts it, whose rank `failing` has
+    replaced shards; returns the manifest and the two processes."""
+    manifest = shards_failing_on(tmp_path, failing)
+    argv = [BIN / "levl-train", "run", "micro_synthetic", "--data", manifest,
+            "--out", tmp_path / "run", "--set", "engine=deepspeed", "--set", "steps=6",
+            "--set", "data.batch_size=8", "--set", "threads=1",
+            "--set", f"dist.timeout_s={COLLECTIVE_TIMEOUT_S}"]
+    port = free_port()
+    return manifest, [start_rank(rank, port, argv, tmp_path) for rank in (0, 1)]
+
+
 @pytest.mark.parametrize("failing", [1, pytest.param(0, marks=pytest.mark.slow)])
 def test_a_data_error_on_one_rank_stops_both_with_its_message(tmp_path, failing):
     """`failing`'s shards were replaced: its loader raises at its first batch while the other
@@ -78,14 +90,8 @@ def test_a_data_error_on_one_rank_stops_both_with_its_message(tmp_path, failing)
     after, far inside the collective timeout, and rank 0 prints the failing rank's error as the
     one `error:` line; rank 1 prints none. Rank 0 failing is the harder case under srun: the
     store that carries the message lives in rank 0's process."""
-    manifest = shards_failing_on(tmp_path, failing)
-    argv = [BIN / "levl-train", "run", "micro_synthetic", "--data", manifest,
-            "--out", tmp_path / "run", "--set", "engine=deepspeed", "--set", "steps=6",
-            "--set", "data.batch_size=8", "--set", "threads=1",
-            "--set", f"dist.timeout_s={COLLECTIVE_TIMEOUT_S}"]
-    port = free_port()
     started = time.monotonic()
-    ranks = [start_rank(rank, port, argv, tmp_path) for rank in (0, 1)]
+    manifest, ranks = start_data_error_run(tmp_path, failing)
     reported = wait_for_line(tmp_path / "rank0.err", "error: ", ranks, timeout=240)
     codes = finish_all(ranks, timeout=STOP_WITHIN_S)
     stopped = time.monotonic()
@@ -123,13 +129,7 @@ def test_under_kill_on_bad_exit_the_failing_rank_outlives_rank_0(tmp_path):
     """Rank 1's data error under srun's --kill-on-bad-exit: had rank 1 left first, srun would
     kill rank 0 before it wrote its result (the one `submit --wait` reads). Rank 1 leaves the
     group (rank 0's collective breaks at once) and waits for rank 0's process to end."""
-    manifest = shards_failing_on(tmp_path, 1)
-    argv = [BIN / "levl-train", "run", "micro_synthetic", "--data", manifest,
-            "--out", tmp_path / "run", "--set", "engine=deepspeed", "--set", "steps=6",
-            "--set", "data.batch_size=8", "--set", "threads=1",
-            "--set", f"dist.timeout_s={COLLECTIVE_TIMEOUT_S}"]
-    port = free_port()
-    ranks = [start_rank(rank, port, argv, tmp_path) for rank in (0, 1)]
+    manifest, ranks = start_data_error_run(tmp_path, failing=1)
     reported = wait_for_line(tmp_path / "rank0.err", "error: ", ranks, timeout=240)
     codes, order = finish_as_srun_kills(ranks, timeout=STOP_WITHIN_S)
     assert time.monotonic() - reported < STOP_WITHIN_S
