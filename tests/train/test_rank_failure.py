@@ -137,7 +137,8 @@ def test_under_kill_on_bad_exit_the_failing_rank_outlives_rank_0(tmp_path):
     assert codes[1] in (2, -9), codes  # exited after rank 0, or killed by srun waiting for it
     errors = [line for line in lines(tmp_path / "rank0.err") if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].startswith(f"error: rank 1 failed: manifest {manifest}")
-    assert "levl: rank 1 waits for rank 0 to leave" in lines(tmp_path / "rank1.err")
+    # once, though the main thread and the watcher's backstop may both get there
+    assert lines(tmp_path / "rank1.err").count("levl: rank 1 waits for rank 0 to leave") == 1
 
 
 WATCHED_RANK = textwrap.dedent("""
@@ -216,6 +217,39 @@ def test_an_error_before_the_store_exists_exits_with_it_not_an_abort(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "refused: data.batch_size=8 is not divisible by world size 3" in result.stderr
+
+
+PRE_GROUP_RANK = textwrap.dedent("""
+    import time
+    from levl_train import failures
+    from levl_train.distributed import dist_env, init_process_group
+    from levl_train.errors import TrainError
+
+    env = dist_env()
+    with failures.stop_together(env):
+        if env.rank == 1:
+            raise TrainError("manifest /mnt/data/m.json: no such file; mount it on every node")
+        time.sleep(4)  # rank 0 still reading its own input: its store opens as rank 1 leaves
+        init_process_group(env, "gloo", 300)
+""")
+
+
+def test_a_rank_failing_before_the_group_forms_leaves_at_once_and_its_log_says_why(tmp_path):
+    """Rank 1 fails before the group forms (its node cannot see the data). Rank 0 cannot get
+    past the group's rendezvous without it, so it has no result to write: rank 1 does not wait
+    for it (it used to, up to LEAVE_TIMEOUT_S, once rank 0's store was open), srun's
+    --kill-on-bad-exit ends rank 0, and `submit --wait` reads the cause from the tasks' logs."""
+    from levl_train.submit import logged_failure
+
+    script = tmp_path / "rank.py"
+    script.write_text(PRE_GROUP_RANK)
+    port = free_port()
+    ranks = [start_rank(rank, port, [sys.executable, script], tmp_path) for rank in (0, 1)]
+    codes, order = finish_as_srun_kills(ranks, timeout=STOP_WITHIN_S)
+    assert order[0] == 1 and codes == [-9, 1], (codes, order, (tmp_path / "rank1.err").read_text())
+    logs = [(rank, tmp_path / f"rank{rank}.err") for rank in (0, 1)]
+    assert logged_failure(logs) == ("rank 1 failed: manifest /mnt/data/m.json: no such file; "
+                                    "mount it on every node")
 
 
 @pytest.mark.parametrize(("agent_store", "hosts"), [

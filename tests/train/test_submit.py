@@ -21,7 +21,7 @@ from levl_model.checkpoint import load_checkpoint
 from levl_train.recipes import get_recipe
 from levl_train.resume import resume_mode
 from levl_train.rundir import RunDir
-from levl_train.submit import TrainJob
+from levl_train.submit import TrainJob, new_submission
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -48,13 +48,21 @@ def shards(tmp_path_factory):
 
 
 def test_submit_trains_on_the_cluster_and_status_reports_it(cli, slurm, shards, tmp_path):
+    """Into a run dir whose code/ already holds a planted `sitecustomize.py`: had the job's
+    PYTHONPATH been that code/, every task would have run it at start-up."""
     out = tmp_path / "run"
+    ran = tmp_path / "planted-code-ran"
+    (out / "code").mkdir(parents=True)
+    (out / "code" / "sitecustomize.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
     result = cli("levl-train", "submit", "micro_synthetic", "--nodes", "1", "--smoke", "--wait",
                  "--data", shards, "--out", out, "--set", "data.batch_size=8", cwd=ROOT)
     assert result.returncode == 0, result.stderr + result.stdout
     job = json.loads((out / "job.json").read_text())
     assert job["nodes"] == 1 and job["recipe"] == "micro_synthetic"
-    assert (out / "code" / "levl_train" / "loop.py").is_file(), "code snapshot missing"
+    [snapshot] = out.glob("code/*/levl_train/loop.py")
+    assert snapshot.parents[1].name == Path(job["logs"]).name, "code snapshot missing"
+    assert not ran.exists(), "the planted sitecustomize.py ran in the job"
+    assert (out / "code" / "sitecustomize.py").is_file()  # left as it was, not deleted
     checkpoint = load_checkpoint(out)
     assert checkpoint.metadata["step"] == 6
     status = cli("levl-train", "status", out)
@@ -65,7 +73,7 @@ def test_submit_trains_on_the_cluster_and_status_reports_it(cli, slurm, shards, 
 
 def task_lines(run_dir: Path, job_id: str) -> list[str]:
     """The `levl: rank R of W on NODE ...` line each task printed into its SLURM log."""
-    logs = sorted((run_dir / "slurm").glob(f"{job_id}_*_log.out"))
+    logs = sorted(run_dir.glob(f"slurm/*/{job_id}_*_log.out"))
     return [line for log in logs for line in log.read_text().splitlines()
             if line.startswith("levl: rank")]
 
@@ -82,7 +90,7 @@ def test_two_nodes_train_one_rank_each_under_deepspeed(cli, slurm, shards, tmp_p
     job = json.loads((out / "job.json").read_text())
     assert (job["engine"], job["world_size"], job["nodes"]) == ("deepspeed", 2, 2)
     assert json.loads((out / "config.json").read_text())["engine"] == "deepspeed"
-    assert (out / "code/cluster/deepspeed/zero0.json").is_file(), "ZeRO file not snapshotted"
+    assert list(out.glob("code/*/cluster/deepspeed/zero0.json")), "ZeRO file not snapshotted"
     ranks = [re.match(r"levl: rank (\d) of 2 on (\S+),", line).groups()
              for line in task_lines(out, job["job_id"])]
     assert sorted(rank for rank, _ in ranks) == ["0", "1"], ranks
@@ -111,7 +119,9 @@ def test_one_ranks_data_error_ends_the_two_node_job_with_its_message(cli, slurm,
     line = one_error_line(result)
     assert line.startswith(f"error: job {job_id} failed (rank 1 failed: manifest {manifest}: "), line
     assert f"`levl-data verify {manifest}`" in line
-    rank0_log = (out / "slurm" / f"{job_id}_0_log.err").read_text()
+    logs = json.loads((out / "job.json").read_text())["logs"]
+    assert line.endswith(f"its logs are in {out.absolute() / logs}"), line
+    rank0_log = (out / logs / f"{job_id}_0_log.err").read_text()
     assert "error: rank 1 failed: manifest" in rank0_log
 
 
@@ -179,6 +189,22 @@ def test_usr2_requeues_the_job_and_it_resumes_from_its_checkpoint(
     assert f"job        {job_id}  COMPLETED  (requeued 1×)" in status.stdout, status.stdout
     assert (f"step       {REQUEUE_STEPS}  samples seen {REQUEUE_STEPS * batch}"
             in status.stdout), status.stdout
+
+
+def test_each_submission_snapshots_and_logs_into_new_empty_folders(tmp_path):
+    """What a copied run dir already holds under code/ and slurm/ (a planted module, a stale
+    result pickle for a job id SLURM may hand out again) is never on a job's path."""
+    run = tmp_path / "run"
+    for planted in ("code/sitecustomize.py", "code/torch/__init__.py", "slurm/7_0_result.pkl"):
+        (run / planted).parent.mkdir(parents=True, exist_ok=True)
+        (run / planted).write_text("planted")
+    first, second = new_submission(run), new_submission(run)
+    assert first.code != second.code
+    for submission in (first, second):
+        assert submission.code.parent == run / "code" and submission.slurm.parent == run / "slurm"
+        assert submission.code.name == submission.slurm.name
+        assert not any(submission.code.iterdir()) and not any(submission.slurm.iterdir())
+    assert (run / "slurm/7_0_result.pkl").read_text() == "planted"  # kept, never read
 
 
 def test_signal_before_the_first_checkpoint_lets_the_requeued_job_start_anew(tmp_path):

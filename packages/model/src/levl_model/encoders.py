@@ -9,9 +9,19 @@ from __future__ import annotations
 import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
-from transformers import GPT2Config, GPT2Model
+from transformers import AttentionInterface, GPT2Config, GPT2Model
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from levl_model.config import REFERENCE_INIT_STD, TextConfig, VisionConfig
+
+# transformers' own SDPA attention under a name of levl's. transformers prepares a mask for the
+# implementations it knows, and on the way reads from the device whether the captions hold any
+# padding (or, with no mask given, whether the positions are packed sequences): a host sync in
+# every step. It prepares none for a name it does not know, and SDPA then runs causal
+# (`is_causal`, the flash kernels on a GPU), which is all GPT-2 needs here: padding is on the
+# right, so no position up to a caption's EOS attends to it.
+CAUSAL_SDPA = "levl_causal_sdpa"
+AttentionInterface.register(CAUSAL_SDPA, sdpa_attention_forward)
 
 
 class VisionEncoder(VisionTransformer):
@@ -99,6 +109,7 @@ def gpt2_config(cfg: TextConfig, init_std: float = REFERENCE_INIT_STD) -> GPT2Co
         attn_pdrop=0.0,
         use_cache=False,
         initializer_range=init_std,
+        attn_implementation=CAUSAL_SDPA,
     )
 
 
@@ -137,8 +148,7 @@ class TextEncoder(nn.Module):
                 layer.bias.uniform_(-bound, bound)
 
     def forward(self, input_ids_BL: torch.Tensor, attention_mask_BL: torch.Tensor) -> torch.Tensor:
-        """Return eos_BD; causal attention means padding after EOS cannot change it."""
-        hidden_BLD = self.transformer(
-            input_ids=input_ids_BL, attention_mask=attention_mask_BL, use_cache=False
-        ).last_hidden_state
+        """Return eos_BD. Padding is on the right and attention causal (CAUSAL_SDPA), so the
+        mask is needed only to find the EOS."""
+        hidden_BLD = self.transformer(input_ids=input_ids_BL, use_cache=False).last_hidden_state
         return last_unmasked(hidden_BLD, attention_mask_BL)

@@ -129,17 +129,21 @@ class LeVLJEPA(Objective):
         """With use_sigreg=False the terms are still computed (without grad) to watch collapse.
         Several views (local ones too): SIGReg(z_v) is the mean of each view's statistic over
         the batch's images (as LeJEPA does), so N and the weight stay those of one view."""
+        return self._sigreg_terms(all_views(out), out["z_t"], step)
+
+    def _sigreg_terms(self, every_BNE: torch.Tensor, z_t: torch.Tensor,
+                      step: int) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.config.use_sigreg):
-            z_BVE = all_views(out)
-            sigreg_v = torch.stack([self._sigreg(z_BVE[:, v], step)
-                                    for v in range(z_BVE.shape[1])]).mean()
-            return sigreg_v, self._sigreg(out["z_t"], step)
+            sigreg_v = torch.stack([self._sigreg(every_BNE[:, v], step)
+                                    for v in range(every_BNE.shape[1])]).mean()
+            return sigreg_v, self._sigreg(z_t, step)
 
     def forward(self, out: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         cfg = self.config
         pred_v, pred_t = self.prediction_terms(out)
         pred = (pred_v + pred_t) / 2
-        sigreg_v, sigreg_t = self.sigreg_terms(out, step)
+        every_BNE = all_views(out)
+        sigreg_v, sigreg_t = self._sigreg_terms(every_BNE, out["z_t"], step)
         lambda_v, lambda_t = (cfg.lambda_v, cfg.lambda_t) if cfg.use_sigreg else (0.0, 0.0)
         loss = (1 - lambda_v - lambda_t) * pred
         if cfg.use_sigreg:
@@ -151,7 +155,6 @@ class LeVLJEPA(Objective):
             "sigreg_v": sigreg_v,
             "sigreg_t": sigreg_t,
         }
-        every_BNE = all_views(out)
         if every_BNE.shape[1] > 1:
             terms["multi"] = multi_view_term(every_BNE[:, :view_count(out)], every_BNE)
             loss = loss + cfg.lambda_multi * terms["multi"]

@@ -135,7 +135,7 @@ def submit(
     typer.echo(f"submitted job {job.job_id}: {recipe} on {placement.nodes} node(s) × "
                f"{placement.tasks_per_node} task(s), run dir {out}")
     if wait:
-        typer.echo(f"finished: last checkpoint {wait_for_result(job, out)}")
+        typer.echo(f"finished: last checkpoint {wait_for_result(job)}")
 
 
 @app.command()

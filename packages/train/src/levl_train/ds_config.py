@@ -41,7 +41,7 @@ BF16_REDUCED_MODULES = ("torch.nn.Linear", "torch.nn.Conv2d", "torch.nn.Embeddin
 
 def default_config_path(stage: int, anchors: list[Path] | None = None) -> Path:
     """cluster/deepspeed/zero{stage}.json in the first ancestor of the running code (an editable
-    checkout, or a submission's RUN/code/ snapshot) or of the working directory that has one."""
+    checkout, or a submission's RUN/code/NAME/ snapshot) or of the working directory that has one."""
     anchors = anchors or [Path(__file__).resolve().parent, Path.cwd()]
     name = CONFIG_DIR / f"zero{stage}.json"
     for anchor in anchors:

@@ -142,9 +142,11 @@ def compile_towers(model: LevlModel) -> None:
     """torch.compile the ViT's and GPT-2's forward in place (nn.Module.compile), rather than
     wrapping them in an OptimizedModule: parameter names keep no `_orig_mod.` prefix, so
     model.safetensors, the optimizer and DeepSpeed state and resume are the same as eager. The
-    heads and the objective stay eager: small, and SIGReg draws its slices by step."""
+    heads and the objective stay eager: small, and SIGReg draws its slices by step. Captions
+    are padded to each batch's longest, so the text tower is compiled for any length at once
+    (dynamic): dynamo would otherwise compile it for the first length, then again."""
     model.vision.compile(backend=_COMPILE_BACKEND)
-    model.text.compile(backend=_COMPILE_BACKEND)
+    model.text.compile(backend=_COMPILE_BACKEND, dynamic=True)
 
 
 def set_lr(optimizer, lr: float) -> None:

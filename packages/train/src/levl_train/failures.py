@@ -127,6 +127,8 @@ class FailureWatch:
         self.left = threading.Event()  # the main thread has left the guard
         self._reported = False
         self._lock = threading.Lock()
+        self._leaving = threading.Lock()
+        self._has_left = False
         self._thread = threading.Thread(target=self._watch, name="levl-failure-watch",
                                         daemon=True)
 
@@ -193,12 +195,20 @@ class FailureWatch:
         if self.left.wait(GRACE_S + 1):
             backstop.cancel()
 
+    def leave_after_rank0(self) -> None:
+        """`leave_after_rank0` once per run, whichever thread comes first (the backstop or the
+        main thread leaving the guard): the other waits for it, then returns."""
+        with self._leaving:
+            if not self._has_left:
+                leave_after_rank0(self.env)
+                self._has_left = True
+
     def _exit(self, failure: Failure) -> None:
         if self.left.is_set():
             return
         if not self.env.is_main:
             print(f"levl: rank {self.env.rank} stopped ({failure.describe()})", file=sys.stderr)
-            leave_after_rank0(self.env)
+            self.leave_after_rank0()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_CODE)
@@ -221,11 +231,11 @@ def stop_together(env: DistEnv):
     watch = FailureWatch(env) if env.multi else None
     if watch is not None:
         watch.start()
-    failed = False
+    failed_in_group = False
     try:
         yield
     except Exception as err:
-        failed = True
+        failed_in_group = dist.is_initialized()
         first = first_failure(env, err, watch) if watch is not None else None
         if first is not None:
             watch.report(first)
@@ -234,12 +244,12 @@ def stop_together(env: DistEnv):
     finally:
         if watch is not None:
             watch.stop()
-        handshake = failed and store_lives_in_rank0(env)
+        handshake = failed_in_group and store_lives_in_rank0(env)
         try:
             shutdown(keep_store=handshake and env.is_main)
         finally:
             if handshake:
-                leave_after_rank0(env)
+                watch.leave_after_rank0()
 
 
 def store_lives_in_rank0(env: DistEnv) -> bool:
@@ -262,8 +272,9 @@ def outlive_rank0(env: DistEnv) -> None:
     non-zero has the rest killed, and rank 0 must have written its result (the one
     `submit --wait` and `status` read, naming the first failure) before that. A failing rank 0
     keeps its store until it exits (`shutdown(keep_store=True)`). A refused connection means
-    rank 0 is gone, or never opened the store (a failure before the group formed): either way
-    there is nothing to wait for."""
+    rank 0 is gone: nothing to wait for. Only a rank that failed inside the group waits: before
+    it joined, the group cannot have formed, so rank 0 is still before it or stuck in its
+    rendezvous, and has no result to write (`submit --wait` then reads the tasks' logs)."""
     print(f"levl: rank {env.rank} waits for rank 0 to leave", file=sys.stderr, flush=True)
     deadline = time.monotonic() + LEAVE_TIMEOUT_S
     try:

@@ -150,11 +150,12 @@ def image_pipeline(cfg: TrainConfig):
     if data.views == 1 and not data.local_views:
         return transform
     clean = train_transform(cfg.preprocess, scale, data.color_jitter, uint8=True)
-    local = train_transform(cfg.preprocess, (data.local_scale_min, data.local_scale_max),
-                            data.color_jitter, grayscale_p=data.grayscale_p,
-                            hue_jitter=data.hue_jitter, uint8=True, size=data.local_size)
+    local = [train_transform(cfg.preprocess, (data.local_scale_min, data.local_scale_max),
+                             data.color_jitter, grayscale_p=data.grayscale_p,
+                             hue_jitter=data.hue_jitter, uint8=True, size=data.local_size)
+             ] if data.local_views else []
     return Views([clean] * data.clean_views + [transform] * (data.views - data.clean_views),
-                 [local] * data.local_views)
+                 local * data.local_views)
 
 
 def build_run(cfg: TrainConfig, out_dir: Path) -> Run:

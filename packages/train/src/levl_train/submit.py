@@ -11,7 +11,8 @@ DeepSpeed with the recipe's ZeRO stage instead (at stage 0: plain data paralleli
 AdamW on the same global batch), which is what asking for N nodes means (`resolve_engine`).
 
 The code that runs is a snapshot copied into the run dir at submission, so editing the tree
-while the job waits in the queue cannot change what it trains.
+while the job waits in the queue cannot change what it trains. Each submission snapshots into,
+and logs to, folders of its own that it creates empty (`new_submission`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -121,19 +123,40 @@ def resolve_engine(cfg: TrainConfig, placement: Placement,
         f"process; {ranks})")
 
 
-def snapshot_code(run_dir: Path, deepspeed_dir: Path | None = None) -> Path:
-    """Copy the levl packages the job imports into RUN/code/ (read from there by the job), and
-    the ZeRO config files into RUN/code/cluster/deepspeed/, where `ds_config` looks first."""
-    code = run_dir / "code"
+@dataclass(frozen=True)
+class Submission:
+    """One submission's folders in the run dir: its code snapshot (the job's PYTHONPATH) and
+    submitit's folder (the pickled job, the tasks' logs and result pickles)."""
+
+    code: Path
+    slurm: Path
+
+
+def new_submission(run_dir: Path) -> Submission:
+    """RUN/code/NAME and RUN/slurm/NAME, created here and so empty. A run dir can come from
+    elsewhere (one copied to continue it) and is untrusted: a `sitecustomize.py`, a `torch/` or
+    a forged `.pyc` left in a reused code/ would run in every task from the PYTHONPATH, and a
+    `J_0_result.pkl` left in a reused slurm/ would be unpickled by `--wait` if SLURM gave this
+    job the id J again (ids restart when a controller's state is reset)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (run_dir / "code").mkdir(parents=True, exist_ok=True)
+    code = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=run_dir / "code"))
+    slurm = run_dir / "slurm" / code.name
+    slurm.mkdir(parents=True)
+    return Submission(code, slurm)
+
+
+def snapshot_code(code: Path, deepspeed_dir: Path | None = None) -> None:
+    """Copy the levl packages the job imports into `code` (read from there by the job), and
+    the ZeRO config files into `code`/cluster/deepspeed/, where `ds_config` looks first."""
     for name in SNAPSHOT_PACKAGES:
         source = Path(__import__(name).__file__).parent
-        shutil.copytree(source, code / name, dirs_exist_ok=True,
+        shutil.copytree(source, code / name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     if deepspeed_dir is not None:
         from levl_train.ds_config import CONFIG_DIR
 
-        shutil.copytree(deepspeed_dir, code / CONFIG_DIR, dirs_exist_ok=True)
-    return code
+        shutil.copytree(deepspeed_dir, code / CONFIG_DIR)
 
 
 def deepspeed_files(cfg: TrainConfig) -> Path | None:
@@ -224,6 +247,7 @@ def submit(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placement: 
     record = {"job_id": job.job_id, "recipe": cfg.recipe, "profile": profile.name,
               "nodes": placement.nodes, "tasks_per_node": placement.tasks_per_node,
               "world_size": placement.world_size, "engine": cfg.engine,
+              "logs": str(job.paths.folder.relative_to(run_dir.absolute())),
               "submitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "command": sys.argv}
     write_json_atomic(run_dir / JOB_FILE, record)
@@ -234,8 +258,9 @@ def queue_job(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placemen
               deepspeed_dir: Path | None):
     """Snapshot the code into the run dir and hand the job to sbatch."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    code = snapshot_code(run_dir, deepspeed_dir)
-    executor = build_executor(run_dir / "slurm", profile, placement, code)
+    submission = new_submission(run_dir)
+    snapshot_code(submission.code, deepspeed_dir)
+    executor = build_executor(submission.slurm, profile, placement, submission.code)
     from submitit.core.utils import FailedJobError
 
     try:
@@ -247,7 +272,7 @@ def queue_job(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placemen
                          "check `sinfo` and the profile") from None
 
 
-def _first_line(err: BaseException) -> str:
+def _first_line(err: BaseException | str) -> str:
     text = str(err).strip() or type(err).__name__
     for line in text.splitlines():
         if "error" in line.lower():
@@ -255,31 +280,64 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def wait_for_result(job, run_dir: Path) -> str:
+def wait_for_result(job) -> str:
     """Block until the job ends; a failed job is one line pointing at its logs.
 
     Only rank 0's outcome is read: after a requeue, another rank's result file can still hold
     the error that rank hit when rank 0 left for the requeue (a broken collective) until its
     next attempt overwrites it, while rank 0 writes one only when the whole run ends (the
-    ranks finish together: the last checkpoint is a collective)."""
+    ranks finish together: the last checkpoint is a collective). Rank 0 has none when srun
+    killed it (--kill-on-bad-exit) for another task's failure: the tasks' logs then say why."""
     from submitit.core.utils import UncompletedJobError
 
+    rank0 = job.task(0)
     try:
-        return job.task(0).result()
+        return rank0.result()
     except UncompletedJobError as err:
-        raise TrainError(f"job {job.job_id} failed ({_raised(err)}); its logs are in "
-                         f"{run_dir / 'slurm'}") from None
+        cause = _raised(str(err))
+        if not rank0.paths.result_pickle.exists():
+            cause = logged_failure(task_logs(Path(job.paths.folder), job.job_id)) or cause
+        raise TrainError(f"job {job.job_id} failed ({cause}); its logs are in "
+                         f"{job.paths.folder}") from None
+
+
+def task_logs(folder: Path, job_id: str) -> list[tuple[int, Path]]:
+    """(rank, stderr log) of each of the job's tasks (submitit's `J_R_log.err`), in rank order."""
+    logs = [(int(log.name.split("_")[1]), log) for log in folder.glob(f"{job_id}_*_log.err")]
+    return sorted(logs)
+
+
+TRACEBACK = "Traceback (most recent call last):"
+RANK_PREFIX = re.compile(r"^\[rank\d+\]:\s?")  # torch's prefix on a group member's traceback
+
+
+def logged_failure(logs: list[tuple[int, Path]]) -> str | None:
+    """What the first log that says anything says ended the job (a log accumulates a requeued
+    job's attempts, so the last of it): rank 0's report of a peer's failure (its `error:` line),
+    else the exception of a task's traceback (submitit logs it): a rank that failed before the
+    group formed could tell rank 0 nothing."""
+    for rank, log in logs:
+        lines = [RANK_PREFIX.sub("", part) for line in log.read_text(errors="replace").splitlines()
+                 for part in line.split("\r")]
+        reported = [line for line in lines if line.startswith("error: ")]
+        if reported:
+            return reported[-1].removeprefix("error: ")
+        if TRACEBACK in lines:
+            last = len(lines) - lines[::-1].index(TRACEBACK)
+            raised = _raised("\n".join(lines[last:]))
+            return raised if rank == 0 else f"rank {rank} failed: {raised}"
+    return None
 
 
 EXCEPTION_LINE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*): (?P<message>.+)$")
 
 
-def _raised(err: BaseException) -> str:
-    """The exception that ended rank 0's task: the traceback's last `Name: message` line (a
-    chained traceback lists the cause first: a broken collective, say, before the PeerFailed
-    naming the rank that broke it); levl's own errors by their message alone."""
-    found = [m for m in map(EXCEPTION_LINE.match, str(err).splitlines()) if m]
+def _raised(text: str) -> str:
+    """The exception a traceback ends in: its last `Name: message` line (a chained traceback
+    lists the cause first: a broken collective, say, before the PeerFailed naming the rank that
+    broke it); levl's own errors by their message alone."""
+    found = [m for m in map(EXCEPTION_LINE.match, text.splitlines()) if m]
     if not found:
-        return _first_line(err)
+        return _first_line(text)
     name, message = found[-1]["name"], found[-1]["message"]
     return message if name.startswith("levl_") else f"{name}: {message}"
