@@ -13,13 +13,36 @@
 #   syncs     bench/host_syncs.py: synchronising CUDA calls in one levl step. PASS: none.
 #
 # Each check's full output goes to $LOGS (default: a temp dir, named at the end), for
-# bench/RESULTS.md. Run from the repository root with the venv built: bash bench/gpu_check.sh
+# bench/RESULTS.md; under the device tool (which sets $OUT) the logs, the smoke's metrics and
+# the versions are copied to $OUT, which comes back (the 4 GB of checkpoints do not).
+#
+# Run from the repository root: bash bench/gpu_check.sh. With the venv built it uses it. On a
+# lent GPU machine there is none: the machine's python3 holds torch, transformers and most of
+# what levl imports, and the rest travels as wheels in .whl/ (made here by bench/gpu_kit.sh,
+# carried by the device tool: run(command="bash bench/gpu_check.sh", carry=[".whl"],
+# timeout_s=540)), installed into /tmp/site first.
 set -uo pipefail
-PY=.venv/bin/python
-BIN=.venv/bin
+export PYTHONUNBUFFERED=1 NCCL_DEBUG=WARN  # a check cut short by its timeout keeps its output
+if [ -x .venv/bin/python ]; then
+    PY=.venv/bin/python
+else
+    [ -d .whl ] || { echo "FAIL setup: no .venv and no .whl/ (run bash bench/gpu_kit.sh here)"; exit 1; }
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || { echo "FAIL setup: installing .whl/ failed"; exit 1; }
+    export PYTHONPATH=/tmp/site:$PWD/packages/data/src:$PWD/packages/model/src:$PWD/packages/train/src
+    PY=python3
+fi
 LOGS=${LOGS:-$(mktemp -d /tmp/levl-gpu-check.XXXXXX)}
 mkdir -p "$LOGS"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+"$PY" - >"$LOGS/versions.txt" 2>&1 <<'EOF'
+import importlib.metadata as m, platform, torch
+names = ("torch", "transformers", "deepspeed", "timm", "open_clip_torch", "triton")
+found = {d.metadata["Name"] for d in m.distributions()}
+print(f"python {platform.python_version()}, CUDA {torch.version.cuda}, "
+      + ", ".join(f"{n} {m.version(n)}" for n in names if n in found))
+EOF
+cat "$LOGS/versions.txt"
 
 failed() {  # failed STATUS WHAT LOG: print the check's FAIL line when STATUS is not 0
     [ "$1" -eq 0 ] && return 1
@@ -48,10 +71,10 @@ EOF
 
 smoke_check() {
     local data=$LOGS/synth run=$LOGS/smoke-run
-    timeout 30 "$BIN/levl-data" synth --out "$data" --size micro >"$LOGS/synth.log" 2>&1
+    timeout 30 "$PY" -m levl_data.cli synth --out "$data" --size micro >"$LOGS/synth.log" 2>&1
     failed $? "smoke: levl-data synth" "$LOGS/synth.log" && return
     local start=$SECONDS
-    timeout 220 "$BIN/levl-train" run vit_b16_datacomp_l --smoke \
+    timeout 220 "$PY" -m levl_train.cli run vit_b16_datacomp_l --smoke \
         --data "$data/train/manifest.json" --out "$run" --set device=cuda \
         --set engine=deepspeed --set dist.zero_stage=2 --set precision=bf16 \
         --set dist.compile=true >"$LOGS/smoke.log" 2>&1
@@ -91,3 +114,8 @@ train_check
 smoke_check
 syncs_check
 echo "logs: $LOGS"
+if [ -n "${OUT:-}" ]; then
+    cp "$LOGS"/*.log "$LOGS/versions.txt" "$OUT"/ 2>/dev/null
+    cp "$LOGS/smoke-run/metrics.jsonl" "$OUT/smoke-metrics.jsonl" 2>/dev/null
+    echo "copied to \$OUT: $(ls "$OUT" | tr '\n' ' ')"
+fi

@@ -164,3 +164,7 @@ def _plain(value: Any) -> str:
 def main() -> None:
     """Console-script entry point (`levl-data`)."""
     app()
+
+
+if __name__ == "__main__":  # `python -m levl_data.cli`, where no console script is installed
+    main()
