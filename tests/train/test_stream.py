@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
+import signal
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -236,3 +239,28 @@ def test_a_passes_stream_resumes_after_one_worker_ran_out_of_shards(tmp_path) ->
         resumed = stream(uneven, "passes", epoch_samples=96, num_workers=2)
         resumed.load_state_dict(*saved[position])
         assert [next(resumed)["key"] for _ in range(8 - position)] == taken[position:], position
+
+
+def test_loader_workers_leave_the_requeue_signal_to_the_trainer(manifest, tmp_path) -> None:
+    """SLURM's USR2 reaches every process of the step: a loader worker (forked, holding the
+    trainer's handlers) must neither run the trainer's handler (submitit's requeue) nor die."""
+    ran_in = tmp_path / "handler-ran-in"
+
+    def trainers_handler(signum, frame) -> None:
+        with open(ran_in, "a") as out:
+            out.write(f"{os.getpid()}\n")
+
+    previous = signal.signal(signal.SIGUSR2, trainers_handler)
+    try:
+        batches = stream(manifest, "resampled", num_workers=1)
+        next(batches)
+        workers = multiprocessing.active_children()
+        assert workers, "the loader started no worker process"
+        for worker in workers:
+            os.kill(worker.pid, signal.SIGUSR2)
+        time.sleep(0.5)
+        assert len(next(batches)["key"]) == BATCH  # the worker still loads
+        assert all(worker.is_alive() for worker in workers)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert not ran_in.exists(), f"the trainer's handler ran in pid {ran_in.read_text().split()}"

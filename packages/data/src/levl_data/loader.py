@@ -179,6 +179,7 @@ def build_loader(
     pin_memory: bool = False,
     resume_samples: Sequence[int] = (),
     first_worker: int = 0,
+    worker_init: Callable[[int], None] | None = None,
 ) -> ShardLoader | FfcvLoader:
     """A DataLoader of batch dicts over this rank's share of the manifest's shards.
 
@@ -192,7 +193,8 @@ def build_loader(
     A manifest of format `ffcv` is read by `levl_data.ffcv_loader` with the same batches
     (`ffcv_image_pipeline`, ffcv operations with the decoder first, replaces `image_transform`
     there for ffcv's own JIT-compiled decode and augmentation). `pin_memory` pins each batch
-    (for a CUDA trainer's non-blocking host-to-device copies).
+    (for a CUDA trainer's non-blocking host-to-device copies). `worker_init(worker_id)` runs
+    first in each worker process (DataLoader's `worker_init_fn`; ffcv's readers are threads).
 
     Resuming: `resume_samples[w]` raw samples (the `position["samples"]` of worker w's last
     batch taken) are read past without decoding, and worker `first_worker` (the one after the
@@ -250,6 +252,7 @@ def build_loader(
         # worker seeds (python's random in a transform) differ by rank too
         generator=torch.Generator().manual_seed(_stream_seed(seed, rank, -1)),
         pin_memory=pin_memory,
+        worker_init_fn=worker_init,
     )
     loader.manifest = manifest
     return loader

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -139,7 +141,7 @@ class BatchStream:
             shuffle_buffer=self.data.shuffle_buffer, num_workers=self.data.num_workers,
             seed=seed, rank=self.rank, world_size=self.world_size,
             resample=resample, max_failure_rate=self.data.max_failure_rate,
-            pin_memory=self.pin_memory, **start,
+            pin_memory=self.pin_memory, worker_init=leave_requeue_to_the_trainer, **start,
         )
 
     def _open(self, epoch: int, reader: ReaderPosition | None = None
@@ -232,3 +234,13 @@ class BatchStream:
         self._reader = reader
         done = state["batch"] >= self.batches_per_epoch
         self._batches = iter(()) if done else self._open(state["epoch"], reader)
+
+
+def leave_requeue_to_the_trainer(worker_id: int) -> None:
+    """A loader worker ignores submitit's requeue signal (USR2, or SUBMITIT_PREEMPT_SIGNAL: its
+    rule, JobEnvironment.USR_SIG). SLURM signals every process of a job step, and a forked
+    worker holds the trainer's Python handlers: each worker ran submitit's checkpoint-and-
+    requeue as if it were rank 0 (it has rank 0's environment), writing the same pickle at
+    once and requeueing the job again, and the job failed instead of requeueing."""
+    name = "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+    signal.signal(getattr(signal, name, signal.SIGUSR2), signal.SIG_IGN)
