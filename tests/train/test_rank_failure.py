@@ -137,7 +137,6 @@ def test_under_kill_on_bad_exit_the_failing_rank_outlives_rank_0(tmp_path):
     assert codes[1] in (2, -9), codes  # exited after rank 0, or killed by srun waiting for it
     errors = [line for line in lines(tmp_path / "rank0.err") if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].startswith(f"error: rank 1 failed: manifest {manifest}")
-    # once, though the main thread and the watcher's backstop may both get there
     assert lines(tmp_path / "rank1.err").count("levl: rank 1 waits for rank 0 to leave") == 1
 
 
@@ -288,6 +287,115 @@ def test_only_a_store_in_rank_0_makes_a_failing_rank_wait_for_it(monkeypatch, ag
     assert (waited >= 0.4) is hosts, waited
 
 
+def test_the_backstop_and_the_main_thread_wait_for_rank_0_once(monkeypatch, capsys):
+    """A failing rank's watcher backstop and its main thread can both reach the wait for rank 0
+    (the main thread leaves the guard while the backstop waits): one waits, the other waits
+    for it, and the line is printed once. A listener that closes its clients after 0.5 s
+    stands in for rank 0's store."""
+    from levl_train import failures
+    from levl_train.distributed import DistEnv
+
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
+
+    def close_clients_after_half_a_second() -> None:
+        clients, deadline = [], time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                clients.append(listener.accept()[0])
+        for client in clients:
+            client.close()
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.05)
+        watch = failures.FailureWatch(DistEnv(rank=1, world_size=2,
+                                              master_port=listener.getsockname()[1]))
+        started = time.monotonic()
+        threads = [threading.Thread(target=closer) for closer in
+                   (close_clients_after_half_a_second, watch.leave_once, watch.leave_once)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        waited = time.monotonic() - started
+    assert capsys.readouterr().err.count("levl: rank 1 waits for rank 0 to leave") == 1
+    assert waited >= 0.4, waited
+
+
+def run_on_a_free_port(source: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run a one-process script, its port as argv[1]; it must exit 0."""
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    result = subprocess.run([sys.executable, script, str(free_port())], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+ABORTED = textwrap.dedent("""
+    import socket, sys
+    from torch.distributed.distributed_c10d import _abort_process_group
+    from levl_train.distributed import DistEnv, in_group, init_process_group, shutdown
+
+    port = int(sys.argv[1])
+    init_process_group(DistEnv(0, 1, 0, "127.0.0.1", port), "gloo", 60)
+    _abort_process_group()  # what the watcher does on NCCL when a peer fails
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()  # still serving
+    print("in group after the abort:", in_group())
+    shutdown()
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        print("store closed at shutdown")
+""")
+
+
+def test_the_store_outlives_an_aborted_group_until_the_process_leaves_it(tmp_path):
+    """On NCCL the watcher aborts the group when a peer fails, which drops torch's references
+    to the store: rank 0's store closed under the ranks waiting on it, and `is_initialized()`
+    turned false, so a rank whose collective the abort broke took itself for one that failed
+    before joining and did not wait. levl holds the store from joining, and `in_group` says
+    where the failure happened. (gloo's abort does the same to the store as NCCL's.)"""
+    result = run_on_a_free_port(ABORTED, tmp_path)
+    assert "in group after the abort: True" in result.stdout, result.stdout
+    assert "store closed at shutdown" in result.stdout, result.stdout
+
+
+ABORTED_RANK = textwrap.dedent("""
+    import time
+    import torch.distributed as dist
+    from torch.distributed.distributed_c10d import _abort_process_group
+    from levl_train import failures
+    from levl_train.distributed import dist_env, init_process_group
+
+    env = dist_env()
+    with failures.stop_together(env):
+        init_process_group(env, "gloo", 300)
+        dist.barrier()
+        if env.rank == 0:
+            time.sleep(3)  # rank 0 writing its result
+        else:
+            _abort_process_group()  # what the watcher does on NCCL when a peer fails
+            raise RuntimeError("NCCL communicator was aborted")  # the collective it broke
+""")
+
+
+def test_a_rank_whose_collective_the_abort_broke_still_waits_for_rank_0(tmp_path):
+    """On NCCL a peer's failure reaches a rank as an abort of its group, then an error from the
+    collective it broke: that rank failed inside the group and must wait for rank 0 (it used to
+    read `dist.is_initialized()`, false after the abort, and leave at once)."""
+    script = tmp_path / "rank.py"
+    script.write_text(ABORTED_RANK)
+    port = free_port()
+    ranks = [start_rank(rank, port, [sys.executable, script], tmp_path) for rank in (0, 1)]
+    codes, _ = finish_as_srun_kills(ranks, timeout=60)
+    # rank 0 finished its work (had rank 1 left first, srun would have killed it: -9); rank 1
+    # left when rank 0's store closed, in rank 0's teardown, so either may be seen to end first
+    assert codes == [0, 1], (codes, (tmp_path / "rank1.err").read_text())
+    assert "levl: rank 1 waits for rank 0 to leave" in lines(tmp_path / "rank1.err")
+
+
 KEPT_STORE = textwrap.dedent("""
     import socket, sys
     import torch.distributed as dist
@@ -309,10 +417,5 @@ def test_a_kept_store_serves_until_the_process_joins_a_group_again(tmp_path):
     """A failed rank 0 keeps its store up past `shutdown` for its peers' wait; a group joined
     later in the same process starts a clean store on that port, not the kept one with the
     failed run's keys (torch's default store is multi-tenant: it would be reused)."""
-    script = tmp_path / "kept.py"
-    script.write_text(KEPT_STORE)
-    result = subprocess.run([sys.executable, script, str(free_port())], capture_output=True,
-                            text=True, timeout=120,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_on_a_free_port(KEPT_STORE, tmp_path)
     assert "old key seen: False" in result.stdout, result.stdout + result.stderr[-2000:]

@@ -15,13 +15,15 @@ import pytest
 import submitit
 from cli_asserts import one_error_line
 from failing_shards import shards_failing_on
+from submitit.core.utils import JobPaths, UncompletedJobError
 
 from levl_data.testing import make_tiny_shards
 from levl_model.checkpoint import load_checkpoint
+from levl_train.errors import TrainError
 from levl_train.recipes import get_recipe
 from levl_train.resume import resume_mode
 from levl_train.rundir import RunDir
-from levl_train.submit import TrainJob, new_submission
+from levl_train.submit import TrainJob, new_submission, wait_for_result
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -189,6 +191,84 @@ def test_usr2_requeues_the_job_and_it_resumes_from_its_checkpoint(
     assert f"job        {job_id}  COMPLETED  (requeued 1×)" in status.stdout, status.stdout
     assert (f"step       {REQUEUE_STEPS}  samples seen {REQUEUE_STEPS * batch}"
             in status.stdout), status.stdout
+
+
+class KilledTask:
+    """A task of job 7 that srun killed (--kill-on-bad-exit): no result pickle, as submitit's
+    own task raises then, its logs in submitit's layout."""
+
+    def __init__(self, folder: Path, rank: int) -> None:
+        self.paths = JobPaths(folder, "7", rank)
+
+    def result(self):
+        raise UncompletedJobError(f"Job 7 (task: 0) with path {self.paths.result_pickle}\n"
+                                  "has not produced any output (state: FAILED)")
+
+
+class KilledJob:
+    job_id, num_tasks, state = "7", 2, "OUT_OF_MEMORY"
+
+    def __init__(self, folder: Path) -> None:
+        self.paths = JobPaths(folder, "7")
+
+    def task(self, rank: int) -> KilledTask:
+        return KilledTask(self.paths.folder, rank)
+
+
+ATTEMPT_1 = ["levl: rank {r} of 2 on node{n}, job 7 attempt 1, from step 0"]
+ATTEMPT_2 = ["levl: rank {r} of 2 on node{n}, job 7 attempt 2, resuming from checkpoints/step_4"]
+
+
+def traceback_of(exception: str) -> str:
+    return f"Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n{exception}"
+
+
+def write_task_logs(folder: Path, rank0: list[str], rank1: list[str]) -> None:
+    for rank, lines in ((0, rank0), (1, rank1)):
+        text = "\n".join(lines).format(r=rank, n=rank + 1)
+        JobPaths(folder, "7", rank).stderr.write_text(text + "\n")
+
+
+def test_wait_names_the_failing_rank_from_the_last_attempts_logs_when_rank_0_was_killed(
+        tmp_path):
+    """Rank 1 failed before the group formed, after a requeue; srun killed rank 0, which wrote
+    no result. The cause comes from rank 1's last attempt, not from the broken collective its
+    first attempt logged when rank 0 left for the requeue, nor from SLURM's own lines."""
+    write_task_logs(
+        tmp_path,
+        rank0=[*ATTEMPT_1, *ATTEMPT_2,
+               "slurmstepd-node1: error: *** STEP 7.0 ON node1 CANCELLED AT 2026-12-05 ***"],
+        rank1=[*ATTEMPT_1, traceback_of("RuntimeError: Connection closed by peer"),
+               *ATTEMPT_2, traceback_of("levl_data.errors.DataError: manifest /mnt/m.json: "
+                                        "no such file"),
+               "srun: error: node2: task 1: Exited with exit code 1"])
+    with pytest.raises(TrainError) as raised:
+        wait_for_result(KilledJob(tmp_path))
+    assert str(raised.value) == ("job 7 failed (rank 1 failed: manifest /mnt/m.json: no such "
+                                 f"file); its logs are in {tmp_path}")
+
+
+def test_wait_prefers_rank_0s_report_of_the_failure_in_the_last_attempt(tmp_path):
+    write_task_logs(
+        tmp_path,
+        rank0=[*ATTEMPT_1, "error: rank 1 failed: an old attempt's error", *ATTEMPT_2,
+               "\r  \rerror: rank 1 failed: loss is nan at step 9; lower optim.lr"],
+        rank1=[*ATTEMPT_2, traceback_of("RuntimeError: Connection closed by peer")])
+    with pytest.raises(TrainError, match=r"job 7 failed \(rank 1 failed: loss is nan at step 9; "
+                                         r"lower optim.lr\)"):
+        wait_for_result(KilledJob(tmp_path))
+
+
+def test_wait_reads_nothing_from_an_earlier_attempt(tmp_path):
+    """The last attempt's tasks were killed without a word (the OOM killer): the broken
+    collective rank 1 logged in the attempt before is not this failure's cause."""
+    write_task_logs(tmp_path, rank0=[*ATTEMPT_1, *ATTEMPT_2],
+                    rank1=[*ATTEMPT_1, traceback_of("RuntimeError: Connection closed by peer"),
+                           *ATTEMPT_2])
+    with pytest.raises(TrainError) as raised:
+        wait_for_result(KilledJob(tmp_path))
+    assert str(raised.value) == ("job 7 failed (no task logged a cause; SLURM state "
+                                 f"OUT_OF_MEMORY); its logs are in {tmp_path}")
 
 
 def test_each_submission_snapshots_and_logs_into_new_empty_folders(tmp_path):

@@ -8,7 +8,6 @@ of 1 and never touches torch.distributed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -26,10 +25,14 @@ from levl_train.errors import TrainError
 
 EXTENSIONS_CACHE = Path("~/.cache/levl/torch_extensions").expanduser()
 
-# The store a failed run's rank 0 keeps (`shutdown(keep_store=True)`). torch's default store is
-# multi-tenant: a later group on the same port would reuse it, old keys and all, so joining a
-# group releases it first (`init_process_group`).
-_KEPT_STORE: list[object] = []
+# The store of the group this process joined, held from joining until it leaves (`shutdown`),
+# or, on a failed run's rank 0, until the process ends (`shutdown(keep_store=True)`): its peers
+# wait for that (`failures.outlive_rank0`). Held from the start because torch's abort of an NCCL
+# group (`failures.abort_blocked_collectives`) drops torch's own references, which closed the
+# store under them. torch's default store is multi-tenant: a later group on the same port
+# would reuse it, old keys and all, so joining a group releases it first.
+_STORE: list[object] = []
+_joined = False  # in a group: still true after an abort, when dist.is_initialized() is not
 
 
 @dataclass(frozen=True)
@@ -110,9 +113,10 @@ def backend_for(device: torch.device, requested: str) -> str:
 def init_process_group(env: DistEnv, backend: str, timeout_s: int) -> None:
     """Join the group through DeepSpeed's comm layer (it also initialises torch.distributed),
     so DeepSpeed and our own collectives (SIGReg, SyncBatchNorm) share one group."""
+    global _joined
     if dist.is_initialized():
         return
-    _KEPT_STORE.clear()
+    _STORE.clear()
     use_extensions_cache()
     os.environ.update(RANK=str(env.rank), WORLD_SIZE=str(env.world_size),
                       LOCAL_RANK=str(deepspeed_local_rank(env)), MASTER_ADDR=env.master_addr,
@@ -123,6 +127,13 @@ def init_process_group(env: DistEnv, backend: str, timeout_s: int) -> None:
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
                                timeout=timedelta(seconds=timeout_s), rank=env.rank,
                                world_size=env.world_size, distributed_port=env.master_port)
+    _STORE.append(dist.distributed_c10d._get_default_store())
+    _joined = True
+
+
+def in_group() -> bool:
+    """Whether this process joined a group (`init_process_group`) and has not left it."""
+    return _joined
 
 
 def deepspeed_local_rank(env: DistEnv) -> int:
@@ -151,8 +162,9 @@ def shutdown(keep_store: bool = False) -> None:
     this on every way out, errors included (`failures.stop_together`). With `keep_store`, the
     store this process hosts stays up until the process ends (or it joins a group again):
     a failing run's other ranks wait for exactly that (`failures.outlive_rank0`)."""
+    global _joined
+    _joined = False
     if dist.is_initialized():
-        if keep_store:
-            with contextlib.suppress(Exception):
-                _KEPT_STORE.append(dist.distributed_c10d._get_default_store())
         dist.destroy_process_group()
+    if not keep_store:
+        _STORE.clear()

@@ -19,9 +19,10 @@ clients of its own, so that a collective blocking the main thread cannot block i
   ends the process;
 - the main thread's own exception (typically a collective broken by the failing rank's exit)
   becomes `PeerFailed`, naming the first failure, which rank 0 has already printed;
-- where rank 0 hosts the store (srun), a failing run's other ranks leave only after rank 0's
-  process has ended (`outlive_rank0`): `submit` runs srun with --kill-on-bad-exit, under which
-  the first task to exit non-zero has the rest killed, and rank 0 must first write its result.
+- where rank 0 hosts the store (srun), the other ranks of a run that failed inside the group
+  leave only after rank 0's process has ended (`outlive_rank0`): `submit` runs srun with
+  --kill-on-bad-exit, under which the first task to exit non-zero has the rest killed, and
+  rank 0 must first write its result.
 
 So whichever rank fails, the job's output holds one `error:` line, from rank 0, and every path
 out of the guard, failure or not, leaves the process group (`shutdown`).
@@ -44,7 +45,7 @@ from tqdm import tqdm
 
 from levl_data.errors import DataError
 from levl_model.errors import ModelError
-from levl_train.distributed import DistEnv, shutdown
+from levl_train.distributed import DistEnv, in_group, shutdown
 from levl_train.errors import PeerFailed, TrainError
 
 POLL_S = 0.25
@@ -195,9 +196,9 @@ class FailureWatch:
         if self.left.wait(GRACE_S + 1):
             backstop.cancel()
 
-    def leave_after_rank0(self) -> None:
-        """`leave_after_rank0` once per run, whichever thread comes first (the backstop or the
-        main thread leaving the guard): the other waits for it, then returns."""
+    def leave_once(self) -> None:
+        """The module's `leave_after_rank0`, once per run, whichever thread comes first (the
+        backstop or the main thread leaving the guard): the other waits for it, then returns."""
         with self._leaving:
             if not self._has_left:
                 leave_after_rank0(self.env)
@@ -208,7 +209,7 @@ class FailureWatch:
             return
         if not self.env.is_main:
             print(f"levl: rank {self.env.rank} stopped ({failure.describe()})", file=sys.stderr)
-            self.leave_after_rank0()
+            self.leave_once()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_CODE)
@@ -235,7 +236,7 @@ def stop_together(env: DistEnv):
     try:
         yield
     except Exception as err:
-        failed_in_group = dist.is_initialized()
+        failed_in_group = in_group()  # not dist.is_initialized(): false after an NCCL abort
         first = first_failure(env, err, watch) if watch is not None else None
         if first is not None:
             watch.report(first)
@@ -249,7 +250,7 @@ def stop_together(env: DistEnv):
             shutdown(keep_store=handshake and env.is_main)
         finally:
             if handshake:
-                watch.leave_after_rank0()
+                watch.leave_once()
 
 
 def store_lives_in_rank0(env: DistEnv) -> bool:

@@ -241,6 +241,7 @@ def leave_requeue_to_the_trainer(worker_id: int) -> None:
     rule, JobEnvironment.USR_SIG). SLURM signals every process of a job step, and a forked
     worker holds the trainer's Python handlers: each worker ran submitit's checkpoint-and-
     requeue as if it were rank 0 (it has rank 0's environment), writing the same pickle at
-    once and requeueing the job again, and the job failed instead of requeueing."""
+    once and requeueing the job again, and the job failed instead of requeueing. (A signal in
+    the instant between a worker's fork and this call would still reach the inherited one.)"""
     name = "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
     signal.signal(getattr(signal, name, signal.SIGUSR2), signal.SIG_IGN)

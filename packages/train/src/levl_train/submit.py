@@ -74,7 +74,9 @@ class TrainJob:
             set_cuda_visible_devices=False, overwrite=True
         )
         os.environ.setdefault("OMP_NUM_THREADS", str(self.threads))
-        print(describe_task(env.rank, env.world_size, Path(self.run_dir)), flush=True)
+        task = describe_task(env.rank, env.world_size, Path(self.run_dir))
+        print(task, flush=True)
+        print(task, file=sys.stderr, flush=True)  # where this attempt's part of the log starts
         from levl_train.loop import train
 
         return str(train(config_from_dict(self.config), Path(self.run_dir)))
@@ -131,6 +133,9 @@ class Submission:
     code: Path
     slurm: Path
 
+    def __iter__(self):
+        return iter((self.code, self.slurm))
+
 
 def new_submission(run_dir: Path) -> Submission:
     """RUN/code/NAME and RUN/slurm/NAME, created here and so empty. A run dir can come from
@@ -139,9 +144,11 @@ def new_submission(run_dir: Path) -> Submission:
     `J_0_result.pkl` left in a reused slurm/ would be unpickled by `--wait` if SLURM gave this
     job the id J again (ids restart when a controller's state is reset)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (run_dir / "code").mkdir(parents=True, exist_ok=True)
-    code = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=run_dir / "code"))
-    slurm = run_dir / "slurm" / code.name
+    parent = (run_dir / "code").absolute()
+    parent.mkdir(parents=True, exist_ok=True)
+    code = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=parent))
+    code.chmod(parent.stat().st_mode & 0o777)  # mkdtemp's 0700 would hide it from the group
+    slurm = code.parents[1] / "slurm" / code.name
     slurm.mkdir(parents=True)
     return Submission(code, slurm)
 
@@ -239,7 +246,7 @@ def submit(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placement: 
     check_controller()
     created = not run_dir.exists()
     try:
-        job = queue_job(cfg, run_dir, profile, placement, deepspeed_dir)
+        job, submission = queue_job(cfg, run_dir, profile, placement, deepspeed_dir)
     except BaseException:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -247,7 +254,7 @@ def submit(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placement: 
     record = {"job_id": job.job_id, "recipe": cfg.recipe, "profile": profile.name,
               "nodes": placement.nodes, "tasks_per_node": placement.tasks_per_node,
               "world_size": placement.world_size, "engine": cfg.engine,
-              "logs": str(job.paths.folder.relative_to(run_dir.absolute())),
+              "logs": f"slurm/{submission.slurm.name}",
               "submitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "command": sys.argv}
     write_json_atomic(run_dir / JOB_FILE, record)
@@ -256,20 +263,26 @@ def submit(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placement: 
 
 def queue_job(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placement: Placement,
               deepspeed_dir: Path | None):
-    """Snapshot the code into the run dir and hand the job to sbatch."""
+    """Snapshot the code into the run dir and hand the job to sbatch; returns the job and its
+    submission's folders (taken back if sbatch refuses it)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     submission = new_submission(run_dir)
-    snapshot_code(submission.code, deepspeed_dir)
-    executor = build_executor(submission.slurm, profile, placement, submission.code)
     from submitit.core.utils import FailedJobError
 
     try:
+        snapshot_code(submission.code, deepspeed_dir)
+        executor = build_executor(submission.slurm, profile, placement, submission.code)
         # submitit echoes a refusing sbatch's stderr; its first error line is in ours instead
         with contextlib.redirect_stderr(io.StringIO()):
-            return executor.submit(TrainJob(cfg.to_dict(), str(run_dir), profile.cpus_per_task))
-    except (FailedJobError, subprocess.CalledProcessError, OSError) as err:
-        raise TrainError(f"SLURM refused the job or is unreachable ({_first_line(err)}); "
-                         "check `sinfo` and the profile") from None
+            job = executor.submit(TrainJob(cfg.to_dict(), str(run_dir), profile.cpus_per_task))
+    except BaseException as err:
+        for folder in submission:
+            shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(err, (FailedJobError, subprocess.CalledProcessError, OSError)):
+            raise TrainError(f"SLURM refused the job or is unreachable ({_first_line(err)}); "
+                             "check `sinfo` and the profile") from None
+        raise
+    return job, submission
 
 
 def _first_line(err: BaseException | str) -> str:
@@ -296,37 +309,44 @@ def wait_for_result(job) -> str:
     except UncompletedJobError as err:
         cause = _raised(str(err))
         if not rank0.paths.result_pickle.exists():
-            cause = logged_failure(task_logs(Path(job.paths.folder), job.job_id)) or cause
+            logs = [(rank, job.task(rank).paths.stderr) for rank in range(job.num_tasks)]
+            cause = logged_failure(logs) or f"no task logged a cause; SLURM state {job.state}"
         raise TrainError(f"job {job.job_id} failed ({cause}); its logs are in "
                          f"{job.paths.folder}") from None
 
 
-def task_logs(folder: Path, job_id: str) -> list[tuple[int, Path]]:
-    """(rank, stderr log) of each of the job's tasks (submitit's `J_R_log.err`), in rank order."""
-    logs = [(int(log.name.split("_")[1]), log) for log in folder.glob(f"{job_id}_*_log.err")]
-    return sorted(logs)
-
-
 TRACEBACK = "Traceback (most recent call last):"
+ATTEMPT = re.compile(r"^levl: rank \d+ of \d+ on ")  # describe_task's line: an attempt starts
 RANK_PREFIX = re.compile(r"^\[rank\d+\]:\s?")  # torch's prefix on a group member's traceback
+LAUNCHER = ("srun:", "slurmstepd")  # SLURM's own lines in a task's log
 
 
 def logged_failure(logs: list[tuple[int, Path]]) -> str | None:
-    """What the first log that says anything says ended the job (a log accumulates a requeued
-    job's attempts, so the last of it): rank 0's report of a peer's failure (its `error:` line),
-    else the exception of a task's traceback (submitit logs it): a rank that failed before the
-    group formed could tell rank 0 nothing."""
-    for rank, log in logs:
-        lines = [RANK_PREFIX.sub("", part) for line in log.read_text(errors="replace").splitlines()
-                 for part in line.split("\r")]
+    """What the tasks' stderr logs, (rank, path) in rank order, say ended the job's last attempt
+    (a log accumulates a requeued job's attempts: only the part after its last `levl: rank R of
+    W` line counts): rank 0's report of a peer's failure (its `error:` line) if any log has
+    one, else the exception of the first traceback in rank order (submitit logs a task's): a
+    rank that failed before the group formed could tell rank 0 nothing."""
+    attempts = [(rank, last_attempt(log)) for rank, log in logs if Path(log).is_file()]
+    for _, lines in attempts:
         reported = [line for line in lines if line.startswith("error: ")]
         if reported:
             return reported[-1].removeprefix("error: ")
+    for rank, lines in attempts:
         if TRACEBACK in lines:
-            last = len(lines) - lines[::-1].index(TRACEBACK)
-            raised = _raised("\n".join(lines[last:]))
+            after = lines[len(lines) - lines[::-1].index(TRACEBACK):]
+            raised = _raised("\n".join(line for line in after if not line.startswith(LAUNCHER)))
             return raised if rank == 0 else f"rank {rank} failed: {raised}"
     return None
+
+
+def last_attempt(log: Path) -> list[str]:
+    """The lines of a task's log from its last attempt's start, tqdm's redraws and torch's rank
+    prefixes taken off."""
+    lines = [RANK_PREFIX.sub("", part) for line in log.read_text(errors="replace").splitlines()
+             for part in line.split("\r")]
+    starts = [i for i, line in enumerate(lines) if ATTEMPT.match(line)]
+    return lines[starts[-1]:] if starts else lines
 
 
 EXCEPTION_LINE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*): (?P<message>.+)$")
