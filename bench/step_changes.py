@@ -19,6 +19,10 @@ a neighbour's load stretches wall time, much less CPU time):
                       on the CPU at the B/16 recipe's E=256, S=4096
   (c, d) host work    what the host does per step that a per-step sync would expose on a GPU
                       (tokenising 256 captions) and the copy that pinning a batch costs
+  (k) GPT-2 attention the B/16 text tower's forward + backward on 32 padded captions: run
+                      causal with no mask (levl's CAUSAL_SDPA) vs transformers' `sdpa` given
+                      the padding mask (before: a host read of the mask each step, SDPA's
+                      masked path); the EOS features agree
 
 (a), (b) and the rest of (c), (d), (f) have no CPU-visible effect (one process, no
 communication, CPU kernels run synchronously, nothing to pin); for those the script prints the
@@ -44,6 +48,7 @@ from statistics import median
 from unittest import mock
 
 import torch
+from transformers import GPT2Model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from loader import _jpegs, _write_tars  # noqa: E402
@@ -53,6 +58,7 @@ import levl_data.loader as levl_loader  # noqa: E402
 from levl_data.convert import convert  # noqa: E402
 from levl_data.loader import _Plan, build_loader  # noqa: E402
 from levl_data.manifest import read_manifest  # noqa: E402
+from levl_model.encoders import TextEncoder, gpt2_config, last_unmasked  # noqa: E402
 from levl_model.model import build_model  # noqa: E402
 from levl_model.preprocess import normalize, pixel_stats, train_transform  # noqa: E402
 from levl_model.sigreg import draw_slice_directions  # noqa: E402
@@ -87,6 +93,8 @@ def main() -> None:
         rows += sigreg_draw(args)
     if "c" in args.only:
         rows += host_work(args)
+    if "k" in args.only:
+        rows += text_attention(args)
     _report(rows, args)
     if "gpu" in args.only:
         gpu_arithmetic(args)
@@ -102,8 +110,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--resume-batch", type=int, default=40)
     parser.add_argument("--ffcv", action="store_true",
                         help="(i) also on the manifest converted to ffcv (the `ffcv` extra)")
-    parser.add_argument("--only", nargs="+", default=["e", "h", "i", "f", "c", "gpu"],
-                        choices=["e", "h", "i", "f", "c", "gpu"])
+    parser.add_argument("--only", nargs="+", default=["e", "h", "i", "f", "c", "k", "gpu"],
+                        choices=["e", "h", "i", "f", "c", "k", "gpu"])
     return parser.parse_args()
 
 
@@ -327,6 +335,39 @@ def host_work(args) -> list:
          median(copy8[1:]), median(copy32[1:]), f"{batch.nbytes / MB:.1f} / "
          f"{as_float.nbytes / MB:.1f} MB"),
     ]
+
+
+def text_attention(args) -> list:
+    cfg = vit_b16_datacomp_l()
+    tokenizer = load_tokenizer(cfg.tokenizer, max_length=cfg.model.text.max_length)
+    ids, mask = tokenizer([" ".join(["a photo of a red square"] * (1 + i % 12))
+                           for i in range(32)])
+    torch.manual_seed(0)
+    causal = TextEncoder(cfg.model.text)
+    masked_config = gpt2_config(cfg.model.text)
+    masked_config._attn_implementation = "sdpa"  # transformers' own: it prepares the mask
+    masked = GPT2Model(masked_config)
+    masked.load_state_dict(causal.transformer.state_dict())
+    features = {}
+
+    def step(name: str) -> float:
+        start = time.process_time()
+        if name == "causal":
+            eos = causal(ids, mask)
+        else:
+            hidden = masked(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+            eos = last_unmasked(hidden, mask)
+        eos.square().sum().backward()
+        features[name] = eos.detach()
+        return (time.process_time() - start) * 1e3
+
+    times = _interleaved({"causal": lambda: step("causal"), "masked": lambda: step("masked")},
+                         args.repeats)
+    agree = torch.allclose(features["causal"], features["masked"], rtol=1e-5, atol=1e-5)
+    return [("(k) B/16 text tower fwd + bwd, 32 padded captions, CPU ms",
+             "causal, no mask / sdpa with the mask", median(times["causal"]),
+             median(times["masked"]), f"{_runs(times['causal'])} / {_runs(times['masked'])}; "
+             f"EOS features {'agree' if agree else 'DIFFER'}")]
 
 
 def _runs(values: list[float], spec: str = ".0f") -> str:
