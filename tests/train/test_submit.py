@@ -280,6 +280,8 @@ def test_each_submission_snapshots_and_logs_into_new_empty_folders(tmp_path):
         (run / planted).write_text("planted")
     first, second = new_submission(run), new_submission(run)
     assert first.code != second.code
+    (run / "any-mkdir").mkdir()  # the mode (umask, group) every other folder of the run gets
+    assert first.code.stat().st_mode == (run / "any-mkdir").stat().st_mode
     for submission in (first, second):
         assert submission.code.parent == run / "code" and submission.slurm.parent == run / "slurm"
         assert submission.code.name == submission.slurm.name

@@ -132,8 +132,8 @@ def init_process_group(env: DistEnv, backend: str, timeout_s: int) -> None:
 
 
 def in_group() -> bool:
-    """Whether this process joined a group (`init_process_group`) and has not left it."""
-    return _joined
+    """Whether this process joined a group and has not left it (`shutdown`)."""
+    return _joined or dist.is_initialized()
 
 
 def deepspeed_local_rank(env: DistEnv) -> int:

@@ -245,11 +245,12 @@ def stop_together(env: DistEnv):
     finally:
         if watch is not None:
             watch.stop()
-        handshake = failed_in_group and store_lives_in_rank0(env)
-        try:
-            shutdown(keep_store=handshake and env.is_main)
+        hosts = store_lives_in_rank0(env)
+        peer_failed = watch is not None and watch.peer is not None
+        try:  # rank 0 keeps its store for the waiting ranks, even if its own run ended well
+            shutdown(keep_store=env.is_main and hosts and (failed_in_group or peer_failed))
         finally:
-            if handshake:
+            if failed_in_group and hosts:
                 watch.leave_once()
 
 

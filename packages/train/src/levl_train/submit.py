@@ -22,11 +22,11 @@ import dataclasses
 import io
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,13 +143,11 @@ def new_submission(run_dir: Path) -> Submission:
     a forged `.pyc` left in a reused code/ would run in every task from the PYTHONPATH, and a
     `J_0_result.pkl` left in a reused slurm/ would be unpickled by `--wait` if SLURM gave this
     job the id J again (ids restart when a controller's state is reset)."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    parent = (run_dir / "code").absolute()
-    parent.mkdir(parents=True, exist_ok=True)
-    code = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=parent))
-    code.chmod(parent.stat().st_mode & 0o777)  # mkdtemp's 0700 would hide it from the group
-    slurm = code.parents[1] / "slurm" / code.name
-    slurm.mkdir(parents=True)
+    name = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}"
+    code, slurm = (run_dir.absolute() / folder / name for folder in ("code", "slurm"))
+    for folder in (code, slurm):  # the umask's mode and the parent's group, as any mkdir
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir()  # refuses one that exists: nothing planted can be in it
     return Submission(code, slurm)
 
 
@@ -267,22 +265,28 @@ def queue_job(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placemen
     submission's folders (taken back if sbatch refuses it)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     submission = new_submission(run_dir)
-    from submitit.core.utils import FailedJobError
-
     try:
         snapshot_code(submission.code, deepspeed_dir)
         executor = build_executor(submission.slurm, profile, placement, submission.code)
-        # submitit echoes a refusing sbatch's stderr; its first error line is in ours instead
-        with contextlib.redirect_stderr(io.StringIO()):
-            job = executor.submit(TrainJob(cfg.to_dict(), str(run_dir), profile.cpus_per_task))
-    except BaseException as err:
+        job = sbatch(executor, TrainJob(cfg.to_dict(), str(run_dir), profile.cpus_per_task))
+    except Exception:  # not an interrupt: sbatch may have queued the job that needs them
         for folder in submission:
             shutil.rmtree(folder, ignore_errors=True)
-        if isinstance(err, (FailedJobError, subprocess.CalledProcessError, OSError)):
-            raise TrainError(f"SLURM refused the job or is unreachable ({_first_line(err)}); "
-                             "check `sinfo` and the profile") from None
         raise
     return job, submission
+
+
+def sbatch(executor, job: TrainJob):
+    """executor.submit, a refusal as one TrainError line."""
+    from submitit.core.utils import FailedJobError
+
+    try:
+        # submitit echoes a refusing sbatch's stderr; its first error line is in ours instead
+        with contextlib.redirect_stderr(io.StringIO()):
+            return executor.submit(job)
+    except (FailedJobError, subprocess.CalledProcessError, OSError) as err:
+        raise TrainError(f"SLURM refused the job or is unreachable ({_first_line(err)}); "
+                         "check `sinfo` and the profile") from None
 
 
 def _first_line(err: BaseException | str) -> str:
