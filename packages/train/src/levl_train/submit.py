@@ -133,9 +133,6 @@ class Submission:
     code: Path
     slurm: Path
 
-    def __iter__(self):
-        return iter((self.code, self.slurm))
-
 
 def new_submission(run_dir: Path) -> Submission:
     """RUN/code/NAME and RUN/slurm/NAME, created here and so empty. A run dir can come from
@@ -270,7 +267,7 @@ def queue_job(cfg: TrainConfig, run_dir: Path, profile: ClusterProfile, placemen
         executor = build_executor(submission.slurm, profile, placement, submission.code)
         job = sbatch(executor, TrainJob(cfg.to_dict(), str(run_dir), profile.cpus_per_task))
     except Exception:  # not an interrupt: sbatch may have queued the job that needs them
-        for folder in submission:
+        for folder in (submission.code, submission.slurm):
             shutil.rmtree(folder, ignore_errors=True)
         raise
     return job, submission
@@ -311,8 +308,9 @@ def wait_for_result(job) -> str:
     try:
         return rank0.result()
     except UncompletedJobError as err:
-        cause = _raised(str(err))
-        if not rank0.paths.result_pickle.exists():
+        if rank0.paths.result_pickle.exists():  # rank 0's own exception
+            cause = _raised(str(err))
+        else:
             logs = [(rank, job.task(rank).paths.stderr) for rank in range(job.num_tasks)]
             cause = logged_failure(logs) or f"no task logged a cause; SLURM state {job.state}"
         raise TrainError(f"job {job.job_id} failed ({cause}); its logs are in "
@@ -331,7 +329,7 @@ def logged_failure(logs: list[tuple[int, Path]]) -> str | None:
     W` line counts): rank 0's report of a peer's failure (its `error:` line) if any log has
     one, else the exception of the first traceback in rank order (submitit logs a task's): a
     rank that failed before the group formed could tell rank 0 nothing."""
-    attempts = [(rank, last_attempt(log)) for rank, log in logs if Path(log).is_file()]
+    attempts = [(rank, last_attempt(log)) for rank, log in logs if log.is_file()]
     for _, lines in attempts:
         reported = [line for line in lines if line.startswith("error: ")]
         if reported:
